@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from authenticators.models import Authenticator, UserAuthenticator
+from authenticators.registry import registry
+
+MASK = "********"
+
+
+class AuthenticatorAdminForm(forms.ModelForm):
+    """The options JSON is checked by the type's settings form; secrets are never shown back."""
+
+    auth_type = forms.ChoiceField(label=_("type"), choices=())
+
+    class Meta:
+        model = Authenticator
+        fields = ["name", "auth_type", "title", "description", "enabled", "sort_order", "options"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["auth_type"].choices = registry.choices()
+        auth_type = registry.get(self.instance.auth_type) if self.instance.pk else None
+        if auth_type and self.instance.options:
+            masked = dict(self.instance.options)
+            for name in auth_type.secret_options:
+                if masked.get(name):
+                    masked[name] = MASK
+            self.initial["options"] = masked
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        auth_type = registry.get(data.get("auth_type", ""))
+        options = data.get("options")
+        if auth_type is None or not isinstance(options, dict):
+            if options is not None and not isinstance(options, dict):
+                self.add_error("options", _("Options must be a JSON object."))
+            return data
+        for name in auth_type.secret_options:  # a masked secret keeps its stored value
+            if options.get(name) == MASK:
+                options[name] = (self.instance.options or {}).get(name, "")
+        if auth_type.settings_form is not None:
+            settings_form = auth_type.settings_form(data=options)
+            if not settings_form.is_valid():
+                for field, errors in settings_form.errors.items():
+                    for error in errors:
+                        self.add_error("options", f"{field}: {error}" if field != "__all__" else error)
+                return data
+            data["options"] = {key: value for key, value in settings_form.cleaned_data.items()}
+        return data
+
+
+@admin.register(Authenticator)
+class AuthenticatorAdmin(admin.ModelAdmin):
+    form = AuthenticatorAdminForm
+    list_display = ["title", "name", "auth_type", "enabled", "sort_order"]
+    list_editable = ["enabled", "sort_order"]
+    list_filter = ["auth_type", "enabled"]
+    search_fields = ["name", "title"]
+
+
+@admin.register(UserAuthenticator)
+class UserAuthenticatorAdmin(admin.ModelAdmin):
+    list_display = ["user", "authenticator", "uuid", "created_at"]
+    list_filter = ["authenticator"]
+    search_fields = ["uuid", "user__username", "user__email"]
+    raw_id_fields = ["user"]

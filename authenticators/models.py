@@ -1,0 +1,100 @@
+"""Authenticators configured by admins, and the identities users hold under them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.validators import validate_slug
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from authenticators.base import Auth
+    from authenticators.registry import AuthType
+
+
+class AuthenticatorQuerySet(models.QuerySet["Authenticator"]):
+    def enabled(self) -> AuthenticatorQuerySet:
+        return self.filter(enabled=True).order_by("sort_order", "pk")
+
+
+class Authenticator(models.Model):
+    """An admin-configured instance of a registered type (NocoBase's ``authenticators``)."""
+
+    name = models.CharField(_("name"), max_length=64, unique=True, validators=[validate_slug],
+                            help_text=_("Unique slug; clients name the authenticator with it (X-Authenticator)."))
+    auth_type = models.CharField(_("type"), max_length=64)
+    title = models.CharField(_("title"), max_length=100, help_text=_("Shown on the sign-in page."))
+    description = models.TextField(_("description"), blank=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    sort_order = models.IntegerField(_("order"), default=0)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = AuthenticatorQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("authenticator")
+        verbose_name_plural = _("authenticators")
+        ordering = ["sort_order", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.name})"
+
+    @property
+    def type(self) -> AuthType | None:
+        from authenticators.registry import registry
+
+        return registry.get(self.auth_type)
+
+    def get_auth(self, request: HttpRequest | None = None) -> Auth:
+        """An instance of the type's class bound to this authenticator and request."""
+        auth_type = self.type
+        if auth_type is None:
+            raise LookupError(f"Authenticator type {self.auth_type!r} is not registered.")
+        return auth_type.auth_class(self, request)
+
+    # NocoBase's helpers: the identity a user holds under this authenticator.
+    def find_user(self, uuid: str) -> Any | None:
+        link = self.user_links.select_related("user").filter(uuid=uuid).first()
+        return link.user if link else None
+
+    def new_user(self, uuid: str, user_values: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Any:
+        from django.contrib.auth import get_user_model
+
+        user_model = get_user_model()
+        values = dict(user_values or {})
+        values.setdefault(user_model.USERNAME_FIELD, f"{self.name}-{uuid}"[:150])
+        user = user_model(**values)
+        user.set_unusable_password()
+        user.save()
+        UserAuthenticator.objects.create(authenticator=self, user=user, uuid=uuid, meta=meta or {})
+        return user
+
+    def find_or_create_user(self, uuid: str, user_values: dict[str, Any] | None = None,
+                            meta: dict[str, Any] | None = None) -> Any:
+        return self.find_user(uuid) or self.new_user(uuid, user_values, meta)
+
+
+class UserAuthenticator(models.Model):
+    """A user's identity under one authenticator (NocoBase's ``usersAuthenticators``)."""
+
+    authenticator = models.ForeignKey(Authenticator, on_delete=models.CASCADE, related_name="user_links")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="authenticator_links")
+    uuid = models.CharField(_("identity under the authenticator"), max_length=255,
+                            help_text=_("The user's id there: phone number, upstream sub, ..."))
+    meta = models.JSONField(_("meta"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("linked"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("linked authenticator")
+        verbose_name_plural = _("linked authenticators")
+        constraints = [models.UniqueConstraint(fields=["authenticator", "uuid"], name="authenticators_unique_uuid")]
+
+    def __str__(self) -> str:
+        return f"{self.authenticator.name}:{self.uuid}"

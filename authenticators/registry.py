@@ -1,0 +1,82 @@
+"""The registry of authenticator types.
+
+A package registers its types from its ``AppConfig.ready()``::
+
+    from authenticators.registry import registry
+    registry.register("password", PasswordAuth, settings_form=PasswordSettingsForm,
+                      sign_in_form=PasswordSignInForm, title=_("Password"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+
+if TYPE_CHECKING:
+    from authenticators.base import Auth
+
+
+@dataclass(frozen=True)
+class AuthType:
+    """One registered type and its parts."""
+
+    name: str
+    auth_class: type[Auth]
+    settings_form: type[forms.Form] | None = None
+    sign_in_form: type[forms.Form] | None = None
+    sign_up_form: type[forms.Form] | None = None
+    title: Any = ""
+    secret_options: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_redirect(self) -> bool:
+        """Redirect types (upstream OpenID, SSO) show as buttons, not as a sign-in form."""
+        return self.sign_in_form is None and getattr(self.auth_class, "redirect", False)
+
+
+class AlreadyRegistered(Exception):
+    pass
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[str, AuthType] = {}
+
+    def register(
+        self,
+        name: str,
+        auth_class: type[Auth],
+        *,
+        settings_form: type[forms.Form] | None = None,
+        sign_in_form: type[forms.Form] | None = None,
+        sign_up_form: type[forms.Form] | None = None,
+        title: Any = "",
+        secret_options: tuple[str, ...] = (),
+        replace: bool = False,
+    ) -> AuthType:
+        if name in self._types and not replace:
+            raise AlreadyRegistered(f"Authenticator type {name!r} is already registered.")
+        auth_type = AuthType(name, auth_class, settings_form, sign_in_form, sign_up_form, title or name, secret_options)
+        self._types[name] = auth_type
+        return auth_type
+
+    def unregister(self, name: str) -> None:
+        self._types.pop(name, None)
+
+    def get(self, name: str) -> AuthType | None:
+        return self._types.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[AuthType]:
+        return iter(self._types.values())
+
+    def choices(self) -> list[tuple[str, str]]:
+        return [(t.name, str(t.title)) for t in self._types.values()]
+
+
+registry = Registry()

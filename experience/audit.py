@@ -1,0 +1,27 @@
+"""Recording audit events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from experience.models import AuditEvent
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(request: HttpRequest, kind: str, *, user: Any = None, identifier: str = "", authenticator: str = "",
+           client_id: str = "", reason: str = "") -> None:
+    AuditEvent.objects.create(
+        kind=kind,
+        user=user if user is not None and getattr(user, "pk", None) else None,
+        identifier=identifier[:254],
+        authenticator=authenticator,
+        client_id=client_id,
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        reason=reason,
+    )

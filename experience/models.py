@@ -1,0 +1,61 @@
+"""The interaction (one sign-in attempt, server-side) and the audit trail."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Interaction(models.Model):
+    """One pass through the sign-in experience. ``state`` is JSON: ids, timestamps, verifications."""
+
+    SIGN_IN = "sign-in"
+    SIGN_UP = "sign-up"
+    FORGOT_PASSWORD = "forgot-password"
+    EVENTS = [(SIGN_IN, _("Sign in")), (SIGN_UP, _("Sign up")), (FORGOT_PASSWORD, _("Forgot password"))]
+
+    uid = models.CharField(max_length=64, primary_key=True)
+    event = models.CharField(max_length=20, choices=EVENTS, default=SIGN_IN)
+    state = models.JSONField(default=dict)
+    client_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("interaction")
+        verbose_name_plural = _("interactions")
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.uid[:8]}…"
+
+    @property
+    def is_expired(self) -> bool:
+        return timezone.now() >= self.expires_at
+
+
+class AuditEvent(models.Model):
+    """A sign-in success or failure. Never holds a secret: no password, no code."""
+
+    SIGN_IN_SUCCEEDED = "sign_in.succeeded"
+    SIGN_IN_FAILED = "sign_in.failed"
+
+    kind = models.CharField(_("event"), max_length=50, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    identifier = models.CharField(_("identifier given"), max_length=254, blank=True)
+    authenticator = models.CharField(_("authenticator"), max_length=64, blank=True)
+    client_id = models.CharField(_("application"), max_length=100, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    reason = models.CharField(_("reason"), max_length=50, blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.identifier}"

@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from experience import views
+
+app_name = "experience"
+
+urlpatterns = [
+    path("sign-in/", views.SignInStartView.as_view(), name="sign-in-start"),
+    path("sign-in/<str:uid>/", views.SignInView.as_view(), name="sign-in"),
+]

@@ -1,0 +1,90 @@
+"""Admin: DOT's application admin gains our per-application settings inline; keys rotate here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.models import get_application_model
+
+from identity import keys
+from identity.models import ApplicationSettings, AuthorizationRecord, Consent, Profile, SigningKey
+
+Application = get_application_model()
+
+
+class ApplicationSettingsInline(admin.StackedInline):
+    model = ApplicationSettings
+    can_delete = False
+    verbose_name_plural = _("Portcullis settings")
+
+
+ApplicationAdminBase = type(admin.site._registry[Application]) if Application in admin.site._registry else admin.ModelAdmin
+
+
+class ApplicationAdmin(ApplicationAdminBase):  # type: ignore[misc, valid-type]
+    inlines = [*getattr(ApplicationAdminBase, "inlines", []), ApplicationSettingsInline]
+
+
+if Application in admin.site._registry:
+    admin.site.unregister(Application)
+admin.site.register(Application, ApplicationAdmin)
+
+
+@admin.register(SigningKey)
+class SigningKeyAdmin(admin.ModelAdmin):
+    list_display = ["kid", "active", "created_at", "retired_at"]
+    readonly_fields = ["kid", "active", "created_at", "retired_at"]
+    exclude = ["private_pem"]
+    actions = ["rotate_keys"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    @admin.action(description=_("Rotate: make a new active key (old ones stay published until their tokens expire)"))
+    def rotate_keys(self, request: Any, queryset: Any) -> None:
+        key = keys.rotate()
+        self.message_user(request, _("New active signing key %(kid)s.") % {"kid": key.kid}, messages.SUCCESS)
+
+
+@admin.register(Consent)
+class ConsentAdmin(admin.ModelAdmin):
+    list_display = ["user", "application", "scopes", "created_at", "updated_at"]
+    search_fields = ["user__username", "user__email", "application__name"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(AuthorizationRecord)
+class AuthorizationRecordAdmin(admin.ModelAdmin):
+    list_display = ["user", "application", "auth_time", "amr", "created_at", "redeemed_at"]
+    readonly_fields = ["grant", "family", "application", "user", "auth_time", "amr", "acr", "sid", "created_at", "redeemed_at"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+
+class ProfileInline(admin.StackedInline):
+    model = Profile
+    can_delete = False
+    verbose_name_plural = _("Identity profile")
+
+
+class ConsentInline(admin.TabularInline):
+    model = Consent
+    extra = 0
+    fields = ["application", "scopes", "created_at"]
+    readonly_fields = ["application", "scopes", "created_at"]
+
+
+User = get_user_model()
+if User in admin.site._registry and isinstance(admin.site._registry[User], UserAdmin):
+    BaseUserAdmin = type(admin.site._registry[User])
+
+    class PortcullisUserAdmin(BaseUserAdmin):  # type: ignore[misc, valid-type]
+        inlines = [*BaseUserAdmin.inlines, ProfileInline, ConsentInline]
+
+    admin.site.unregister(User)
+    admin.site.register(User, PortcullisUserAdmin)

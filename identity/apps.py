@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class IdentityConfig(AppConfig):
+    name = "identity"
+    verbose_name = _("Identity (OpenID provider)")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.conf import settings
+        from oauth2_provider import settings as dot_settings
+
+        from identity import checks, signals  # noqa: F401  registers checks and receivers
+        from identity.defaults import OAUTH2_PROVIDER_DEFAULTS
+
+        # Our policy becomes DOT's defaults; a project's OAUTH2_PROVIDER still wins key by key.
+        dot_settings.oauth2_settings.defaults = {**dot_settings.DEFAULTS, **OAUTH2_PROVIDER_DEFAULTS}
+        dot_settings.oauth2_settings.reload()
+        # DOT recognises an already-hashed client secret through PASSWORD_HASHERS, so our
+        # client-secret hasher must be listed there (last: it never hashes passwords).
+        hasher_path = "identity.hashers.ClientSecretHasher"
+        if hasher_path not in settings.PASSWORD_HASHERS:
+            settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, hasher_path]

@@ -1,0 +1,59 @@
+"""The signed-in state of a browser session, as the OpenID provider sees it.
+
+The interaction engine calls :func:`sign_in` when every requirement is met; the authorization
+endpoint reads :func:`current` to learn when and how the user authenticated (``auth_time``, ``amr``,
+``acr``) and in which browser session (``sid``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.contrib.auth import login, logout
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.http import HttpRequest
+
+SESSION_KEY = "portcullis_auth"
+BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+@dataclass(frozen=True)
+class Authentication:
+    user_id: str
+    auth_time: int
+    amr: list[str]
+    acr: str
+    sid: str
+
+
+def sign_in(request: HttpRequest, user: AbstractBaseUser, amr: list[str], acr: str) -> Authentication:
+    """Log the user in (the session key rotates) and remember how they authenticated."""
+    login(request, user, backend=BACKEND)
+    state = Authentication(str(user.pk), int(time.time()), list(amr), acr, secrets.token_urlsafe(16))
+    request.session[SESSION_KEY] = {
+        "uid": state.user_id,
+        "time": state.auth_time,
+        "amr": state.amr,
+        "acr": state.acr,
+        "sid": state.sid,
+    }
+    return state
+
+
+def current(request: HttpRequest) -> Authentication | None:
+    """How the session's user signed in, or None when nobody did through Portcullis."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    data = request.session.get(SESSION_KEY)
+    if not isinstance(data, dict) or data.get("uid") != str(user.pk):
+        # Logged in some other way (Django admin's login form, say): that session never passed
+        # the sign-in experience's requirements, so the provider does not count it.
+        return None
+    return Authentication(data["uid"], int(data["time"]), list(data["amr"]), str(data["acr"]), str(data["sid"]))
+
+
+def sign_out(request: HttpRequest) -> None:
+    logout(request)

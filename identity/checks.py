@@ -1,0 +1,37 @@
+"""System checks for settings that would weaken the provider."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+@register(Tags.security)
+def check_password_hasher(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    first = (settings.PASSWORD_HASHERS or [""])[0]
+    if "Argon2" not in first:
+        return [Warning("Passwords are not hashed with Argon2.", hint="Put "
+                        "'django.contrib.auth.hashers.Argon2PasswordHasher' first in PASSWORD_HASHERS.",
+                        id="identity.W001")]
+    return []
+
+
+@register(Tags.security)
+def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
+    problems = []
+    for needed in ("django.contrib.sessions.middleware.SessionMiddleware",
+                   "django.contrib.auth.middleware.AuthenticationMiddleware",
+                   "django.middleware.csrf.CsrfViewMiddleware"):
+        if needed not in settings.MIDDLEWARE:
+            problems.append(Error(f"{needed} is required by the sign-in pages.", id="identity.E001"))
+    return problems
+
+
+@register(Tags.security, deploy=True)
+def check_issuer(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    issuer = getattr(settings, "PORTCULLIS_ISSUER", "")
+    if issuer and not issuer.startswith("https://"):
+        return [Warning("The issuer is not an https:// URL.", id="identity.W002")]
+    return []

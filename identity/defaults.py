@@ -1,0 +1,51 @@
+"""The safe django-oauth-toolkit policy Portcullis installs as DOT's defaults.
+
+``IdentityConfig.ready()`` puts these under DOT's own defaults, so a project that adds the apps gets
+them without copying anything; a project's ``OAUTH2_PROVIDER`` setting still overrides each key.
+Every choice is explained in docs/configuration.md ("OAuth policy").
+"""
+
+from __future__ import annotations
+
+from identity.hashers import ClientSecretHasher
+
+OAUTH2_PROVIDER_DEFAULTS: dict[str, object] = {
+    "OIDC_ENABLED": True,
+    "OAUTH2_VALIDATOR_CLASS": "identity.validators.PortcullisValidator",
+    "SCOPES": {
+        "openid": "Sign you in",
+        "profile": "Your name and username",
+        "email": "Your e-mail address",
+        "phone": "Your phone number",
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    # Client secrets are high-entropy random strings: a fast salted hash is right for them.
+    "CLIENT_SECRET_HASHER": ClientSecretHasher(),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
+    "ID_TOKEN_EXPIRE_SECONDS": 3600,
+    # Idle lifetime: a refresh token dies this long after its last access token expired.
+    "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    "PKCE_REQUIRED": True,  # for public clients; see PortcullisValidator.is_pkce_required
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+    "ALLOW_URI_WILDCARDS": False,
+    "REQUEST_APPROVAL_PROMPT": "force",
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}

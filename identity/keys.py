@@ -1,0 +1,133 @@
+"""Signing keys: made on first use, imported from the environment, rotated from admin.
+
+The active key and the JWKS document are computed once per key change: every process keeps them
+in memory under a version number that lives in the shared cache and moves on each change.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from jwcrypto import jwk
+from oauth2_provider.settings import oauth2_settings
+
+from identity.app_settings import app_settings
+from identity.models import SigningKey
+
+VERSION_KEY = "portcullis:signing-keys:version"
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class KeySet:
+    version: str
+    active: jwk.JWK
+    jwks_json: bytes
+    public_keys: dict[str, jwk.JWK]
+
+
+_memo: KeySet | None = None
+
+
+def _version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        version = str(timezone.now().timestamp())
+        cache.add(VERSION_KEY, version, None)
+        version = cache.get(VERSION_KEY, version)
+    return str(version)
+
+
+def keys_changed() -> None:
+    """Tell every process to rebuild its key set."""
+    cache.set(VERSION_KEY, str(timezone.now().timestamp()), None)
+
+
+def generate_key() -> SigningKey:
+    key = jwk.JWK.generate(kty="RSA", size=2048)
+    return SigningKey(kid=key.thumbprint(), private_pem=key.export_to_pem(private_key=True, password=None).decode())
+
+
+def _configured_pem() -> str:
+    if app_settings.SIGNING_KEY_PEM:
+        return app_settings.SIGNING_KEY_PEM
+    if app_settings.SIGNING_KEY_FILE:
+        return Path(app_settings.SIGNING_KEY_FILE).read_text()
+    return ""
+
+
+def ensure_active_key() -> SigningKey:
+    """The active key; imports the configured key or generates one when there is none."""
+    pem = _configured_pem()
+    if pem:
+        key = jwk.JWK.from_pem(pem.encode())
+        kid = key.thumbprint()
+        current = SigningKey.objects.filter(active=True).first()
+        if current and current.kid == kid:
+            return current
+        return _activate(SigningKey.objects.filter(kid=kid).first() or SigningKey(kid=kid, private_pem=pem))
+    current = SigningKey.objects.filter(active=True).first()
+    return current or _activate(generate_key())
+
+
+def rotate() -> SigningKey:
+    """Make a new active key; the old one stays in the JWKS until its tokens have expired."""
+    return _activate(generate_key())
+
+
+def _activate(key: SigningKey) -> SigningKey:
+    try:
+        with transaction.atomic():
+            SigningKey.objects.filter(active=True).exclude(pk=key.pk).update(active=False, retired_at=timezone.now())
+            key.active = True
+            key.retired_at = None
+            key.save()
+    except IntegrityError:  # another process activated a key at the same moment: use theirs
+        return SigningKey.objects.get(active=True)
+    keys_changed()
+    return key
+
+
+def publication_window() -> timedelta:
+    """How long a retired key stays published: the longest life of a token it signed."""
+    return timedelta(seconds=max(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS, oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+
+
+def _build(version: str) -> KeySet:
+    active_row = ensure_active_key()
+    cutoff = timezone.now() - publication_window()
+    rows = [active_row, *SigningKey.objects.filter(active=False, retired_at__gt=cutoff).exclude(pk=active_row.pk)]
+    public: dict[str, jwk.JWK] = {}
+    exported = []
+    for row in rows:
+        key = jwk.JWK.from_pem(row.private_pem.encode())
+        public_jwk = json.loads(key.export_public())
+        public_jwk.update({"kid": row.kid, "use": "sig", "alg": "RS256"})
+        exported.append(public_jwk)
+        public[row.kid] = jwk.JWK(**public_jwk)
+    active = jwk.JWK.from_pem(active_row.private_pem.encode())
+    jwks_json = json.dumps({"keys": exported}, separators=(",", ":")).encode()
+    return KeySet(version=version, active=active, jwks_json=jwks_json, public_keys=public)
+
+
+def key_set() -> KeySet:
+    global _memo
+    version = _version()
+    memo = _memo
+    if memo is not None and memo.version == version:
+        return memo
+    with _lock:
+        if _memo is None or _memo.version != version:
+            _memo = _build(version)
+        return _memo
+
+
+def active_kid() -> str:
+    return key_set().active.thumbprint()

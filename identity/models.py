@@ -1,0 +1,138 @@
+"""What the OpenID provider stores beside django-oauth-toolkit's own models."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from oauth2_provider.settings import oauth2_settings
+
+
+class ApplicationSettings(models.Model):
+    """Portcullis's settings for one DOT application. A missing row means the defaults."""
+
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="portcullis_settings",
+        verbose_name=_("application"),
+    )
+    first_party = models.BooleanField(
+        _("first-party"), default=False, help_text=_("First-party applications skip the consent page.")
+    )
+    headless_api = models.BooleanField(
+        _("headless API allowed"),
+        default=False,
+        help_text=_("May call the headless Identity API (first-party applications only)."),
+    )
+
+    class Meta:
+        verbose_name = _("application settings")
+        verbose_name_plural = _("application settings")
+
+    def __str__(self) -> str:
+        return f"{self.application}"
+
+    @classmethod
+    def for_application(cls, application: models.Model) -> ApplicationSettings:
+        """The saved row, or an unsaved one holding the defaults (no query when select_related)."""
+        try:
+            return application.portcullis_settings  # type: ignore[attr-defined]
+        except cls.DoesNotExist:
+            return cls(application=application)
+
+
+class SigningKey(models.Model):
+    """An RSA key that signs ID tokens. One is active; retired ones stay published for a while."""
+
+    kid = models.CharField(_("key id"), max_length=100, unique=True)
+    private_pem = models.TextField(_("private key (PEM)"))
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("signing key")
+        verbose_name_plural = _("signing keys")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active"], condition=models.Q(active=True), name="identity_one_active_signing_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.kid
+
+
+class AuthorizationRecord(models.Model):
+    """The sign-in behind one authorization code, and the token family the code starts.
+
+    It survives the code: a second redemption finds it and revokes the family, and refreshes read
+    the original ``auth_time`` / ``amr`` / ``acr`` from it.
+    """
+
+    grant = models.OneToOneField(
+        oauth2_settings.GRANT_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="portcullis_record",
+    )
+    family = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    auth_time = models.DateTimeField()
+    amr = models.JSONField(default=list)
+    acr = models.CharField(max_length=100, blank=True)
+    sid = models.CharField(max_length=64, blank=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("authorization")
+        verbose_name_plural = _("authorizations")
+
+
+class Consent(models.Model):
+    """A user's remembered grant of scopes to a third-party application."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portcullis_consents")
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+")
+    scopes = models.TextField(_("scopes"))
+    created_at = models.DateTimeField(_("granted"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        constraints = [models.UniqueConstraint(fields=["user", "application"], name="identity_one_consent_per_app")]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.application}"
+
+    def covers(self, scopes: list[str]) -> bool:
+        return set(scopes) <= set(self.scopes.split())
+
+
+class Profile(models.Model):
+    """Identity facts Django's user model lacks: verified flags and the phone number."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="portcullis_profile"
+    )
+    email_verified = models.BooleanField(_("e-mail verified"), default=False)
+    phone_number = models.CharField(_("phone number (E.164)"), max_length=20, null=True, blank=True, unique=True)
+    phone_number_verified = models.BooleanField(_("phone number verified"), default=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self) -> str:
+        return str(self.user)

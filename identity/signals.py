@@ -1,0 +1,35 @@
+"""Key changes reach every process; token revocation follows account changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+
+from identity.keys import keys_changed
+from identity.models import SigningKey
+from identity.tokens import revoke_user_tokens
+
+
+@receiver([post_save, post_delete], sender=SigningKey)
+def signing_keys_changed(**kwargs: Any) -> None:
+    keys_changed()
+
+
+@receiver(pre_save, sender=get_user_model())
+def revoke_on_password_change_or_disable(
+    sender: Any, instance: Any, raw: bool = False, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """A new password or a disabled account ends every token the user holds (sessions end by
+    themselves: Django's session hash follows the password, and inactive users are not loaded)."""
+    if raw or instance.pk is None:
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return
+    previous = sender.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    if previous is None:
+        return
+    if previous["password"] != instance.password or (previous["is_active"] and not instance.is_active):
+        revoke_user_tokens(instance)

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from identity import end_session, views
+
+app_name = "identity"
+
+urlpatterns = [
+    path(".well-known/openid-configuration", views.DiscoveryView.as_view(), name="discovery"),
+    path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
+    path("oauth/authorize", views.AuthorizationView.as_view(), name="authorize"),
+    path("oauth/authorize/consent", views.ConsentView.as_view(), name="consent"),
+    path("oauth/token", views.TokenView.as_view(), name="token"),
+    path("oauth/userinfo", views.UserInfoView.as_view(), name="userinfo"),
+    path("oauth/revoke", views.RevokeTokenView.as_view(), name="revoke"),
+    path("oauth/introspect", views.IntrospectView.as_view(), name="introspect"),
+    path("oauth/logout", end_session.EndSessionView.as_view(), name="end-session"),
+]

@@ -1,0 +1,324 @@
+"""Portcullis's OAuth2Validator: django-oauth-toolkit extended at its seam.
+
+What it changes, and why (see SECURITY.md, "Known gaps"):
+- one query per model per token request: the application, and the grant with its user, profile and
+  authorization record, are loaded once and reused by every oauthlib callback;
+- the code is consumed by one conditional UPDATE inside the token transaction, so one of any number
+  of parallel redemptions wins; a second redemption revokes the whole token family;
+- a replayed refresh token is detected under the row lock and revokes its family;
+- ID tokens are signed with the database keys and carry ``auth_time`` / ``amr`` / ``acr`` / ``sid``
+  from the sign-in itself (not ``last_login``), and are not stored;
+- only ``response_type=code``, PKCE ``S256`` only, required for public clients, no downgrade.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db import router, transaction
+from django.utils import timezone
+from jwcrypto import jwt
+from oauth2_provider.models import AbstractApplication, get_access_token_model, get_application_model, get_grant_model, get_refresh_token_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2.rfc6749 import errors
+
+from identity import keys
+from identity.app_settings import app_settings
+from identity.authentication import Authentication
+from identity.claims import user_claims
+from identity.models import AuthorizationRecord
+
+Application = get_application_model()
+Grant = get_grant_model()
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
+
+_preloaded: contextvars.ContextVar[Any] = contextvars.ContextVar("portcullis_application", default=None)
+
+
+@contextmanager
+def preloaded_application(application: Any) -> Iterator[None]:
+    """Let the validator reuse an application the view has already loaded."""
+    token = _preloaded.set(application)
+    try:
+        yield
+    finally:
+        _preloaded.reset(token)
+
+
+def load_application(client_id: str) -> Any | None:
+    """The application with its Portcullis settings, in one query; None when unknown."""
+    if not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+        return None
+    return Application.objects.select_related("portcullis_settings").filter(client_id=client_id).first()
+
+
+class _Replayed(Exception):
+    """A code or refresh token was used again: its family must be revoked."""
+
+    def __init__(self, family: Any) -> None:
+        self.family = family
+
+
+class PortcullisValidator(OAuth2Validator):
+    # -- clients -----------------------------------------------------------------------------
+    def _load_application(self, client_id: str, request: Any) -> Any | None:
+        client = request.client
+        if isinstance(client, Application) and client.client_id == client_id:
+            return client
+        preloaded = _preloaded.get()
+        if preloaded is not None and preloaded.client_id == client_id:
+            client = preloaded
+        else:
+            client = load_application(client_id)
+        if client is None or not client.is_usable(request):
+            request.client = None
+            return None
+        request.client = client
+        return client
+
+    def validate_response_type(self, client_id, response_type, client, request, *args, **kwargs) -> bool:
+        # Only the authorization code flow: no implicit, no hybrid (RFC 9700).
+        return response_type == "code" and client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
+
+    def is_pkce_required(self, client_id, request) -> bool:
+        challenge = getattr(request, "code_challenge", None)
+        if challenge is not None and getattr(request, "code_challenge_method", None) != "S256":
+            raise errors.InvalidRequestError(
+                description="Only the S256 code_challenge_method is supported.", request=request
+            )
+        client = request.client or self._load_application(client_id, request)
+        return client is None or client.client_type == AbstractApplication.CLIENT_PUBLIC
+
+    # -- silent authentication: decided by identity.views.AuthorizationView before oauthlib runs
+    def validate_silent_login(self, request) -> bool:
+        return True
+
+    def validate_silent_authorization(self, request) -> bool:
+        return True
+
+    def validate_user_match(self, id_token_hint, scopes, claims, request) -> bool:
+        return True
+
+    # -- authorization codes -----------------------------------------------------------------
+    def _create_authorization_code(self, request, code, expires=None):
+        grant = super()._create_authorization_code(request, code, expires)
+        auth: Authentication = request.portcullis_auth
+        AuthorizationRecord.objects.create(
+            grant=grant,
+            application=request.client,
+            user=request.user,
+            auth_time=datetime.fromtimestamp(auth.auth_time, tz=UTC),
+            amr=auth.amr,
+            acr=auth.acr,
+            sid=auth.sid,
+        )
+        return grant
+
+    def _grant(self, code: str, request) -> Any | None:
+        cached = getattr(request, "_portcullis_grant", None)
+        if cached is not None and cached.code == code:
+            return cached
+        if not isinstance(code, str) or "\x00" in code:
+            return None
+        grant = (
+            Grant.objects.select_related("user", "user__portcullis_profile", "portcullis_record")
+            .filter(code=code)
+            .first()
+        )
+        request._portcullis_grant = grant
+        return grant
+
+    def get_authorization_code_scopes(self, client_id, code, redirect_uri, request):
+        grant = self._grant(code, request)
+        return grant.scope.split() if grant else []
+
+    def get_authorization_code_nonce(self, client_id, code, redirect_uri, request):
+        grant = self._grant(code, request)
+        return (grant.nonce or None) if grant else None
+
+    def validate_code(self, client_id, code, client, request, *args, **kwargs) -> bool:
+        grant = self._grant(code, request)
+        if grant is None or grant.application_id != client.pk:
+            return False
+        record = getattr(grant, "portcullis_record", None)
+        if record is None:
+            return False
+        if record.redeemed_at is not None:
+            RefreshToken.revoke_family(record.family)
+            return False
+        if grant.is_expired() or not grant.user.is_active:
+            return False
+        if getattr(request, "code_verifier", None) and not grant.code_challenge:
+            return False  # PKCE downgrade: a verifier for a code that was issued without a challenge
+        request.scopes = grant.scope.split()
+        request.user = grant.user
+        request.nonce = grant.nonce or None
+        request.claims = json.loads(grant.claims) if grant.claims else None
+        request._portcullis_record = record
+        return True
+
+    def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request=None, *args, **kwargs) -> bool:
+        # The code is bound to the exact redirect_uri of its authorization request.
+        grant = self._grant(code, request) if request is not None else Grant.objects.filter(code=code).first()
+        return grant is not None and grant.application_id == client.pk and grant.redirect_uri == redirect_uri
+
+    def get_code_challenge(self, code, request):
+        grant = self._grant(code, request)
+        return (grant.code_challenge or None) if grant else None
+
+    def get_code_challenge_method(self, code, request):
+        grant = self._grant(code, request)
+        return (grant.code_challenge_method or None) if grant else None
+
+    def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
+        # The code was consumed inside the token transaction (save_bearer_token); the grant row
+        # stays until it expires so that a second redemption can still be recognised.
+        return None
+
+    # -- tokens --------------------------------------------------------------------------------
+    def save_bearer_token(self, token, request, *args, **kwargs):
+        try:
+            with transaction.atomic(using=router.db_for_write(AccessToken)):
+                if request.grant_type == "authorization_code":
+                    return self._save_code_tokens(token, request)
+                return self._save_bearer_token(token, request, *args, **kwargs)
+        except _Replayed as replay:
+            # Outside the rolled-back transaction, after the winner committed.
+            RefreshToken.revoke_family(replay.family)
+            raise errors.InvalidGrantError(request=request) from None
+
+    def _save_code_tokens(self, token, request) -> None:
+        if "scope" not in token:
+            raise errors.InvalidScopeError(request=request)
+        record: AuthorizationRecord = request._portcullis_record
+        now = timezone.now()
+        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
+        if not consumed:
+            raise _Replayed(record.family)
+        request.resource = request._portcullis_grant.resource or []
+        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+        access_token = self._create_access_token(expires, request, token)
+        if token.get("refresh_token"):
+            refresh = RefreshToken(
+                user=request.user,
+                application=request.client,
+                access_token=access_token,
+                token_family=record.family,
+                resource=request.resource,
+            )
+            self._set_token_value(refresh, token["refresh_token"])
+            refresh.save()
+
+    def _save_bearer_token(self, token, request, *args, **kwargs):
+        previous = getattr(request, "refresh_token_instance", None)
+        if request.grant_type == "refresh_token" and isinstance(previous, RefreshToken):
+            locked = RefreshToken.objects.select_for_update().get(pk=previous.pk)
+            if locked.revoked is not None:  # a parallel refresh already rotated it
+                raise _Replayed(locked.token_family)
+        return super()._save_bearer_token(token, request, *args, **kwargs)
+
+    def _create_access_token(self, expires, request, token, source_refresh_token=None):
+        # Like DOT's, without loading a stored ID token: Portcullis does not store ID tokens.
+        access_token = AccessToken(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        return access_token
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs) -> bool:
+        if not isinstance(refresh_token, str) or "\x00" in refresh_token:
+            return False
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        rt = request.refresh_token_instance
+        record = AuthorizationRecord.objects.filter(family=rt.token_family).first() if rt.token_family else None
+        absolute = app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS
+        if record is None or (absolute and record.created_at + timedelta(seconds=absolute) <= timezone.now()):
+            return False
+        if not rt.user.is_active:
+            return False
+        request._portcullis_record = record
+        return True
+
+    def _load_access_token(self, token):
+        if not isinstance(token, str) or "\x00" in token:
+            return None
+        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        return (
+            AccessToken.objects.select_related("application", "user", "user__portcullis_profile")
+            .filter(token_checksum=checksum)
+            .first()
+        )
+
+    def validate_bearer_token(self, token, scopes, request) -> bool:
+        valid = super().validate_bearer_token(token, scopes, request)
+        if valid and not request.user.is_active:
+            self._set_oauth2_error_on_request(request, None, scopes)
+            return False
+        return valid
+
+    # -- ID tokens and claims ----------------------------------------------------------------------
+    def get_oidc_issuer_endpoint(self, request) -> str:
+        return app_settings.ISSUER or issuer_from_uri(request.uri)
+
+    def finalize_id_token(self, id_token, token, token_handler, request) -> str:
+        record: AuthorizationRecord = request._portcullis_record
+        now = int(time.time())
+        claims = user_claims(request.user, request.scopes)
+        claims.update(id_token)
+        claims.update(
+            {
+                "iss": self.get_oidc_issuer_endpoint(request),
+                "aud": request.client.client_id,
+                "azp": request.client.client_id,
+                "iat": now,
+                "exp": now + oauth2_settings.ID_TOKEN_EXPIRE_SECONDS,
+                "auth_time": int(record.auth_time.timestamp()),
+                "amr": list(record.amr),
+                "sid": record.sid,
+            }
+        )
+        if record.acr:
+            claims["acr"] = record.acr
+        if request.grant_type == "refresh_token":
+            claims.pop("nonce", None)
+        elif request.nonce:
+            claims["nonce"] = request.nonce
+        return sign(claims)
+
+    def get_userinfo_claims(self, request) -> dict[str, Any]:
+        return user_claims(request.user, request.scopes)
+
+    def get_discovery_claims(self, request):
+        from identity.claims import SUPPORTED_CLAIMS
+
+        return SUPPORTED_CLAIMS
+
+
+def sign(claims: dict[str, Any]) -> str:
+    key_set = keys.key_set()
+    header = {"typ": "JWT", "alg": "RS256", "kid": key_set.active.thumbprint()}
+    token = jwt.JWT(header=header, claims=claims)
+    token.make_signed_token(key_set.active)
+    return token.serialize()
+
+
+def issuer_from_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,287 @@
+"""OpenID provider endpoints. Thin: oauthlib and the validator do the protocol, these views decide
+who is signed in, whether consent is needed, and how errors reach the browser."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.views import View
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+from oauth2_provider import views as dot_views
+from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.scopes import get_scopes_backend
+from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.oauth2.rfc6749 import errors as oauth_errors
+from oauthlib.openid.connect.core import exceptions as oidc_errors
+
+from identity import authentication, discovery, end_session, keys, tokens
+from identity.app_settings import app_settings
+from identity.models import ApplicationSettings, Consent
+from identity.security import deny_framing
+from identity.validators import load_application, preloaded_application
+
+RESUME_PARAM = "resume"
+RESUME_SESSION_KEY = "portcullis_resume"
+CONSENT_SESSION_KEY = "portcullis_consent"
+
+
+def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
+    """An error shown to the user, for requests we must not redirect back to the client."""
+    response = render(
+        request, "identity/error.html", {"error": error, "description": description}, status=status
+    )
+    return deny_framing(response)
+
+
+def mark_resume(request: HttpRequest, **facts: bool) -> str:
+    """Remember in the session that the user has just done something for an authorization request
+    (``login`` or ``consent``); the authorization endpoint trusts it only from this session."""
+    token = secrets.token_urlsafe(16)
+    markers = dict(request.session.get(RESUME_SESSION_KEY) or {})
+    markers = dict(list(markers.items())[-4:])
+    markers[token] = {"at": int(time.time()), **facts}
+    request.session[RESUME_SESSION_KEY] = markers
+    return token
+
+
+def resume_url(authorize_params: str, token: str) -> str:
+    return f"{reverse('identity:authorize')}?{authorize_params}&{urlencode({RESUME_PARAM: token})}"
+
+
+@method_decorator([csrf_exempt, never_cache], name="dispatch")
+class AuthorizationView(OAuthLibMixin, View):
+    """The authorization endpoint (GET or POST), ``response_type=code`` only."""
+
+    def get(self, request: HttpRequest) -> HttpResponseBase:
+        return self.authorize(request, request.GET)
+
+    def post(self, request: HttpRequest) -> HttpResponseBase:
+        return self.authorize(request, request.POST)
+
+    def authorize(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
+        application = load_application(params.get("client_id", ""))
+        if application is None:
+            return error_page(request, "invalid_client", _("The application is unknown."))
+        with preloaded_application(application):
+            try:
+                scopes, credentials = self.validate_authorization_request(request)
+            except FatalClientError as error:
+                return error_page(request, error.oauthlib_error.error, error.oauthlib_error.description or "")
+            except OAuthToolkitError as error:
+                return self.redirect_error(request, application, error.oauthlib_error)
+            return self.decide(request, params, application, scopes, credentials)
+
+    def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
+        prompt = set(params.get("prompt", "").split())
+        resumed = self.pop_resume(request, params.get(RESUME_PARAM, ""))
+        auth = authentication.current(request)
+        try:
+            login_needed = auth is None or self.login_needed(request, params, auth, prompt, resumed)
+        except ValueError:
+            return self.redirect_error(request, application, oauth_errors.InvalidRequestError(
+                description="max_age must be a non-negative integer.", state=credentials.get("state"),
+                redirect_uri=credentials["redirect_uri"]))
+        if login_needed:
+            if "none" in prompt:
+                return self.redirect_error(request, application, oidc_errors.LoginRequired(
+                    state=credentials.get("state"), redirect_uri=credentials["redirect_uri"]))
+            return self.begin_sign_in(request, params, application)
+        if self.consent_needed(request, application, scopes, prompt, resumed):
+            if "none" in prompt:
+                return self.redirect_error(request, application, oidc_errors.ConsentRequired(
+                    state=credentials.get("state"), redirect_uri=credentials["redirect_uri"]))
+            return self.ask_consent(request, params, application, scopes, resumed)
+        return self.issue_code(request, application, scopes, credentials, auth)
+
+    # -- decisions -------------------------------------------------------------------------------
+    @staticmethod
+    def pop_resume(request: HttpRequest, token: str) -> dict[str, Any]:
+        markers = request.session.get(RESUME_SESSION_KEY) or {}
+        if not token or token not in markers:
+            return {}
+        marker = markers.pop(token)
+        request.session[RESUME_SESSION_KEY] = markers
+        return marker
+
+    def login_needed(self, request: HttpRequest, params: QueryDict, auth: authentication.Authentication,
+                     prompt: set[str], resumed: dict[str, Any]) -> bool:
+        hint = params.get("id_token_hint")
+        if hint and end_session.hinted_subject(hint) != auth.user_id:
+            return True  # a hint for another user (or a token we did not sign)
+        if resumed.get("login"):
+            return False  # the user signed in for this very request
+        if "login" in prompt:
+            return True
+        max_age = params.get("max_age")
+        if max_age not in (None, ""):
+            seconds = int(max_age)
+            if seconds < 0:
+                raise ValueError(max_age)
+            return time.time() - auth.auth_time > seconds
+        return False
+
+    @staticmethod
+    def consent_needed(request: HttpRequest, application: Any, scopes: list[str], prompt: set[str],
+                       resumed: dict[str, Any]) -> bool:
+        if resumed.get("consent"):
+            return False
+        if "consent" in prompt:
+            return True
+        if ApplicationSettings.for_application(application).first_party:
+            return False
+        consent = Consent.objects.filter(user=request.user, application=application).first()
+        return consent is None or not consent.covers(scopes)
+
+    # -- outcomes ---------------------------------------------------------------------------------
+    def begin_sign_in(self, request: HttpRequest, params: QueryDict, application: Any) -> HttpResponseBase:
+        handler = import_string(app_settings.SIGN_IN_HANDLER)
+        url = handler(request, authorize_params(params), application, params.get("login_hint", ""))
+        return deny_framing(HttpResponse(status=303, headers={"Location": url}))
+
+    def ask_consent(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str],
+                    resumed: dict[str, Any]) -> HttpResponse:
+        key = secrets.token_urlsafe(16)
+        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
+        pending = dict(list(pending.items())[-4:])
+        pending[key] = {"params": authorize_params(params), "client_id": application.client_id,
+                        "scopes": scopes, "login": bool(resumed.get("login"))}
+        request.session[CONSENT_SESSION_KEY] = pending
+        descriptions = get_scopes_backend().get_all_scopes()
+        context = {
+            "application": application,
+            "scopes": [(scope, descriptions.get(scope, scope)) for scope in scopes],
+            "key": key,
+        }
+        return deny_framing(render(request, "identity/consent.html", context))
+
+    def issue_code(self, request: HttpRequest, application: Any, scopes: list[str], credentials: dict,
+                   auth: authentication.Authentication | None) -> HttpResponseBase:
+        credentials["portcullis_auth"] = auth
+        try:
+            uri, _headers, _body, _status = self.create_authorization_response(
+                request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
+            )
+        except FatalClientError as error:
+            return error_page(request, error.oauthlib_error.error, error.oauthlib_error.description or "")
+        except OAuthToolkitError as error:
+            return self.redirect_error(request, application, error.oauthlib_error)
+        return self.client_redirect(request, application, uri)
+
+    def redirect_error(self, request: HttpRequest, application: Any, error: oauth_errors.OAuth2Error) -> HttpResponseBase:
+        redirect_uri = error.redirect_uri
+        if not redirect_uri or not application.redirect_uri_allowed(redirect_uri):
+            return error_page(request, error.error, error.description or "")
+        separator = "&" if "?" in redirect_uri else "?"
+        uri = _add_iss_to_redirect(redirect_uri + separator + error.urlencoded, app_settings.issuer(request))
+        return self.client_redirect(request, application, uri)
+
+    @staticmethod
+    def client_redirect(request: HttpRequest, application: Any, uri: str) -> HttpResponseBase:
+        response = OAuth2ResponseRedirect(uri, application.get_allowed_schemes())
+        if request.method == "POST":
+            response.status_code = 303
+        return deny_framing(response)
+
+
+def authorize_params(params: QueryDict) -> str:
+    """The authorization request's parameters, without our resume marker, as a query string."""
+    copy = params.copy()
+    copy.pop(RESUME_PARAM, None)
+    copy.pop("csrfmiddlewaretoken", None)
+    return copy.urlencode()
+
+
+@method_decorator([never_cache, sensitive_post_parameters()], name="dispatch")
+class ConsentView(View):
+    """The answer to the consent page: remember the grant, then resume the authorization request."""
+
+    def post(self, request: HttpRequest) -> HttpResponseBase:
+        key = request.POST.get("key", "")
+        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
+        entry = pending.pop(key, None)
+        request.session[CONSENT_SESSION_KEY] = pending
+        if entry is None or not request.user.is_authenticated:
+            return error_page(request, "invalid_request", _("This consent request has expired. Start again from the application."))
+        application = load_application(entry["client_id"])
+        if application is None:
+            return error_page(request, "invalid_client", _("The application is unknown."))
+        if request.POST.get("decision") != "allow":
+            params = QueryDict(entry["params"])
+            error = oauth_errors.AccessDeniedError(state=params.get("state"), redirect_uri=params.get("redirect_uri"))
+            return AuthorizationView().redirect_error(request, application, error)
+        consent, _created = Consent.objects.get_or_create(
+            user=request.user, application=application, defaults={"scopes": " ".join(entry["scopes"])}
+        )
+        if not consent.covers(entry["scopes"]):
+            consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(entry["scopes"])))
+            consent.save(update_fields=["scopes", "updated_at"])
+        token = mark_resume(request, consent=True, login=entry["login"])
+        return HttpResponse(status=303, headers={"Location": resume_url(entry["params"], token)})
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class DiscoveryView(View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(discovery.document(app_settings.issuer(request)), content_type="application/json",
+                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+
+class JwksView(View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(keys.key_set().jwks_json, content_type="application/json",
+                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+
+class TokenView(dot_views.TokenView):
+    """DOT's token endpoint; every answer is uncacheable JSON."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        if not response.get("Content-Type", "").startswith("application/json"):
+            response["Content-Type"] = "application/json"
+        return response
+
+
+class UserInfoView(dot_views.UserInfoView):
+    pass
+
+
+class RevokeTokenView(dot_views.RevokeTokenView):
+    pass
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class IntrospectView(OAuthLibMixin, View):
+    """RFC 7662 for authenticated clients: a client learns about its own tokens only."""
+
+    def post(self, request: HttpRequest) -> JsonResponse:
+        core = self.get_oauthlib_core()
+        uri, method, body, headers = core._extract_params(request)
+        from oauthlib.common import Request as OauthlibRequest
+
+        oauth_request = OauthlibRequest(uri, method, body, headers)
+        validator = core.server.request_validator
+        if not validator.authenticate_client(oauth_request):
+            return JsonResponse({"error": "invalid_client", "error_description": "Client authentication failed."},
+                                status=401, headers={"WWW-Authenticate": 'Basic realm="introspection"'})
+        token = request.POST.get("token")
+        if not token:
+            return JsonResponse({"error": "invalid_request", "error_description": "The token parameter is missing."}, status=400)
+        return JsonResponse(tokens.introspect(token, oauth_request.client, app_settings.issuer(request)),
+                            headers={"Cache-Control": "no-store"})
+
