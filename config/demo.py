@@ -8,6 +8,7 @@ from discovery and checks the ID token with the published keys, as any client wo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -15,17 +16,28 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from jwcrypto import jwk, jwt
 
 COOKIE = "portcullis_demo"
 CALLBACK_PATH = "/demo/callback"
+
+
+def demo_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.PORTCULLIS_DEMO:
+            raise Http404("The demo is switched off.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -50,6 +62,7 @@ def _discovery(request: HttpRequest) -> dict[str, Any]:
     return _get_json(_base(request) + "/.well-known/openid-configuration")[1]
 
 
+@demo_only
 @never_cache
 def index(request: HttpRequest) -> HttpResponse:
     data = None
@@ -62,6 +75,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "config/demo.html", {"result": data, "client_id": settings.PORTCULLIS_DEMO_CLIENT_ID})
 
 
+@demo_only
 @never_cache
 def login(request: HttpRequest) -> HttpResponse:
     config = _discovery(request)
@@ -86,6 +100,7 @@ def login(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@demo_only
 @never_cache
 def callback(request: HttpRequest) -> HttpResponse:
     try:
@@ -125,6 +140,7 @@ def callback(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@demo_only
 @never_cache
 def logout(request: HttpRequest) -> HttpResponse:
     config = _discovery(request)
