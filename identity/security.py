@@ -15,5 +15,5 @@ def deny_framing(response: R) -> R:
     policy = response.get("Content-Security-Policy")
     if not policy:
         response["Content-Security-Policy"] = "frame-ancestors 'none'; form-action 'self' http: https:; base-uri 'self'; object-src 'none'"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"  # no-referrer would make browsers send Origin: null, failing CSRF
     return response

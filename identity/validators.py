@@ -21,14 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.db import router, transaction
 from django.utils import timezone
 from jwcrypto import jwt
 from oauth2_provider.models import AbstractApplication, get_access_token_model, get_application_model, get_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.settings import oauth2_settings
+from oauth2_provider.settings import _PhonyHttpRequest, oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
 from identity import keys
@@ -275,7 +274,7 @@ class PortcullisValidator(OAuth2Validator):
 
     # -- ID tokens and claims ----------------------------------------------------------------------
     def get_oidc_issuer_endpoint(self, request) -> str:
-        return app_settings.ISSUER or issuer_from_uri(request.uri)
+        return app_settings.ISSUER or issuer_from_headers(request.headers)
 
     def finalize_id_token(self, id_token, token, token_handler, request) -> str:
         record: AuthorizationRecord = request._portcullis_record
@@ -319,6 +318,10 @@ def sign(claims: dict[str, Any]) -> str:
     return token.serialize()
 
 
-def issuer_from_uri(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
+def issuer_from_headers(headers: Any) -> str:
+    """The site root of the Django request DOT turned into this oauthlib request."""
+    django_request = _PhonyHttpRequest()
+    django_request.META = dict(headers)
+    if headers.get("X_DJANGO_OAUTH_TOOLKIT_SECURE"):
+        django_request._scheme = "https"
+    return f"{django_request.scheme}://{django_request.get_host()}"

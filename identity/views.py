@@ -91,18 +91,15 @@ class AuthorizationView(OAuthLibMixin, View):
         try:
             login_needed = auth is None or self.login_needed(request, params, auth, prompt, resumed)
         except ValueError:
-            return self.redirect_error(request, application, oauth_errors.InvalidRequestError(
-                description="max_age must be a non-negative integer.", state=credentials.get("state"),
-                redirect_uri=credentials["redirect_uri"]))
+            return self.redirect_error(request, application, client_error(
+                oauth_errors.InvalidRequestError, credentials, "max_age must be a non-negative integer."))
         if login_needed:
             if "none" in prompt:
-                return self.redirect_error(request, application, oidc_errors.LoginRequired(
-                    state=credentials.get("state"), redirect_uri=credentials["redirect_uri"]))
+                return self.redirect_error(request, application, client_error(oidc_errors.LoginRequired, credentials))
             return self.begin_sign_in(request, params, application)
         if self.consent_needed(request, application, scopes, prompt, resumed):
             if "none" in prompt:
-                return self.redirect_error(request, application, oidc_errors.ConsentRequired(
-                    state=credentials.get("state"), redirect_uri=credentials["redirect_uri"]))
+                return self.redirect_error(request, application, client_error(oidc_errors.ConsentRequired, credentials))
             return self.ask_consent(request, params, application, scopes, resumed)
         return self.issue_code(request, application, scopes, credentials, auth)
 
@@ -178,7 +175,8 @@ class AuthorizationView(OAuthLibMixin, View):
             return error_page(request, error.oauthlib_error.error, error.oauthlib_error.description or "")
         except OAuthToolkitError as error:
             return self.redirect_error(request, application, error.oauthlib_error)
-        return self.client_redirect(request, application, uri)
+        # RFC 9207: our issuer, which follows PORTCULLIS_ISSUER as discovery does.
+        return self.client_redirect(request, application, _add_iss_to_redirect(uri, app_settings.issuer(request)))
 
     def redirect_error(self, request: HttpRequest, application: Any, error: oauth_errors.OAuth2Error) -> HttpResponseBase:
         redirect_uri = error.redirect_uri
@@ -194,6 +192,14 @@ class AuthorizationView(OAuthLibMixin, View):
         if request.method == "POST":
             response.status_code = 303
         return deny_framing(response)
+
+
+def client_error(error_class: type[oauth_errors.OAuth2Error], credentials: Any,
+                 description: str | None = None) -> oauth_errors.OAuth2Error:
+    """An error for the client, to be sent to the (already validated) redirect_uri."""
+    error = error_class(description=description, state=credentials.get("state"))
+    error.redirect_uri = credentials.get("redirect_uri")
+    return error
 
 
 def authorize_params(params: QueryDict) -> str:
@@ -220,7 +226,7 @@ class ConsentView(View):
             return error_page(request, "invalid_client", _("The application is unknown."))
         if request.POST.get("decision") != "allow":
             params = QueryDict(entry["params"])
-            error = oauth_errors.AccessDeniedError(state=params.get("state"), redirect_uri=params.get("redirect_uri"))
+            error = client_error(oauth_errors.AccessDeniedError, params)
             return AuthorizationView().redirect_error(request, application, error)
         consent, _created = Consent.objects.get_or_create(
             user=request.user, application=application, defaults={"scopes": " ".join(entry["scopes"])}

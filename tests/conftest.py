@@ -72,7 +72,18 @@ def third_party_app(db: Any) -> ClientApp:
 
 
 @pytest.fixture
-def user(db: Any, django_user_model: Any) -> Any:
+def password_authenticator(db: Any) -> Any:
+    """The default authenticator the data migration creates (transactional tests flush it)."""
+    from authenticators.models import Authenticator
+
+    authenticator, _ = Authenticator.objects.get_or_create(
+        name="password", defaults={"auth_type": "password", "title": "Password", "enabled": True}
+    )
+    return authenticator
+
+
+@pytest.fixture
+def user(db: Any, django_user_model: Any, password_authenticator: Any) -> Any:
     account = django_user_model.objects.create_user(
         "alice", "Alice@Example.com", PASSWORD, first_name="Alice", last_name="Liddell"
     )
