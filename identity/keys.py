@@ -100,8 +100,7 @@ def publication_window() -> timedelta:
     return timedelta(seconds=max(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS, oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
 
 
-def _build(version: str) -> KeySet:
-    active_row = ensure_active_key()
+def _build(version: str, active_row: SigningKey) -> KeySet:
     cutoff = timezone.now() - publication_window()
     rows = [active_row, *SigningKey.objects.filter(active=False, retired_at__gt=cutoff).exclude(pk=active_row.pk)]
     public: dict[str, jwk.JWK] = {}
@@ -125,7 +124,8 @@ def key_set() -> KeySet:
         return memo
     with _lock:
         if _memo is None or _memo.version != version:
-            _memo = _build(version)
+            active_row = ensure_active_key()  # may create the first key, which moves the version
+            _memo = _build(_version(), active_row)
         return _memo
 
 

@@ -75,8 +75,11 @@ class PortcullisValidator(OAuth2Validator):
         if isinstance(client, Application) and client.client_id == client_id:
             return client
         preloaded = _preloaded.get()
+        grant = getattr(request, "_portcullis_grant", None)
         if preloaded is not None and preloaded.client_id == client_id:
             client = preloaded
+        elif grant is not None and grant.application.client_id == client_id:
+            client = grant.application  # came with the code, in the same query
         else:
             client = load_application(client_id)
         if client is None or not client.is_usable(request):
@@ -130,7 +133,9 @@ class PortcullisValidator(OAuth2Validator):
         if not isinstance(code, str) or "\x00" in code:
             return None
         grant = (
-            Grant.objects.select_related("user", "user__portcullis_profile", "portcullis_record")
+            Grant.objects.select_related(
+                "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
+            )
             .filter(code=code)
             .first()
         )
@@ -187,23 +192,28 @@ class PortcullisValidator(OAuth2Validator):
     # -- tokens --------------------------------------------------------------------------------
     def save_bearer_token(self, token, request, *args, **kwargs):
         try:
+            if request.grant_type == "authorization_code":
+                return self._save_code_tokens(token, request)
             with transaction.atomic(using=router.db_for_write(AccessToken)):
-                if request.grant_type == "authorization_code":
-                    return self._save_code_tokens(token, request)
                 return self._save_bearer_token(token, request, *args, **kwargs)
         except _Replayed as replay:
-            # Outside the rolled-back transaction, after the winner committed.
+            # Outside any transaction, so it sees (and revokes) what the winner wrote.
             RefreshToken.revoke_family(replay.family)
             raise errors.InvalidGrantError(request=request) from None
 
     def _save_code_tokens(self, token, request) -> None:
+        """Write the token pair, then consume the code with one conditional UPDATE.
+
+        The order makes a transaction unnecessary: the tokens count only once the code is
+        consumed, and their values leave the server only after that. Of any number of parallel
+        redemptions exactly one consumes the code; each loser revokes the whole family, its own
+        pair and the winner's included (a code used twice has leaked). A failure before the
+        UPDATE leaves at most a pair nobody ever received, in a family that dies with the code.
+        """
         if "scope" not in token:
             raise errors.InvalidScopeError(request=request)
         record: AuthorizationRecord = request._portcullis_record
         now = timezone.now()
-        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
-        if not consumed:
-            raise _Replayed(record.family)
         request.resource = request._portcullis_grant.resource or []
         expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
         access_token = self._create_access_token(expires, request, token)
@@ -217,6 +227,10 @@ class PortcullisValidator(OAuth2Validator):
             )
             self._set_token_value(refresh, token["refresh_token"])
             refresh.save()
+        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
+        if not consumed:
+            access_token.delete()
+            raise _Replayed(record.family)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

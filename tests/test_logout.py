@@ -1,0 +1,387 @@
+"""RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) as the relying party and the user see it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.test import Client
+
+from identity import keys
+from tests.conftest import REDIRECT_URI, Flow, authorize_params, make_application, query_of
+from tests.oidc_helpers import b64url_decode, b64url_encode, issue_tokens, jwt_payload, userinfo
+
+BYE = "https://rp.example.com/bye"
+OTHER_BYE = "https://other.example.com/bye"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def logout(client: Client, method: str = "get", **params: str) -> Any:
+    if method == "get":
+        return client.get("/oauth/logout?" + urlencode(params))
+    return client.post("/oauth/logout", params)
+
+
+def silent_authorize(client: Client, app) -> Any:
+    """prompt=none: the RP asks whether the browser is still signed in."""
+    params = authorize_params(app, prompt="none")
+    return client.get("/oauth/authorize?" + urlencode(params)), params
+
+
+def assert_signed_in(client: Client, app) -> None:
+    response, params = silent_authorize(client, app)
+    assert response.status_code == 302, response.content[:300]
+    query = query_of(response["Location"])
+    assert "code" in query, query
+    assert query["state"] == params["state"]
+
+
+def assert_signed_out(client: Client, app) -> None:
+    response, params = silent_authorize(client, app)
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"].startswith(REDIRECT_URI + "?")
+    query = query_of(response["Location"])
+    assert query.get("error") == "login_required", query
+    assert query["state"] == params["state"]
+    assert "code" not in query
+
+
+def assert_no_redirect(response: Any) -> None:
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert not response.has_header("Location")
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def signed_in(flow: Flow, app, **extra: str) -> dict[str, Any]:
+    body, _params = issue_tokens(flow, app, **extra)
+    return body
+
+
+def csrf_and_key(page: Any) -> tuple[str, str]:
+    html = page.content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    key = re.search(r'name="key" value="([^"]+)"', html)
+    assert csrf and key, html
+    return csrf.group(1), key.group(1)
+
+
+def strict_browser(client: Client) -> Client:
+    """The same browser (cookies), but with CSRF checks enforced like a real one."""
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = client.cookies
+    return strict
+
+
+@pytest.fixture
+def other_app(db):
+    return make_application(name="Other RP", redirect_uri="https://other.example.com/callback", post_logout=OTHER_BYE)
+
+
+# -- the happy path ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_valid_hint_and_registered_uri_signs_out_and_redirects_with_state(flow, confidential_app, user, method):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, method, id_token_hint=body["id_token"], post_logout_redirect_uri=BYE,
+                      state="st&ate=1")
+    assert response.status_code in (302, 303)
+    assert response["Location"] == BYE + "?" + urlencode({"state": "st&ate=1"})
+    assert response["X-Frame-Options"] == "DENY"
+    assert_signed_out(flow.client, confidential_app)
+
+
+def test_valid_hint_with_matching_client_id(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, id_token_hint=body["id_token"], client_id=confidential_app.client_id,
+                      post_logout_redirect_uri=BYE)
+    assert response.status_code == 302
+    assert response["Location"] == BYE
+    assert_signed_out(flow.client, confidential_app)
+
+
+def test_valid_hint_without_redirect_shows_signed_out_page(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, id_token_hint=body["id_token"])
+    assert response.status_code == 200
+    assert not response.has_header("Location")
+    assert b"You are signed out" in response.content
+    assert response["X-Frame-Options"] == "DENY"
+    assert_signed_out(flow.client, confidential_app)
+
+
+def test_hint_signed_with_a_rotated_out_key_still_works(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    keys.rotate()
+    response = logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri=BYE, state="s")
+    assert response.status_code == 302
+    assert response["Location"] == BYE + "?state=s"
+    assert_signed_out(flow.client, confidential_app)
+
+
+# -- redirect URIs that must never be followed -------------------------------------------------------
+BAD_POST_LOGOUT_URIS = [
+    "https://evil.example.com/bye",
+    "https://rp.example.com/bye/",
+    "https://rp.example.com/bye/extra",
+    "https://rp.example.com/by",
+    "https://rp.example.com/BYE",
+    "https://rp.example.com/bye?next=https://evil.example.com",
+    "https://rp.example.com/bye?",
+    "https://rp.example.com/bye#frag",
+    "https://rp.example.com/bye;evil",
+    "https://rp.example.com:8443/bye",
+    "http://rp.example.com/bye",
+    "https://rp.example.com.evil.com/bye",
+    "https://evil.com@rp.example.com/bye",
+    "https://rp.example.com@evil.com/bye",
+    "//evil.example.com/bye",
+    "/bye",
+    "javascript:alert(1)",
+    "https://rp.example.com/bye%00",
+    " https://rp.example.com/bye",
+    "https://rp.example.com/by\te",
+    "https://rp.example.com/bye\t",
+    "https://rp.example.com/bye\n",
+    "https://rp.example.com/b\r\nye",
+    OTHER_BYE,  # registered, but for another application
+]
+
+
+@pytest.mark.parametrize("uri", BAD_POST_LOGOUT_URIS)
+def test_unregistered_or_modified_post_logout_uri_never_redirects(flow, confidential_app, other_app, user, uri):
+    body = signed_in(flow, confidential_app)
+    flow.client.raise_request_exception = False  # a server error must show as a status, not raise
+    response = logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri=uri, state="x")
+    assert_no_redirect(response)
+
+
+@pytest.mark.parametrize("uri", [BAD_POST_LOGOUT_URIS[0], BAD_POST_LOGOUT_URIS[2], OTHER_BYE])
+def test_unregistered_uri_with_client_id_and_no_hint_never_redirects(flow, confidential_app, other_app, user, uri):
+    signed_in(flow, confidential_app)
+    response = logout(flow.client, client_id=confidential_app.client_id, post_logout_redirect_uri=uri)
+    assert_no_redirect(response)
+
+
+def test_post_logout_uri_without_any_client_never_redirects(client, confidential_app, db):
+    assert_no_redirect(logout(client, post_logout_redirect_uri=BYE, state="x"))
+
+
+def test_unknown_client_id_never_redirects(client, confidential_app, db):
+    assert_no_redirect(logout(client, client_id="no-such-client", post_logout_redirect_uri=BYE))
+
+
+# -- hints that must never be trusted ----------------------------------------------------------------
+def test_foreign_hint_client_id_mismatch_never_redirects(flow, confidential_app, other_app, user):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, id_token_hint=body["id_token"], client_id=other_app.client_id,
+                      post_logout_redirect_uri=OTHER_BYE, state="x")
+    assert_no_redirect(response)
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_foreign_hint_client_id_mismatch_without_redirect_is_refused(flow, confidential_app, other_app, user):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, id_token_hint=body["id_token"], client_id=other_app.client_id)
+    assert_no_redirect(response)
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_hint_of_one_client_cannot_open_another_clients_redirect(flow, confidential_app, other_app, user):
+    body = signed_in(flow, confidential_app)
+    response = logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri=OTHER_BYE)
+    assert_no_redirect(response)
+
+
+def _tampered_hints(id_token: str) -> dict[str, str]:
+    header, payload, signature = id_token.split(".")
+    claims = json.loads(b64url_decode(payload))
+    raw_signature = bytearray(b64url_decode(signature))
+    raw_signature[len(raw_signature) // 2] ^= 0x01
+    other_sub = b64url_encode(json.dumps({**claims, "sub": "999999"}).encode())
+    other_aud = b64url_encode(json.dumps({**claims, "aud": "someone-else"}).encode())
+    none_header = b64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    hs_header = b64url_encode(json.dumps({"alg": "HS256", "typ": "JWT", "kid": json.loads(b64url_decode(header))["kid"]}).encode())
+    unknown_kid = b64url_encode(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "not-a-key"}).encode())
+    return {
+        "signature_byte_flipped": f"{header}.{payload}.{b64url_encode(bytes(raw_signature))}",
+        "signature_truncated": f"{header}.{payload}.{signature[:-8]}",
+        "signature_removed": f"{header}.{payload}.",
+        "payload_sub_changed": f"{header}.{other_sub}.{signature}",
+        "payload_aud_changed": f"{header}.{other_aud}.{signature}",
+        "alg_none": f"{none_header}.{payload}.",
+        "alg_hs256": f"{hs_header}.{payload}.{signature}",
+        "unknown_kid": f"{unknown_kid}.{payload}.{signature}",
+        "two_parts": f"{header}.{payload}",
+        "garbage": "not-a-jwt",
+    }
+
+
+TAMPER_KINDS = ["signature_byte_flipped", "signature_truncated", "signature_removed", "payload_sub_changed",
+                "payload_aud_changed", "alg_none", "alg_hs256", "unknown_kid", "two_parts", "garbage"]
+
+
+@pytest.mark.parametrize("kind", TAMPER_KINDS)
+def test_tampered_hint_never_redirects(flow, confidential_app, user, kind):
+    body = signed_in(flow, confidential_app)
+    hint = _tampered_hints(body["id_token"])[kind]
+    response = logout(flow.client, id_token_hint=hint, post_logout_redirect_uri=BYE, state="x")
+    assert_no_redirect(response)
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_hint_from_another_issuer_never_redirects(flow, confidential_app, user, settings):
+    body = signed_in(flow, confidential_app)  # iss http://testserver
+    settings.PORTCULLIS_ISSUER = "https://id.example.com"
+    response = logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri=BYE)
+    assert_no_redirect(response)
+
+
+# -- asking the user ---------------------------------------------------------------------------------
+def test_without_hint_while_signed_in_asks_first(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    page = logout(flow.client, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE, state="s1")
+    assert page.status_code == 200
+    assert not page.has_header("Location")
+    assert b"Sign out?" in page.content
+    assert page["X-Frame-Options"] == "DENY"
+    # Nothing happened yet.
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_confirming_signs_out_and_redirects(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE, state="s1")
+    assert page.status_code == 200
+    csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert response.status_code == 303
+    assert response["Location"] == BYE + "?state=s1"
+    assert response["X-Frame-Options"] == "DENY"
+    assert_signed_out(browser, confidential_app)
+
+
+def test_confirming_without_redirect_shows_signed_out_page(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser)
+    csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert response.status_code == 200
+    assert b"You are signed out" in response.content
+    assert response["X-Frame-Options"] == "DENY"
+    assert_signed_out(browser, confidential_app)
+
+
+def test_confirmation_needs_the_csrf_token(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser)
+    _csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"key": key, "confirm": "yes"})
+    assert response.status_code == 403
+    assert_signed_in(browser, confidential_app)
+
+
+def test_declining_keeps_the_user_signed_in(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE)
+    csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "no"})
+    assert response.status_code == 200
+    assert not response.has_header("Location")
+    assert b"You are still signed in" in response.content
+    assert response["X-Frame-Options"] == "DENY"
+    assert_signed_in(browser, confidential_app)
+
+
+def test_wrong_key_does_not_sign_out_and_does_not_say_so(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser)
+    csrf, _key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": "forged", "confirm": "yes"})
+    assert response.status_code < 500
+    assert not response.has_header("Location")
+    assert_signed_in(browser, confidential_app)
+    # The user must not be told they are signed out while they are not.
+    assert b"You are signed out" not in response.content
+
+
+def test_hint_for_another_user_asks_first(flow, confidential_app, user, django_user_model):
+    """A valid hint whose subject is not the signed-in user is not a valid hint for this session."""
+    body = signed_in(flow, confidential_app)
+    django_user_model.objects.create_user("bob", "bob@example.com", "another long password 42")
+    bob_browser = Flow(Client())
+    bob_code, bob_params = bob_browser.code_for(confidential_app, identifier="bob", password="another long password 42")
+    bob_tokens = bob_browser.token(confidential_app, bob_code, bob_params).json()
+    # Alice's browser receives a logout request carrying Bob's ID token.
+    response = logout(flow.client, id_token_hint=bob_tokens["id_token"], post_logout_redirect_uri=BYE)
+    assert response.status_code == 200
+    assert not response.has_header("Location")
+    assert b"Sign out?" in response.content
+    assert_signed_in(flow.client, confidential_app)
+    assert userinfo(flow.client, body["access_token"]).status_code == 200
+
+
+def test_without_hint_when_not_signed_in_redirects_to_registered_uri(client, confidential_app, db):
+    response = logout(client, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE, state="z")
+    assert response.status_code == 302
+    assert response["Location"] == BYE + "?state=z"
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def test_signed_out_page_when_nobody_is_signed_in(client, db):
+    response = logout(client)
+    assert response.status_code == 200
+    assert response["X-Frame-Options"] == "DENY"
+
+
+# -- what logout does to tokens and later requests ---------------------------------------------------
+def test_after_logout_prompt_none_gives_login_required(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    assert_signed_in(flow.client, confidential_app)
+    logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri=BYE)
+    assert_signed_out(flow.client, confidential_app)
+
+
+def test_logout_revokes_tokens_of_that_browser_session(flow, confidential_app, public_app, user):
+    first = signed_in(flow, confidential_app)
+    second = signed_in(flow, public_app)
+    for body in (first, second):
+        assert userinfo(flow.client, body["access_token"]).status_code == 200
+
+    other_browser = Flow(Client())
+    elsewhere = signed_in(other_browser, confidential_app)
+
+    response = logout(flow.client, id_token_hint=first["id_token"], post_logout_redirect_uri=BYE)
+    assert response.status_code == 302
+
+    api = Client()
+    for body in (first, second):
+        assert userinfo(api, body["access_token"]).status_code == 401
+    refreshed = api.post("/oauth/token", {"grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+                                          "client_id": confidential_app.client_id,
+                                          "client_secret": confidential_app.client_secret})
+    assert refreshed.status_code == 400
+    assert refreshed.json()["error"] == "invalid_grant"
+    # Another browser's sign-in is a different session: its tokens keep working.
+    assert userinfo(api, elsewhere["access_token"]).status_code == 200
+
+
+def test_confirmed_logout_revokes_tokens_too(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser)
+    csrf, key = csrf_and_key(page)
+    browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert userinfo(Client(), body["access_token"]).status_code == 401
+
+
+def test_rejected_logout_leaves_tokens_working(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri="https://evil.example.com/")
+    assert userinfo(Client(), body["access_token"]).status_code == 200

@@ -1,0 +1,53 @@
+"""Queries per request on the hot path, at or under SPEC.md's targets (authorize 4, token 5,
+userinfo 1). Transactional tests, so that what is counted is what production runs (no test
+savepoints)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import authorize_params, pkce_pair, query_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def signed_in_authorize(flow, app, challenge):
+    """Sign in once (not counted) and answer the parameters of a fresh authorization request."""
+    flow.code_for(app, authorize_params(app, pkce_pair()[1]))
+    return authorize_params(app, challenge)
+
+
+def test_authorize_makes_at_most_4_queries(flow, confidential_app, user, django_assert_max_num_queries):
+    verifier, challenge = pkce_pair()
+    params = signed_in_authorize(flow, confidential_app, challenge)
+    with django_assert_max_num_queries(4):
+        response = flow.client.get("/oauth/authorize?" + urlencode(params))
+    assert response.status_code == 302 and "code" in query_of(response["Location"])
+
+
+def test_token_makes_at_most_5_queries(flow, confidential_app, user, django_assert_max_num_queries):
+    verifier, challenge = pkce_pair()
+    code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
+    flow.client.get("/.well-known/jwks.json")  # the signing key exists, as on any running server
+    with django_assert_max_num_queries(5):
+        response = flow.token(confidential_app, code, params, code_verifier=verifier)
+    assert response.status_code == 200
+    assert {"access_token", "refresh_token", "id_token"} <= set(response.json())
+
+
+def test_userinfo_makes_at_most_1_query(flow, confidential_app, user, django_assert_max_num_queries):
+    verifier, challenge = pkce_pair()
+    code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
+    access_token = flow.token(confidential_app, code, params, code_verifier=verifier).json()["access_token"]
+    with django_assert_max_num_queries(1):
+        response = flow.client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
+    assert response.status_code == 200 and response.json()["sub"] == str(user.pk)
+
+
+def test_discovery_and_jwks_make_no_queries_once_warm(client, db, django_assert_max_num_queries):
+    client.get("/.well-known/jwks.json")
+    with django_assert_max_num_queries(0):
+        assert client.get("/.well-known/openid-configuration").status_code == 200
+        assert client.get("/.well-known/jwks.json").status_code == 200

@@ -1,0 +1,221 @@
+"""SECURITY.md "Codes, PKCE, tokens": refresh token rotation, replay detection, client binding,
+idle and absolute lifetimes, and what a refreshed ID token says."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.settings import oauth2_settings
+
+from identity.app_settings import app_settings
+from identity.models import AuthorizationRecord
+from tests.conftest import authorize_params, make_application, pkce_pair
+from tests.token_helpers import entropy_bits, error_of, introspect, jwt_payload, refresh, tokens_for, userinfo_status
+
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
+
+
+@pytest.fixture
+def other_app(db: Any) -> Any:
+    return make_application(name="Other relying party")
+
+
+def checksum(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def record_of(refresh_token: str) -> AuthorizationRecord:
+    rt = RefreshToken.objects.get(token_checksum=checksum(refresh_token))
+    return AuthorizationRecord.objects.get(family=rt.token_family)
+
+
+def assert_refused(response: Any) -> None:
+    assert response.status_code == 400, response.content
+    assert error_of(response) == "invalid_grant"
+    assert "access_token" not in response.json()
+
+
+# -- rotation -----------------------------------------------------------------------------------------------
+def test_refresh_token_rotates_on_every_use(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    seen_refresh, seen_access = [body["refresh_token"]], [body["access_token"]]
+    current = body["refresh_token"]
+    for _ in range(3):
+        response = refresh(flow.client, confidential_app, current)
+        assert response.status_code == 200, response.content
+        assert "no-store" in response["Cache-Control"]
+        new = response.json()
+        assert new["refresh_token"] not in seen_refresh
+        assert new["access_token"] not in seen_access
+        assert userinfo_status(flow.client, new["access_token"]) == 200
+        seen_refresh.append(new["refresh_token"])
+        seen_access.append(new["access_token"])
+        current = new["refresh_token"]
+    assert entropy_bits(seen_refresh[1:]) >= 128
+    assert entropy_bits(seen_access[1:]) >= 128
+
+
+def test_refreshed_tokens_live_at_most_one_hour(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    new = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    assert 0 < new["expires_in"] <= 3600
+    claims = jwt_payload(new["id_token"])
+    assert 0 < claims["exp"] - claims["iat"] <= 3600
+
+
+def test_replaying_a_rotated_refresh_token_revokes_the_family(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    first = refresh(flow.client, confidential_app, body["refresh_token"])
+    assert first.status_code == 200, first.content
+    second = refresh(flow.client, confidential_app, first.json()["refresh_token"])
+    assert second.status_code == 200, second.content
+    newest = second.json()
+    assert userinfo_status(flow.client, newest["access_token"]) == 200
+
+    # The attacker replays the original, already rotated refresh token.
+    assert_refused(refresh(flow.client, confidential_app, body["refresh_token"]))
+
+    # The whole family is dead: the newest access token and the newest refresh token.
+    assert userinfo_status(flow.client, newest["access_token"]) == 401
+    assert_refused(refresh(flow.client, confidential_app, newest["refresh_token"]))
+    assert introspect(flow.client, confidential_app, newest["refresh_token"]).json() == {"active": False}
+
+
+def test_replaying_the_immediately_previous_refresh_token_revokes_the_family(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    newest = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    assert_refused(refresh(flow.client, confidential_app, body["refresh_token"]))
+    assert userinfo_status(flow.client, newest["access_token"]) == 401
+    assert_refused(refresh(flow.client, confidential_app, newest["refresh_token"]))
+
+
+def test_replay_revokes_only_its_own_family(flow, confidential_app, user):
+    victim = tokens_for(flow, confidential_app)
+    bystander = tokens_for(flow, confidential_app)
+    refresh(flow.client, confidential_app, victim["refresh_token"])
+    assert_refused(refresh(flow.client, confidential_app, victim["refresh_token"]))
+    assert userinfo_status(flow.client, bystander["access_token"]) == 200
+    assert refresh(flow.client, confidential_app, bystander["refresh_token"]).status_code == 200
+
+
+def test_a_client_cannot_use_another_clients_refresh_token(flow, confidential_app, other_app, user):
+    body = tokens_for(flow, confidential_app)
+    stolen = refresh(flow.client, other_app, body["refresh_token"])
+    assert_refused(stolen)
+    assert not AccessToken.objects.filter(application=other_app.application).exists()
+
+
+def test_a_public_client_cannot_use_a_confidential_clients_refresh_token(flow, confidential_app, public_app, user):
+    body = tokens_for(flow, confidential_app)
+    response = refresh(flow.client, public_app, body["refresh_token"])
+    assert response.status_code in (400, 401), response.content
+    assert error_of(response) in {"invalid_grant", "invalid_client"}
+    assert not AccessToken.objects.filter(application=public_app.application).exists()
+
+
+def test_refresh_needs_the_client_secret(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    response = refresh(flow.client, confidential_app, body["refresh_token"], secret="not-the-secret")
+    assert response.status_code == 401, response.content
+    assert error_of(response) == "invalid_client"
+
+
+def test_public_client_refresh_rotates(flow, public_app, user):
+    body = tokens_for(flow, public_app)
+    response = refresh(flow.client, public_app, body["refresh_token"])
+    assert response.status_code == 200, response.content
+    assert response.json()["refresh_token"] != body["refresh_token"]
+    assert_refused(refresh(flow.client, public_app, body["refresh_token"]))
+    assert userinfo_status(flow.client, response.json()["access_token"]) == 401
+
+
+# -- the refreshed ID token -------------------------------------------------------------------------------------
+def test_refreshed_id_token_keeps_sub_aud_azp_and_original_auth_time(flow, confidential_app, user):
+    verifier, challenge = pkce_pair()
+    code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
+    # The sign-in happened a while ago (well before the refresh): move it back so that "now" or
+    # user.last_login cannot pass for it.
+    signed_in_at = timezone.now().replace(microsecond=0) - timedelta(minutes=20)
+    AuthorizationRecord.objects.filter(grant__code=code).update(auth_time=signed_in_at)
+    body = flow.token(confidential_app, code, params, code_verifier=verifier).json()
+    original = jwt_payload(body["id_token"])
+    assert original["auth_time"] == int(signed_in_at.timestamp())
+
+    type(user).objects.filter(pk=user.pk).update(last_login=timezone.now() + timedelta(minutes=5))
+    refreshed = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    claims = jwt_payload(refreshed["id_token"])
+    assert claims["sub"] == original["sub"] == str(user.pk)
+    assert claims["aud"] == original["aud"]
+    aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    assert confidential_app.client_id in aud
+    assert claims["azp"] == original["azp"] == confidential_app.client_id
+    assert claims["auth_time"] == original["auth_time"]
+    assert claims["iss"] == original["iss"]
+    assert claims.get("amr") == original.get("amr")
+
+    # And again, two generations down.
+    again = jwt_payload(refresh(flow.client, confidential_app, refreshed["refresh_token"]).json()["id_token"])
+    assert (again["sub"], again["azp"], again["auth_time"]) == (original["sub"], original["azp"], original["auth_time"])
+
+
+# -- lifetimes ----------------------------------------------------------------------------------------------------
+def test_refresh_token_idle_lifetime(flow, confidential_app, user):
+    idle = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
+    assert idle and int(idle if isinstance(idle, int) else idle.total_seconds()) > 0
+    seconds = idle if isinstance(idle, int) else int(idle.total_seconds())
+
+    # An access token that expired recently: the refresh token still works.
+    fresh = tokens_for(flow, confidential_app)
+    AccessToken.objects.filter(token_checksum=checksum(fresh["access_token"])).update(
+        expires=timezone.now() - timedelta(seconds=60))
+    assert refresh(flow.client, confidential_app, fresh["refresh_token"]).status_code == 200
+
+    # Idle for longer than REFRESH_TOKEN_EXPIRE_SECONDS after its access token expired: refused.
+    stale = tokens_for(flow, confidential_app)
+    AccessToken.objects.filter(token_checksum=checksum(stale["access_token"])).update(
+        expires=timezone.now() - timedelta(seconds=seconds + 60))
+    assert_refused(refresh(flow.client, confidential_app, stale["refresh_token"]))
+
+
+def test_refresh_token_absolute_lifetime(flow, confidential_app, user):
+    absolute = app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS
+    assert absolute > 0
+    body = tokens_for(flow, confidential_app)
+    # Keep the family busy: refreshed regularly, it is never idle.
+    current = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    record = record_of(current["refresh_token"])
+
+    # Just inside the absolute lifetime: still works.
+    AuthorizationRecord.objects.filter(pk=record.pk).update(
+        created_at=timezone.now() - timedelta(seconds=absolute - 3600))
+    response = refresh(flow.client, confidential_app, current["refresh_token"])
+    assert response.status_code == 200, response.content
+    current = response.json()
+
+    # Past it, measured from the sign-in whatever the last refresh: refused.
+    AuthorizationRecord.objects.filter(pk=record.pk).update(
+        created_at=timezone.now() - timedelta(seconds=absolute + 60))
+    assert_refused(refresh(flow.client, confidential_app, current["refresh_token"]))
+
+
+def test_absolute_lifetime_is_configurable(flow, confidential_app, user, settings):
+    settings.PORTCULLIS_REFRESH_TOKEN_ABSOLUTE_SECONDS = 600
+    body = tokens_for(flow, confidential_app)
+    record = record_of(body["refresh_token"])
+    AuthorizationRecord.objects.filter(pk=record.pk).update(created_at=timezone.now() - timedelta(seconds=601))
+    assert_refused(refresh(flow.client, confidential_app, body["refresh_token"]))
+
+
+def test_refresh_tokens_are_hashed_at_rest(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    new = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    rt = RefreshToken.objects.get(token_checksum=checksum(new["refresh_token"]))
+    assert rt.token == ""
+    at = AccessToken.objects.get(token_checksum=checksum(new["access_token"]))
+    assert at.token == ""
