@@ -46,9 +46,14 @@ class AppSettings:
         return str(self._setting("SIGN_IN_HANDLER", "experience.interaction.begin_authorization"))
 
     def issuer(self, request: HttpRequest | None) -> str:
+        """ISSUER, or where the apps are mounted on this request's host (the site root when the
+        URLs are included at ``""``), so that discovery sits at issuer + /.well-known/..."""
         if self.ISSUER or request is None:
             return self.ISSUER
-        return f"{request.scheme}://{request.get_host()}"
+        from django.urls import reverse
+
+        mount = reverse("identity:discovery")[: -len("/.well-known/openid-configuration")]
+        return f"{request.scheme}://{request.get_host()}{mount}"
 
 
 app_settings = AppSettings()

@@ -338,4 +338,4 @@ def issuer_from_headers(headers: Any) -> str:
     django_request.META = dict(headers)
     if headers.get("X_DJANGO_OAUTH_TOOLKIT_SECURE"):
         django_request._scheme = "https"
-    return f"{django_request.scheme}://{django_request.get_host()}"
+    return app_settings.issuer(django_request)

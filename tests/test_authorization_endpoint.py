@@ -682,10 +682,3 @@ def test_next_on_sign_in_page_keeps_same_site_path(client, user):
     assert response.status_code == 303
     assert response["Location"] == "/admin/?tab=1"
 
-
-def test_zz_scratch(client, confidential_app, user):
-    params = authorize_params(confidential_app, max_age="abc")
-    r = authorize(client, params)
-    r = sign_in_and_follow(client, r["Location"])
-    print("SCRATCH", r.status_code, r.get("Location"))
-    assert 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import check_password
+from django.contrib.auth.hashers import make_password
 from django.utils.translation import gettext_lazy as _
 
 from authenticators.base import AuthError, BaseAuth
@@ -63,7 +63,7 @@ class PasswordAuth(BaseAuth):
             raise AuthError("invalid_input")
         user = self.find_user_by_identifier(identifier)
         if user is None:
-            check_password(password, None)  # the same hashing work as for a real account
+            make_password(password)  # the same hashing work as for a real account
             raise AuthError("invalid_credentials")
         if not user.check_password(password):
             raise AuthError("invalid_credentials")
