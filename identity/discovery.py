@@ -15,8 +15,10 @@ from identity.claims import SUPPORTED_CLAIMS
 def document(issuer: str) -> bytes:
     """Exactly what Portcullis supports, as JSON bytes (cached: it depends only on the issuer)."""
 
+    mount = reverse("identity:discovery")[: -len("/.well-known/openid-configuration")]
+
     def url(name: str) -> str:
-        return issuer + reverse(name)
+        return issuer + reverse(name)[len(mount):]
 
     scopes = list(oauth2_settings.SCOPES)
     data = {

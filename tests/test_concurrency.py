@@ -110,6 +110,12 @@ def live_app(live_server: Any, django_user_model: Any) -> tuple[str, ClientApp]:
     if _in_memory_sqlite():
         pytest.skip("the test database is SQLite's shared-cache in-memory one (set up by another module): "
                     "its table locks cannot show the race; run this module alone or on PostgreSQL")
+    from authenticators.models import Authenticator
+
+    # Another module's transactional test may have flushed the migration-made authenticator.
+    Authenticator.objects.get_or_create(
+        name="password", defaults={"auth_type": "password", "title": "Password", "enabled": True, "sort_order": 0,
+                               "options": {"allow_email": True, "allow_username": True}})
     account = django_user_model.objects.create_user("alice", "alice@example.com", PASSWORD)
     Profile.objects.create(user=account, email_verified=True)
     return live_server.url, make_application()
