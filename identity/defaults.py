@@ -7,10 +7,21 @@ Every choice is explained in docs/configuration.md ("OAuth policy").
 
 from __future__ import annotations
 
+from django.utils.functional import lazy
+
 from identity.hashers import ClientSecretHasher
+
+
+def _active_private_pem() -> str:
+    from identity.keys import active_private_pem
+
+    return active_private_pem()
+
 
 OAUTH2_PROVIDER_DEFAULTS: dict[str, object] = {
     "OIDC_ENABLED": True,
+    # DOT's own RS256 pieces (its application validation, its key helpers) see our database key.
+    "OIDC_RSA_PRIVATE_KEY": lazy(_active_private_pem, str)(),
     "OAUTH2_VALIDATOR_CLASS": "identity.validators.PortcullisValidator",
     "SCOPES": {
         "openid": "Sign you in",
