@@ -137,8 +137,8 @@ class AuthorizationView(OAuthLibMixin, View):
             return False
         if "consent" in prompt:
             return True
-        if ApplicationSettings.for_application(application).first_party:
-            return False
+        if ApplicationSettings.for_application(application).first_party or application.skip_authorization:
+            return False  # first-party (ours) or DOT's own "skip authorization" flag
         consent = Consent.objects.filter(user=request.user, application=application).first()
         return consent is None or not consent.covers(scopes)
 

@@ -85,8 +85,7 @@ def test_dot_createapplication_command_works_unchanged(flow, user):
 
     secret = "s" * 40
     call_command("createapplication", "confidential", "authorization-code", "--name", "From the shell",
-                 "--redirect-uris", REDIRECT_URI, "--client-secret", secret, "--algorithm", "RS256",
-                 "--skip-authorization")
+                 "--redirect-uris", REDIRECT_URI, "--client-secret", secret, "--algorithm", "RS256")
     application = Application.objects.get(name="From the shell")
     assert application.client_secret.startswith("portcullis_sha256$")
 
