@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import router, transaction
 from django.utils import timezone
@@ -90,7 +91,12 @@ class PortcullisValidator(OAuth2Validator):
 
     def validate_response_type(self, client_id, response_type, client, request, *args, **kwargs) -> bool:
         # Only the authorization code flow: no implicit, no hybrid (RFC 9700).
-        return response_type == "code" and client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
+        if response_type != "code":
+            raise errors.UnsupportedResponseTypeError(request=request)
+        return client.allows_grant_type(AbstractApplication.GRANT_AUTHORIZATION_CODE)
+
+    def validate_redirect_uri(self, client_id, redirect_uri, request, *args, **kwargs) -> bool:
+        return redirect_uri_registered(request.client, redirect_uri)
 
     def is_pkce_required(self, client_id, request) -> bool:
         challenge = getattr(request, "code_challenge", None)
@@ -172,9 +178,14 @@ class PortcullisValidator(OAuth2Validator):
         return True
 
     def confirm_redirect_uri(self, client_id, code, redirect_uri, client, request=None, *args, **kwargs) -> bool:
-        # The code is bound to the exact redirect_uri of its authorization request.
-        grant = self._grant(code, request) if request is not None else Grant.objects.filter(code=code).first()
-        return grant is not None and grant.application_id == client.pk and grant.redirect_uri == redirect_uri
+        # The code is bound to the exact redirect_uri of its authorization request, which the
+        # token request must repeat (oauthlib would otherwise substitute the client's default).
+        if request is None or getattr(request, "using_default_redirect_uri", False) or not redirect_uri:
+            raise errors.InvalidGrantError(description="redirect_uri must repeat the authorization request's.", request=request)
+        grant = self._grant(code, request)
+        if grant is None or grant.application_id != client.pk or grant.redirect_uri != redirect_uri:
+            raise errors.InvalidGrantError(description="redirect_uri does not match the authorization request.", request=request)
+        return True
 
     def get_code_challenge(self, code, request):
         grant = self._grant(code, request)
@@ -322,6 +333,27 @@ class PortcullisValidator(OAuth2Validator):
         from identity.claims import SUPPORTED_CLAIMS
 
         return SUPPORTED_CLAIMS
+
+
+def redirect_uri_registered(application: Any, uri: str) -> bool:
+    """Simple string comparison with a registered URI (OIDC Core 3.1.2.1, RFC 9700); only a
+    loopback IP's port may differ (RFC 8252 7.3). DOT's matcher must agree too."""
+    if not isinstance(uri, str) or not application.redirect_uri_allowed(uri):
+        return False
+    registered = application.redirect_uris.split()
+    if uri in registered:
+        return True
+    requested = urlsplit(uri)
+    for candidate in registered:
+        allowed = urlsplit(candidate)
+        if allowed.scheme == "http" and allowed.hostname in ("127.0.0.1", "::1"):
+            host = allowed.netloc.rsplit(":", 1)[0] if allowed.port else allowed.netloc
+            requested_host = requested.netloc.rsplit(":", 1)[0] if requested.port else requested.netloc
+            if (requested.scheme, requested_host, requested.path, requested.query) == (
+                allowed.scheme, host, allowed.path, allowed.query
+            ):
+                return True
+    return False
 
 
 def sign(claims: dict[str, Any]) -> str:
