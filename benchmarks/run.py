@@ -270,7 +270,7 @@ class RelyingParty:
         self.base_url, self.client_id, self.username = base_url, client_id, username
         self.browser = requests.Session()
         self.backchannel = requests.Session()
-        self.backchannel.auth = (client_id, CLIENT_SECRET)  # client_secret_basic
+        self.client_auth = (client_id, CLIENT_SECRET)  # client_secret_basic, on token requests only
 
     def close(self) -> None:
         self.browser.close()
@@ -333,12 +333,12 @@ class RelyingParty:
             f"{self.base_url}/oauth/token",
             data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
                   "code_verifier": verifier},
-            timeout=REQUEST_TIMEOUT,
+            auth=self.client_auth, timeout=REQUEST_TIMEOUT,
         )
         if response.status_code != 200 or "access_token" not in response.text:
             raise FlowError("token", f"HTTP {response.status_code}", response.text[:300])
         access_token = response.json()["access_token"]
-        response = self.backchannel.get(f"{self.base_url}/oauth/userinfo", auth=None,
+        response = self.backchannel.get(f"{self.base_url}/oauth/userinfo",
                                         headers={"Authorization": f"Bearer {access_token}"}, timeout=REQUEST_TIMEOUT)
         if response.status_code != 200 or "sub" not in response.json():
             raise FlowError("userinfo", f"HTTP {response.status_code}", response.text[:300])
@@ -347,7 +347,7 @@ class RelyingParty:
         url, verifier = self.authorize_url()
         location = self.browser.get(url, allow_redirects=False, timeout=REQUEST_TIMEOUT).headers.get("Location", "")
         code = parse_qs(urlsplit(location).query).get("code", [""])[0]
-        response = self.backchannel.post(f"{self.base_url}/oauth/token", timeout=REQUEST_TIMEOUT, data={
+        response = self.backchannel.post(f"{self.base_url}/oauth/token", timeout=REQUEST_TIMEOUT, auth=self.client_auth, data={
             "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
         if response.status_code != 200:
             raise FlowError("token (for userinfo)", f"HTTP {response.status_code}", response.text[:300])

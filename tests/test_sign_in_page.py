@@ -143,4 +143,7 @@ def test_the_page_is_translated(flow, confidential_app, user):
     url = start(flow, confidential_app)
     html = flow.client.get(url, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
     assert 'lang="ru"' in html
-    assert "Пароль" in html
+    assert "Вход в Relying party" in html and "Эл. почта или имя пользователя" in html and "Пароль" in html
+    wrong = flow.client.post(url, {"identifier": "alice", "password": "nope nope", "authenticator": "password"},
+                             HTTP_ACCEPT_LANGUAGE="uk")
+    assert "Неправильні дані для входу." in wrong.content.decode()
