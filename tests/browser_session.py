@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from tests.conftest import PASSWORD
+PASSWORD = "correct horse battery staple"  # tests.conftest.PASSWORD
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
