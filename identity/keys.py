@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,9 @@ from identity.app_settings import app_settings
 from identity.models import SigningKey
 
 VERSION_KEY = "portcullis:signing-keys:version"
+# How long a process trusts its key set before asking the shared cache whether keys changed. A
+# rotation reaches the other processes within this time; the process that rotates sees it at once.
+VERSION_CHECK_SECONDS = 2.0
 _lock = threading.Lock()
 
 
@@ -34,6 +38,7 @@ class KeySet:
 
 
 _memo: KeySet | None = None
+_checked_at = 0.0
 
 
 def _version() -> str:
@@ -46,8 +51,10 @@ def _version() -> str:
 
 
 def keys_changed() -> None:
-    """Tell every process to rebuild its key set."""
+    """Tell every process to rebuild its key set (this one at once, the others within seconds)."""
+    global _memo
     cache.set(VERSION_KEY, str(timezone.now().timestamp()), None)
+    _memo = None
 
 
 def generate_key() -> SigningKey:
@@ -117,9 +124,13 @@ def _build(version: str, active_row: SigningKey) -> KeySet:
 
 
 def key_set() -> KeySet:
-    global _memo
-    version = _version()
+    global _memo, _checked_at
     memo = _memo
+    now = time.monotonic()
+    if memo is not None and now - _checked_at < VERSION_CHECK_SECONDS:
+        return memo
+    version = _version()
+    _checked_at = now
     if memo is not None and memo.version == version:
         return memo
     with _lock:

@@ -180,12 +180,14 @@ def test_admin_shows_no_private_key(admin_client, db):
 
 
 def test_rotation_is_seen_by_a_process_with_a_stale_memo(flow, confidential_app, user):
-    """Another process rotates: this one learns it through the shared cache version."""
+    """Another process rotates: this one learns it through the shared cache version, at its next
+    check (at most keys.VERSION_CHECK_SECONDS later)."""
     old_body, _ = issue_tokens(flow, confidential_app)
     old_kid = jwt_header(old_body["id_token"])["kid"]
     stale = keys._memo
     keys.rotate()
     keys._memo = stale  # this process still holds the pre-rotation key set in memory
+    keys._checked_at = time.monotonic() - keys.VERSION_CHECK_SECONDS  # and its check interval has passed
     new_body, _ = issue_tokens(flow, confidential_app)
     assert jwt_header(new_body["id_token"])["kid"] != old_kid
     document, _ = fetch_jwks(flow.client)
