@@ -66,12 +66,13 @@ def start(request: HttpRequest, event: str = Interaction.SIGN_IN, *, authorize_p
           client_id: str = "", login_hint: str = "", next_url: str = "") -> Interaction:
     """A new interaction, bound to this browser session."""
     now = timezone.now()
+    login_hint, next_url = printable(login_hint)[:254], printable(next_url)[:2000]
     interaction = Interaction.objects.create(
         uid=secrets.token_urlsafe(24),
         event=event,
         client_id=client_id,
         expires_at=now + timedelta(seconds=app_settings.INTERACTION_TTL),
-        state={"authorize": authorize_params, "login_hint": login_hint[:254], "next": next_url,
+        state={"authorize": authorize_params, "login_hint": login_hint, "next": next_url,
                "user_id": None, "verifications": []},
     )
     if request.session.session_key is None:
@@ -79,6 +80,11 @@ def start(request: HttpRequest, event: str = Interaction.SIGN_IN, *, authorize_p
     owned = [uid for uid in request.session.get(SESSION_KEY, []) if uid != interaction.uid]
     request.session[SESSION_KEY] = (owned + [interaction.uid])[-app_settings.INTERACTIONS_PER_SESSION:]
     return interaction
+
+
+def printable(value: str) -> str:
+    """Without control characters (a NUL cannot even be stored in PostgreSQL text)."""
+    return "".join(ch for ch in value if ch.isprintable())
 
 
 def begin_authorization(request: HttpRequest, authorize_params: str, application: Any, login_hint: str) -> str:

@@ -92,7 +92,7 @@ class EndSessionView(View):
             return error_page(request, "invalid_client", _("The application is unknown."))
         redirect_to = params.get("post_logout_redirect_uri", "")
         if redirect_to:
-            if application is None or not application.post_logout_redirect_uri_allowed(redirect_to):
+            if application is None or redirect_to not in application.post_logout_redirect_uris.split():
                 return error_page(request, "invalid_request", _("The post-logout redirect URI is not registered for this application."))
             state = params.get("state")
             if state:
@@ -111,7 +111,9 @@ class EndSessionView(View):
 
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
-            return self.done(request, "", None)
+            # A stale tab or a forged answer: nothing happens, and the page says so.
+            still = {"signed_out": not request.user.is_authenticated, "application": None}
+            return deny_framing(render(request, "identity/logout_done.html", still, status=400))
         application = load_application(pending["client_id"]) if pending.get("client_id") else None
         if request.POST.get("confirm") != "yes":
             request.session.pop(PENDING_SESSION_KEY, None)

@@ -3,12 +3,17 @@ who is signed in, whether consent is needed, and how errors reach the browser.""
 
 from __future__ import annotations
 
+import functools
+import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -22,6 +27,7 @@ from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.oauth2_validators import is_valid_resource_uri
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
@@ -61,6 +67,32 @@ def resume_url(authorize_params: str, token: str) -> str:
     return f"{reverse('identity:authorize')}?{authorize_params}&{urlencode({RESUME_PARAM: token})}"
 
 
+def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": error, "error_description": description}, status=status,
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A body Django cannot parse (bad multipart, too many fields) is an OAuth invalid_request."""
+
+    @functools.wraps(view)
+    def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            request.POST  # noqa: B018  parse now, inside the try
+        except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig, UnicodeDecodeError):
+            return oauth_error("invalid_request", "The request body cannot be read.")
+        return view(self, request, *args, **kwargs)
+
+    return wrapper
+
+
+def json_content_type(response: HttpResponse) -> HttpResponse:
+    """DOT answers some OAuth errors with a JSON body labelled text/html: label it JSON."""
+    if response.content[:1] == b"{" and not response.get("Content-Type", "").startswith("application/json"):
+        response["Content-Type"] = "application/json"
+    return response
+
+
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
 class AuthorizationView(OAuthLibMixin, View):
     """The authorization endpoint (GET or POST), ``response_type=code`` only."""
@@ -72,6 +104,10 @@ class AuthorizationView(OAuthLibMixin, View):
         return self.authorize(request, request.POST)
 
     def authorize(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
+        if any("\x00" in value for values in params.lists() for value in values[1]):
+            return error_page(request, "invalid_request", _("The request is malformed."))
+        if any(len(params.getlist(name)) > 1 for name in SINGLE_VALUED):
+            return error_page(request, "invalid_request", _("A parameter was repeated."))
         application = load_application(params.get("client_id", ""))
         if application is None:
             return error_page(request, "invalid_client", _("The application is unknown."))
@@ -87,9 +123,10 @@ class AuthorizationView(OAuthLibMixin, View):
     def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
         prompt = set(params.get("prompt", "").split())
         max_age = parse_max_age(params.get("max_age"))
-        if max_age == -1:
-            return self.redirect_error(request, application, client_error(
-                oauth_errors.InvalidRequestError, credentials, "max_age must be a non-negative integer."))
+        problem = request_problem(params, max_age)
+        if problem:
+            error_class, description = problem
+            return self.redirect_error(request, application, client_error(error_class, credentials, description))
         resumed = self.pop_resume(request, params.get(RESUME_PARAM, ""))
         auth = authentication.current(request)
         if auth is None or self.login_needed(params, auth, prompt, max_age, resumed):
@@ -169,6 +206,9 @@ class AuthorizationView(OAuthLibMixin, View):
             return error_page(request, error.oauthlib_error.error, error.oauthlib_error.description or "")
         except OAuthToolkitError as error:
             return self.redirect_error(request, application, error.oauthlib_error)
+        except ValidationError:  # a value the grant's fields refuse (DOT validates on save)
+            return self.redirect_error(request, application, client_error(
+                oauth_errors.InvalidRequestError, credentials, "A parameter has an invalid value."))
         # RFC 9207: our issuer, which follows PORTCULLIS_ISSUER as discovery does.
         return self.client_redirect(request, application, _add_iss_to_redirect(uri, app_settings.issuer(request)))
 
@@ -188,17 +228,40 @@ class AuthorizationView(OAuthLibMixin, View):
         return deny_framing(response)
 
 
+SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
+                 "code_challenge_method", "prompt", "max_age", "response_mode", "id_token_hint", "login_hint")
+
+
 def parse_max_age(value: str | None) -> int | None:
-    """None when absent, the seconds when valid, -1 when malformed."""
+    """None when absent, the seconds when valid, -1 when malformed (or absurdly long)."""
     if value in (None, ""):
         return None
-    return int(value) if value.isascii() and value.isdigit() else -1
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else -1
+
+
+def request_problem(params: QueryDict, max_age: int | None) -> tuple[type[oauth_errors.OAuth2Error], str] | None:
+    """What oauthlib leaves unchecked, as (error, description) for the client; None when fine."""
+    if max_age == -1:
+        return oauth_errors.InvalidRequestError, "max_age must be a non-negative integer."
+    if params.get("response_mode", "query") != "query":
+        return oauth_errors.InvalidRequestError, "Only response_mode=query is supported."
+    if len(params.get("nonce", "")) > 255:
+        return oauth_errors.InvalidRequestError, "nonce is too long (255 characters at most)."
+    challenge = params.get("code_challenge")
+    if challenge is not None and not re.fullmatch(r"[A-Za-z0-9._~-]{43,128}", challenge):
+        return oauth_errors.InvalidRequestError, "code_challenge must be 43 to 128 unreserved characters (RFC 7636)."
+    if any(not is_valid_resource_uri(uri) for uri in params.getlist("resource")):
+        return oauth_errors.CustomOAuth2Error, "invalid_target"
+    return None
 
 
 def client_error(error_class: type[oauth_errors.OAuth2Error], credentials: Any,
                  description: str | None = None) -> oauth_errors.OAuth2Error:
     """An error for the client, to be sent to the (already validated) redirect_uri."""
-    error = error_class(description=description, state=credentials.get("state"))
+    if error_class is oauth_errors.CustomOAuth2Error:  # description carries the error code
+        error = error_class(error=description or "invalid_request", state=credentials.get("state"))
+    else:
+        error = error_class(description=description, state=credentials.get("state"))
     error.redirect_uri = credentials.get("redirect_uri")
     return error
 
@@ -263,13 +326,12 @@ class TokenView(OAuthLibMixin, View):
     grant_types = ("authorization_code", "refresh_token")
 
     @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token", "password"))
+    @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.POST.get("grant_type") not in self.grant_types:
             # Before oauthlib runs: its password grant would check the password first (an oracle),
             # and DOT's device-code path fails on missing parameters.
-            return JsonResponse({"error": "unsupported_grant_type",
-                                 "error_description": "Only authorization_code and refresh_token are supported."},
-                                status=400, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+            return oauth_error("unsupported_grant_type", "Only authorization_code and refresh_token are supported.")
         _url, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for key, value in headers.items():
@@ -282,17 +344,25 @@ class TokenView(OAuthLibMixin, View):
 
 
 class UserInfoView(dot_views.UserInfoView):
-    pass
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return json_content_type(super().get(request, *args, **kwargs))
+
+    @readable_body
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return json_content_type(super().post(request, *args, **kwargs))
 
 
 class RevokeTokenView(dot_views.RevokeTokenView):
-    pass
+    @readable_body
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return json_content_type(super().post(request, *args, **kwargs))
 
 
 @method_decorator(csrf_exempt, name="dispatch")
 class IntrospectView(OAuthLibMixin, View):
     """RFC 7662 for authenticated clients: a client learns about its own tokens only."""
 
+    @readable_body
     def post(self, request: HttpRequest) -> JsonResponse:
         core = self.get_oauthlib_core()
         uri, method, body, headers = core._extract_params(request)
@@ -301,11 +371,12 @@ class IntrospectView(OAuthLibMixin, View):
         oauth_request = OauthlibRequest(uri, method, body, headers)
         validator = core.server.request_validator
         if not validator.authenticate_client(oauth_request):
-            return JsonResponse({"error": "invalid_client", "error_description": "Client authentication failed."},
-                                status=401, headers={"WWW-Authenticate": 'Basic realm="introspection"'})
+            response = oauth_error("invalid_client", "Client authentication failed.", status=401)
+            response["WWW-Authenticate"] = 'Basic realm="introspection"'
+            return response
         token = request.POST.get("token")
         if not token:
-            return JsonResponse({"error": "invalid_request", "error_description": "The token parameter is missing."}, status=400)
+            return oauth_error("invalid_request", "The token parameter is missing.")
         return JsonResponse(tokens.introspect(token, oauth_request.client, app_settings.issuer(request)),
                             headers={"Cache-Control": "no-store"})
 
