@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, ValidationError
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
@@ -79,7 +79,7 @@ def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             request.POST  # noqa: B018  parse now, inside the try
-        except (MultiPartParserError, TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig, UnicodeDecodeError):
+        except (BadRequest, MultiPartParserError, TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig, UnicodeDecodeError):
             return oauth_error("invalid_request", "The request body cannot be read.")
         return view(self, request, *args, **kwargs)
 
