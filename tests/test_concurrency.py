@@ -15,9 +15,9 @@ import requests
 
 from tests.conftest import PASSWORD, REDIRECT_URI, ClientApp, authorize_params, make_application, pkce_pair, query_of
 
-# Transactional tests flush the tables; serialized_rollback restores what migrations created (the
-# built-in password authenticator) for the next test.
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+# On SQLite the test database is a file (config/settings.py), so parallel writers wait for the lock
+# as they do in a deployment, instead of failing at once as in an in-memory database.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TIMEOUT = 30
@@ -79,37 +79,10 @@ def race(count: int, send: Any) -> list[tuple[int, dict[str, Any]]]:
     return results
 
 
-@pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
-    """On SQLite, test on a database file as deployments do (WAL, IMMEDIATE transactions, busy
-    timeout), not on Django's shared-cache in-memory database, whose table locks fail at once
-    ("database table is locked") instead of waiting: that would test SQLite's test mode, not us.
-    Takes effect when this module sets the test database up (run alone or first)."""
-    import os
-    import tempfile
-
-    from django.conf import settings
-
-    database = settings.DATABASES["default"]
-    if database["ENGINE"] == "django.db.backends.sqlite3":
-        test = database.setdefault("TEST", {})
-        if not test.get("NAME"):
-            test["NAME"] = os.path.join(tempfile.gettempdir(), f"portcullis_test_{os.getpid()}.sqlite3")
-
-
-def _in_memory_sqlite() -> bool:
-    from django.db import connection
-
-    return connection.vendor == "sqlite" and connection.is_in_memory_db()
-
-
 @pytest.fixture
 def live_app(live_server: Any, django_user_model: Any) -> tuple[str, ClientApp]:
     from identity.models import Profile
 
-    if _in_memory_sqlite():
-        pytest.skip("the test database is SQLite's shared-cache in-memory one (set up by another module): "
-                    "its table locks cannot show the race; run this module alone or on PostgreSQL")
     from authenticators.models import Authenticator
 
     # Another module's transactional test may have flushed the migration-made authenticator.
