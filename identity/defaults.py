@@ -56,7 +56,9 @@ OAUTH2_PROVIDER_DEFAULTS: dict[str, object] = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
-    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    # http stays allowed for loopback callbacks only (native apps, RFC 8252): DOT can only allow or
+    # forbid the scheme, so PortcullisValidator enforces the loopback rule and DOT's check warns.
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": False,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
 }

@@ -335,15 +335,27 @@ class PortcullisValidator(OAuth2Validator):
         return SUPPORTED_CLAIMS
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
 def redirect_uri_registered(application: Any, uri: str) -> bool:
     """Simple string comparison with a registered URI (OIDC Core 3.1.2.1, RFC 9700); only a
     loopback IP's port may differ (RFC 8252 7.3). DOT's matcher must agree too."""
+    try:
+        return _redirect_uri_registered(application, uri)
+    except ValueError:  # an unparsable port, say
+        return False
+
+
+def _redirect_uri_registered(application: Any, uri: str) -> bool:
     if not isinstance(uri, str) or not application.redirect_uri_allowed(uri):
         return False
+    requested = urlsplit(uri)
+    if requested.scheme == "http" and requested.hostname not in LOOPBACK_HOSTS:
+        return False  # plain http only to this machine (RFC 9700 2.1, RFC 8252 native apps)
     registered = application.redirect_uris.split()
     if uri in registered:
         return True
-    requested = urlsplit(uri)
     for candidate in registered:
         allowed = urlsplit(candidate)
         if allowed.scheme == "http" and allowed.hostname in ("127.0.0.1", "::1"):

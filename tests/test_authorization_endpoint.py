@@ -682,3 +682,22 @@ def test_next_on_sign_in_page_keeps_same_site_path(client, user):
     assert response.status_code == 303
     assert response["Location"] == "/admin/?tab=1"
 
+
+
+@pytest.mark.parametrize("registered", ["http://rp.example.com/callback", "http://10.0.0.5/callback"])
+def test_plain_http_redirect_uris_are_refused_unless_loopback(flow, user, registered):
+    from tests.conftest import make_application
+
+    app = make_application(redirect_uri=registered)
+    response = flow.authorize({**authorize_params(app), "redirect_uri": registered})
+    assert response.status_code == 400
+    assert not response.has_header("Location")
+
+
+def test_an_out_of_range_loopback_port_is_an_error_page(flow, user):
+    from tests.conftest import make_application
+
+    app = make_application(redirect_uri="http://127.0.0.1/callback")
+    response = flow.authorize({**authorize_params(app), "redirect_uri": "http://127.0.0.1:99999/callback"})
+    assert response.status_code == 400
+    assert not response.has_header("Location")
