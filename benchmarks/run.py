@@ -196,7 +196,7 @@ def wrk_round(url: str, seconds: float, clients: int, headers: dict[str, str]) -
         errors["non-2xx/3xx"] = int(non2xx.group(1))
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if sockets:
-        for name, value in zip(("connect", "read", "write", "timeout"), sockets.groups()):
+        for name, value in zip(("connect", "read", "write", "timeout"), sockets.groups(), strict=True):
             if int(value):
                 errors[f"socket {name}"] = int(value)
     return float(rate.group(1)), int(total.group(1)), errors
@@ -488,7 +488,7 @@ def report(config, machine, results, queries, sign_in, argon) -> str:
     lines.append(f"| the same, in CPU time (server workers vs hashing process) | {fmt(cpu_ratio, 2)} × | "
                  f"sign-in {fmt(argon['server_cpu_per_sign_in_s'] * 1000, 0)} ms, hash {fmt(argon['cpu_s'] * 1000, 0)} ms ⁴ "
                  f"| | ≤ 1.1 × | {verdict(None if cpu_ratio is None else cpu_ratio <= 1.1)} |")
-    total_errors = sum((sum(r.errors.values()) for rounds in results.values() for r in rounds))
+    total_errors = sum(sum(r.errors.values()) for rounds in results.values() for r in rounds)
     lines.append(f"| errors under load (all measurements) | {total_errors} | | | 0 | {verdict(total_errors == 0)} |")
     lines += [
         "",
@@ -568,7 +568,7 @@ def main() -> int:
     database_created = False
     parties: list[RelyingParty] = []
     machine = {
-        "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)), "cpu": cpu_model(), "python": platform.python_version(),
         "load_start": f"{os.getloadavg()[0]:.2f}",
     }

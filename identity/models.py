@@ -97,6 +97,9 @@ class AuthorizationRecord(models.Model):
         verbose_name = _("authorization")
         verbose_name_plural = _("authorizations")
 
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.application_id} at {self.auth_time:%Y-%m-%d %H:%M}"
+
 
 class Consent(models.Model):
     """A user's remembered grant of scopes to a third-party application."""

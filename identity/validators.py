@@ -26,7 +26,13 @@ from urllib.parse import urlsplit
 from django.db import router, transaction
 from django.utils import timezone
 from jwcrypto import jwt
-from oauth2_provider.models import AbstractApplication, get_access_token_model, get_application_model, get_grant_model, get_refresh_token_model
+from oauth2_provider.models import (
+    AbstractApplication,
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import _PhonyHttpRequest, oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors

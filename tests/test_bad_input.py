@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 from django.test import Client
 
-from tests.conftest import REDIRECT_URI, ClientApp, Flow, authorize_params
+from tests.conftest import REDIRECT_URI, Flow, authorize_params
 from tests.oidc_helpers import issue_tokens
 
 BYE = "https://rp.example.com/bye"

@@ -13,7 +13,15 @@ from urllib.parse import urlencode, urljoin
 import pytest
 import requests
 
-from tests.conftest import PASSWORD, REDIRECT_URI, ClientApp, authorize_params, make_application, pkce_pair, query_of
+from tests.conftest import (
+    PASSWORD,
+    REDIRECT_URI,
+    ClientApp,
+    authorize_params,
+    make_application,
+    pkce_pair,
+    query_of,
+)
 
 # On SQLite the test database is a file (config/settings.py), so parallel writers wait for the lock
 # as they do in a deployment, instead of failing at once as in an in-memory database.
@@ -81,9 +89,8 @@ def race(count: int, send: Any) -> list[tuple[int, dict[str, Any]]]:
 
 @pytest.fixture
 def live_app(live_server: Any, django_user_model: Any) -> tuple[str, ClientApp]:
-    from identity.models import Profile
-
     from authenticators.models import Authenticator
+    from identity.models import Profile
 
     # Another module's transactional test may have flushed the migration-made authenticator.
     Authenticator.objects.get_or_create(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from jwcrypto import jwt
+from jwcrypto.common import JWException
 
 from identity import keys
 from identity.models import SigningKey
@@ -100,7 +101,7 @@ def test_signature_does_not_verify_after_tampering(flow, confidential_app, user)
     header, payload, signature = body["id_token"].split(".")
     flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
     _document, keyset = fetch_jwks(flow.client)
-    with pytest.raises(Exception):
+    with pytest.raises(JWException):
         jwt.JWT(jwt=f"{header}.{payload}.{flipped}", key=keyset, algs=["RS256"], check_claims=False)
 
 

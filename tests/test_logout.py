@@ -12,7 +12,7 @@ from django.test import Client
 
 from identity import keys
 from tests.conftest import REDIRECT_URI, Flow, authorize_params, make_application, query_of
-from tests.oidc_helpers import b64url_decode, b64url_encode, issue_tokens, jwt_payload, userinfo
+from tests.oidc_helpers import b64url_decode, b64url_encode, issue_tokens, userinfo
 
 BYE = "https://rp.example.com/bye"
 OTHER_BYE = "https://other.example.com/bye"

@@ -15,7 +15,15 @@ from oauth2_provider.settings import oauth2_settings
 from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
 from tests.conftest import authorize_params, make_application, pkce_pair
-from tests.token_helpers import entropy_bits, error_of, introspect, jwt_payload, refresh, tokens_for, userinfo_status
+from tests.token_helpers import (
+    entropy_bits,
+    error_of,
+    introspect,
+    jwt_payload,
+    refresh,
+    tokens_for,
+    userinfo_status,
+)
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()

@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 from oauth2_provider.settings import oauth2_settings
 
 from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, make_application, pkce_pair, query_of
