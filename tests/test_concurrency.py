@@ -4,15 +4,15 @@ success and no 500). Meant for PostgreSQL; they also run on SQLite."""
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
+from tests.browser_session import Browser
 from tests.conftest import (
     PASSWORD,
     REDIRECT_URI,
@@ -27,38 +27,15 @@ from tests.conftest import (
 # as they do in a deployment, instead of failing at once as in an in-memory database.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 TIMEOUT = 30
 
 
 def code_via_browser(base_url: str, app: ClientApp, params: dict[str, str]) -> str:
     """Sign in through the hosted pages with a scripted browser; the code the client receives."""
-    session = requests.Session()
-    url = f"{base_url}/oauth/authorize?{urlencode(params)}"
-    for _ in range(12):
-        if url.startswith(REDIRECT_URI):
-            query = query_of(url)
-            assert "code" in query, query
-            return query["code"]
-        response = session.get(url, allow_redirects=False, timeout=TIMEOUT)
-        if response.status_code in (301, 302, 303):
-            url = urljoin(response.url, response.headers["Location"])
-            continue
-        assert response.status_code == 200, (response.status_code, response.text[:500])
-        assert "/sign-in/" in response.url, response.url
-        token = CSRF.search(response.text)
-        assert token, ("the sign-in page has no CSRF token", response.url, response.text[:3000])
-        posted = session.post(
-            response.url,
-            data={"csrfmiddlewaretoken": token.group(1), "identifier": "alice", "password": PASSWORD,
-                  "authenticator": "password"},
-            headers={"Referer": response.url},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
-        assert posted.status_code == 303, (posted.status_code, posted.text[:500])
-        url = urljoin(response.url, posted.headers["Location"])
-    raise AssertionError("too many redirects")
+    callback = Browser(base_url).follow(f"{base_url}/oauth/authorize?{urlencode(params)}", REDIRECT_URI)
+    query = query_of(callback)
+    assert "code" in query, query
+    return query["code"]
 
 
 def race(count: int, send: Any) -> list[tuple[int, dict[str, Any]]]:
