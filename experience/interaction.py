@@ -164,7 +164,7 @@ def _next_url(request: HttpRequest, interaction: Interaction) -> str:
 
     params = interaction.state.get("authorize")
     if params:
-        return resume_url(params, mark_resume(request, login=True))
+        return resume_url(params, mark_resume(request, params, login=True))
     return safe_next(request, interaction.state.get("next", ""))
 
 

@@ -58,13 +58,14 @@ def error_page(request: HttpRequest, error: str, description: str, status: int =
     return deny_framing(response)
 
 
-def mark_resume(request: HttpRequest, **facts: bool) -> str:
-    """Remember in the session that the user has just done something for an authorization request
-    (``login`` or ``consent``); the authorization endpoint trusts it only from this session."""
+def mark_resume(request: HttpRequest, authorize_params: str, **facts: bool) -> str:
+    """Remember in the session that the user has just done something (``login``, ``consent``) for
+    this very authorization request; the endpoint trusts it once, from this session, for these
+    parameters only."""
     token = secrets.token_urlsafe(16)
     markers = dict(request.session.get(RESUME_SESSION_KEY) or {})
     markers = dict(list(markers.items())[-4:])
-    markers[token] = {"at": int(time.time()), **facts}
+    markers[token] = {"at": int(time.time()), "params": authorize_params, **facts}
     request.session[RESUME_SESSION_KEY] = markers
     return token
 
@@ -133,7 +134,7 @@ class AuthorizationView(OAuthLibMixin, View):
         if problem:
             error_class, description = problem
             return self.redirect_error(request, application, client_error(error_class, credentials, description))
-        resumed = self.pop_resume(request, params.get(RESUME_PARAM, ""))
+        resumed = self.pop_resume(request, params)
         auth = authentication.current(request)
         if auth is None or self.login_needed(params, auth, prompt, max_age, resumed):
             if "none" in prompt:
@@ -147,13 +148,16 @@ class AuthorizationView(OAuthLibMixin, View):
 
     # -- decisions -------------------------------------------------------------------------------
     @staticmethod
-    def pop_resume(request: HttpRequest, token: str) -> dict[str, Any]:
+    def pop_resume(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
+        token = params.get(RESUME_PARAM, "")
         markers = request.session.get(RESUME_SESSION_KEY) or {}
         if not token or token not in markers:
             return {}
         marker = markers.pop(token)
         request.session[RESUME_SESSION_KEY] = markers
-        return marker
+        if same_params(marker.get("params", ""), authorize_params(params)):
+            return marker
+        return {}
 
     @staticmethod
     def login_needed(params: QueryDict, auth: authentication.Authentication, prompt: set[str],
@@ -272,6 +276,10 @@ def client_error(error_class: type[oauth_errors.OAuth2Error], credentials: Any,
     return error
 
 
+def same_params(first: str, second: str) -> bool:
+    return sorted(QueryDict(first).lists()) == sorted(QueryDict(second).lists())
+
+
 def authorize_params(params: QueryDict) -> str:
     """The authorization request's parameters, without our resume marker, as a query string."""
     copy = params.copy()
@@ -304,7 +312,7 @@ class ConsentView(View):
         if not consent.covers(entry["scopes"]):
             consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(entry["scopes"])))
             consent.save(update_fields=["scopes", "updated_at"])
-        token = mark_resume(request, consent=True, login=entry["login"])
+        token = mark_resume(request, entry["params"], consent=True, login=entry["login"])
         return HttpResponse(status=303, headers={"Location": resume_url(entry["params"], token)})
 
 

@@ -256,3 +256,16 @@ def test_get_on_consent_endpoint_grants_nothing(client, third_party_app, user):
     response = client.get(CONSENT_URL + "?" + urlencode({"key": key, "decision": "allow"}))
     assert response.status_code == 405
     assert not Consent.objects.exists()
+
+
+def test_a_resume_marker_only_resumes_its_own_request(client, third_party_app, user):
+    """The marker that says "consented" (with prompt=consent) cannot be moved onto other parameters,
+    e.g. more scopes, to skip the consent page for them."""
+    params = authorize_params(third_party_app, scope="openid", prompt="consent")
+    key = consent_key(sign_in_to_consent(client, third_party_app, params))
+    resumed = answer(client, key, "allow")
+    assert resumed.status_code == 303
+    marker = query_of(resumed["Location"])["resume"]
+    widened = {**params, "scope": "openid email phone", "resume": marker}
+    response = authorize(client, widened)
+    assert is_consent_page(response)
