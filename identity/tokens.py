@@ -54,8 +54,14 @@ def revoke_session_families(sid: str) -> None:
         RefreshToken.revoke_family(family)
 
 
-def revoke_user_tokens(user: Any) -> None:
-    """Revoke every token of the user: password change, reset, account disabled."""
+def revoke_user_tokens(user: Any, application: Any = None) -> None:
+    """Revoke every token of the user (password change, reset, account disabled), or only those
+    one application holds (consent withdrawn)."""
     now = timezone.now()
-    RefreshToken.objects.filter(user=user, revoked__isnull=True).update(revoked=now, updated=now)
-    AccessToken.objects.filter(user=user).delete()
+    refresh_tokens = RefreshToken.objects.filter(user=user, revoked__isnull=True)
+    access_tokens = AccessToken.objects.filter(user=user)
+    if application is not None:
+        refresh_tokens = refresh_tokens.filter(application=application)
+        access_tokens = access_tokens.filter(application=application)
+    refresh_tokens.update(revoked=now, updated=now)
+    access_tokens.delete()

@@ -16,4 +16,5 @@ urlpatterns = [
     path("oauth/revoke", views.RevokeTokenView.as_view(), name="revoke"),
     path("oauth/introspect", views.IntrospectView.as_view(), name="introspect"),
     path("oauth/logout", end_session.EndSessionView.as_view(), name="end-session"),
+    path("account/connected-apps/", views.ConnectedAppsView.as_view(), name="connected-apps"),
 ]

@@ -394,3 +394,29 @@ class IntrospectView(OAuthLibMixin, View):
         return JsonResponse(tokens.introspect(token, oauth_request.client, app_settings.issuer(request)),
                             headers={"Cache-Control": "no-store"})
 
+
+
+@method_decorator(never_cache, name="dispatch")
+class ConnectedAppsView(View):
+    """The user's remembered consents, each revocable: revoking also ends the app's tokens."""
+
+    def get(self, request: HttpRequest) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return sign_in_first(request)
+        consents = Consent.objects.filter(user=request.user).select_related("application").order_by("-updated_at")
+        return deny_framing(render(request, "identity/connected_apps.html", {"consents": consents}))
+
+    def post(self, request: HttpRequest) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return sign_in_first(request)
+        chosen = request.POST.get("consent", "")
+        consent = Consent.objects.filter(user=request.user, pk=int(chosen)).first() if chosen.isdigit() and len(chosen) < 19 else None
+        if consent is not None:
+            tokens.revoke_user_tokens(request.user, application=consent.application)
+            consent.delete()
+        return deny_framing(HttpResponse(status=303, headers={"Location": reverse("identity:connected-apps")}))
+
+
+def sign_in_first(request: HttpRequest) -> HttpResponse:
+    target = f"{reverse('experience:sign-in-start')}?{urlencode({'next': request.get_full_path()})}"
+    return deny_framing(HttpResponse(status=302, headers={"Location": target}))

@@ -269,3 +269,32 @@ def test_a_resume_marker_only_resumes_its_own_request(client, third_party_app, u
     widened = {**params, "scope": "openid email phone", "resume": marker}
     response = authorize(client, widened)
     assert is_consent_page(response)
+
+
+def test_a_user_sees_and_revokes_a_remembered_consent(flow, third_party_app, user):
+    params = authorize_params(third_party_app)
+    key = consent_key(sign_in_to_consent(flow.client, third_party_app, params))
+    code = allow(flow.client, key)["code"]
+    body = flow.token(third_party_app, code, params).json()
+    page = flow.client.get("/account/connected-apps/")
+    assert page.status_code == 200 and "Third party" in page.content.decode()
+    consent = Consent.objects.get(user=user)
+    assert flow.client.post("/account/connected-apps/", {"consent": str(consent.pk)}).status_code == 303
+    assert not Consent.objects.exists()
+    assert flow.client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").status_code == 401
+    assert is_consent_page(authorize(flow.client, authorize_params(third_party_app)))
+
+
+def test_connected_apps_needs_a_sign_in_and_only_shows_ones_own(client, third_party_app, user, django_user_model):
+    response = client.get("/account/connected-apps/")
+    assert response.status_code == 302 and response["Location"].startswith("/sign-in/?next=")
+    other = django_user_model.objects.create_user("mallory", "m@example.com", PASSWORD)
+    theirs = Consent.objects.create(user=other, application=third_party_app.application, scopes="openid")
+    client.post(sign_in_url_from_start(client), {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
+    assert client.post("/account/connected-apps/", {"consent": str(theirs.pk)}).status_code == 303
+    assert Consent.objects.filter(pk=theirs.pk).exists()
+
+
+def sign_in_url_from_start(client: Client) -> str:
+    response = client.get("/sign-in/?next=/account/connected-apps/")
+    return response["Location"]
