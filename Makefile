@@ -34,6 +34,8 @@ test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || echo "wrk not installed: Python load generator"; }
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
