@@ -42,6 +42,7 @@ from identity.app_settings import app_settings
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
+from identity.prepared import PreparedLookup
 
 Application = get_application_model()
 Grant = get_grant_model()
@@ -49,13 +50,6 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 _preloaded: contextvars.ContextVar[Any] = contextvars.ContextVar("portcullis_application", default=None)
-
-
-def one(queryset: Any) -> Any | None:
-    """The row of a lookup by a unique key, or None: like ``first()`` without its ORDER BY,
-    which costs query compilation on the hottest paths and orders nothing here."""
-    rows = list(queryset[:1])
-    return rows[0] if rows else None
 
 
 @contextmanager
@@ -68,11 +62,26 @@ def preloaded_application(application: Any) -> Iterator[None]:
         _preloaded.reset(token)
 
 
+_applications = PreparedLookup(
+    lambda client_id: Application.objects.select_related("portcullis_settings").filter(client_id=client_id)
+)
+_grants = PreparedLookup(
+    lambda code: Grant.objects.select_related(
+        "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
+    ).filter(code=code)
+)
+_access_tokens = PreparedLookup(
+    lambda checksum: AccessToken.objects.select_related("application", "user__portcullis_profile").filter(
+        token_checksum=checksum
+    )
+)
+
+
 def load_application(client_id: str) -> Any | None:
     """The application with its Portcullis settings, in one query; None when unknown."""
-    if not isinstance(client_id, str) or not client_id or "\x00" in client_id:
+    if not isinstance(client_id, str) or not client_id or "\x00" in client_id or len(client_id) > 255:
         return None
-    return one(Application.objects.select_related("portcullis_settings").filter(client_id=client_id))
+    return _applications.get(client_id, router.db_for_read(Application))
 
 
 class _Replayed(Exception):
@@ -151,11 +160,7 @@ class PortcullisValidator(OAuth2Validator):
             return cached
         if not isinstance(code, str) or "\x00" in code:
             return None
-        grant = one(
-            Grant.objects.select_related(
-                "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
-            ).filter(code=code)
-        )
+        grant = _grants.get(code, router.db_for_read(Grant)) if len(code) <= 255 else None
         request._portcullis_grant = grant
         return grant
 
@@ -295,9 +300,7 @@ class PortcullisValidator(OAuth2Validator):
         if not isinstance(token, str) or "\x00" in token:
             return None
         checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        return one(
-            AccessToken.objects.select_related("application", "user__portcullis_profile").filter(token_checksum=checksum)
-        )
+        return _access_tokens.get(checksum, router.db_for_read(AccessToken))
 
     def validate_bearer_token(self, token, scopes, request) -> bool:
         valid = super().validate_bearer_token(token, scopes, request)
