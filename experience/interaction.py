@@ -116,8 +116,10 @@ def restart_url(interaction: Interaction | None) -> str:
 
 
 # -- steps ------------------------------------------------------------------------------------------
-def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any]) -> Any:
-    """Run one authenticator's check; on success the user is identified and the verification kept."""
+def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any],
+           *, save: bool = True) -> Any:
+    """Run one authenticator's check; on success the user is identified and the verification kept
+    (``save=False`` leaves writing the state to the caller, e.g. :func:`sign_in`'s submit)."""
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
     auth = authenticator.get_auth(request)
     try:
@@ -132,18 +134,29 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     state["user_id"] = str(user.pk)
     state["verifications"].append({"method": authenticator.auth_type, "authenticator": authenticator.name,
                                    "amr": auth.amr(), "at": int(time.time())})
-    interaction.save(update_fields=["state"])
+    if save:
+        interaction.save(update_fields=["state"])
+    interaction.identified_user = user
     return user
+
+
+def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
+            data: dict[str, Any]) -> Completed:
+    """One step that verifies and submits: what a sign-in form does. Raises like both."""
+    verify(request, interaction, authenticator, data, save=False)
+    return submit(request, interaction)
 
 
 def submit(request: HttpRequest, interaction: Interaction) -> Completed:
     """Check every gate in order; sign the user in when all pass. Raises RequirementMissing."""
     state = interaction.state
-    user = _identified_user(state)
+    user = _identified_user(interaction)
     if user is None:
         raise RequirementMissing("identify")
     # Later gates (captcha, second factor, profile, MFA enrolment) join here in their fixed order.
-    finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(completed_at=timezone.now())
+    finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(
+        completed_at=timezone.now(), state=state
+    )
     if not finished:
         raise InteractionError("completed")
     amr = sorted({method for verification in state["verifications"] for method in verification["amr"]})
@@ -153,9 +166,13 @@ def submit(request: HttpRequest, interaction: Interaction) -> Completed:
     return Completed(_next_url(request, interaction))
 
 
-def _identified_user(state: dict[str, Any]) -> Any | None:
+def _identified_user(interaction: Interaction) -> Any | None:
+    state = interaction.state
     if not state.get("user_id") or not state.get("verifications"):
         return None
+    user = getattr(interaction, "identified_user", None)  # verified during this request
+    if user is not None and str(user.pk) == state["user_id"]:
+        return user if user.is_active else None
     return get_user_model()._default_manager.filter(pk=state["user_id"], is_active=True).first()
 
 

@@ -65,8 +65,7 @@ class SignInView(View):
         if not form.is_valid():
             return self.render(request, interaction, authenticators, current, form, status=400)
         try:
-            engine.verify(request, interaction, current, form.cleaned_data)
-            completed = engine.submit(request, interaction)
+            completed = engine.sign_in(request, interaction, current, form.cleaned_data)
         except AuthError as error:
             form.add_error(None, error.message)
             return self.render(request, interaction, authenticators, current, form, status=400)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest
 
 
@@ -50,10 +54,30 @@ class AppSettings:
         URLs are included at ``""``), so that discovery sits at issuer + /.well-known/..."""
         if self.ISSUER or request is None:
             return self.ISSUER
-        from django.urls import reverse
+        return f"{request.scheme}://{request.get_host()}{mount_path()}"
 
-        mount = reverse("identity:discovery")[: -len("/.well-known/openid-configuration")]
-        return f"{request.scheme}://{request.get_host()}{mount}"
+
+def mount_path() -> str:
+    """Where identity.urls is included ("" at the site root); computed once per URLconf."""
+    from django.urls import get_script_prefix, get_urlconf
+
+    return _mount_path(get_script_prefix(), get_urlconf())
+
+
+@functools.lru_cache(maxsize=16)
+def _mount_path(script_prefix: str, urlconf: str | None) -> str:
+    from django.urls import reverse
+
+    return reverse("identity:discovery", urlconf=urlconf)[: -len("/.well-known/openid-configuration")]
+
+
+@receiver(setting_changed)
+def _urls_changed(setting: str, **kwargs: object) -> None:
+    if setting in ("ROOT_URLCONF", "PORTCULLIS_ISSUER"):
+        _mount_path.cache_clear()
+        from identity import discovery
+
+        discovery.document.cache_clear()
 
 
 app_settings = AppSettings()

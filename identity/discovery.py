@@ -8,6 +8,7 @@ import json
 from django.urls import reverse
 from oauth2_provider.settings import oauth2_settings
 
+from identity.app_settings import mount_path
 from identity.claims import SUPPORTED_CLAIMS
 
 
@@ -15,7 +16,7 @@ from identity.claims import SUPPORTED_CLAIMS
 def document(issuer: str) -> bytes:
     """Exactly what Portcullis supports, as JSON bytes (cached: it depends only on the issuer)."""
 
-    mount = reverse("identity:discovery")[: -len("/.well-known/openid-configuration")]
+    mount = mount_path()
 
     def url(name: str) -> str:
         return issuer + reverse(name)[len(mount):]
