@@ -127,7 +127,9 @@ else:
         }
     }
 
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Durable by default (the database, read through the cache). "django.contrib.sessions.backends.cache"
+# keeps sessions in Redis only: fewer writes per sign-in, but a Redis flush signs everyone out.
+SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.cached_db")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and os.environ.get("ISSUER", "").startswith("https://"))

@@ -161,3 +161,12 @@ def sign_in_url_from(response: Any) -> str:
     location = response["Location"]
     assert re.search(r"/sign-in/[^/]+/$", location), location
     return location
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Live-server threads close their connections after each request, so the PostgreSQL test
+    database can be dropped at the end (persistent connections would outlive the threads)."""
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
