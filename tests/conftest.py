@@ -67,6 +67,12 @@ def public_app(db: Any) -> ClientApp:
 
 
 @pytest.fixture
+def other_app(db: Any) -> ClientApp:
+    """A second confidential client of the same provider: the attacker's own registration."""
+    return make_application(name="Other relying party")
+
+
+@pytest.fixture
 def third_party_app(db: Any) -> ClientApp:
     return make_application(first_party=False, name="Third party")
 

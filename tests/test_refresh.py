@@ -3,19 +3,18 @@ idle and absolute lifetimes, and what a refreshed ID token says."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.settings import oauth2_settings
 
 from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
-from tests.conftest import authorize_params, make_application, pkce_pair
+from tests.conftest import authorize_params, pkce_pair
 from tests.token_helpers import (
+    checksum,
     entropy_bits,
     error_of,
     introspect,
@@ -29,13 +28,6 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-@pytest.fixture
-def other_app(db: Any) -> Any:
-    return make_application(name="Other relying party")
-
-
-def checksum(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def record_of(refresh_token: str) -> AuthorizationRecord:

@@ -3,9 +3,7 @@ introspection and token storage, each written as the attack it stops."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -21,6 +19,7 @@ from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, make_applic
 from tests.token_helpers import (
     TOKEN_URL,
     basic_auth,
+    checksum,
     entropy_bits,
     error_of,
     introspect,
@@ -37,14 +36,6 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-@pytest.fixture
-def other_app(db: Any) -> Any:
-    """A second confidential client of the same provider: the attacker's own registration."""
-    return make_application(name="Other relying party")
-
-
-def checksum(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 # -- randomness and lifetimes of codes ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import string
@@ -88,3 +89,8 @@ def entropy_bits(samples: list[str]) -> float:
         if seen <= alphabet:
             return min(len(s) for s in samples) * math.log2(len(alphabet))
     raise AssertionError(f"unexpected characters in tokens: {sorted(seen - UNRESERVED)}")
+
+
+def checksum(token: str) -> str:
+    """How DOT finds a token stored hashed at rest."""
+    return hashlib.sha256(token.encode()).hexdigest()
