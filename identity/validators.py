@@ -1,10 +1,10 @@
 """Portcullis's OAuth2Validator: django-oauth-toolkit extended at its seam.
 
 What it changes, and why (see SECURITY.md, "Known gaps"):
-- one query per model per token request: the application, and the grant with its user, profile and
-  authorization record, are loaded once and reused by every oauthlib callback;
-- the code is consumed by one conditional UPDATE inside the token transaction, so one of any number
-  of parallel redemptions wins; a second redemption revokes the whole token family;
+- one read per token request: the grant with its application, user, profile and authorization
+  record is loaded once (a prepared lookup) and reused by every oauthlib callback;
+- the code is consumed by one conditional UPDATE after the token pair is written, so one of any
+  number of parallel redemptions wins; a second redemption revokes the whole token family;
 - a replayed refresh token is detected under the row lock and revokes its family;
 - ID tokens are signed with the database keys and carry ``auth_time`` / ``amr`` / ``acr`` / ``sid``
   from the sign-in itself (not ``last_login``), and are not stored;
@@ -212,8 +212,8 @@ class PortcullisValidator(OAuth2Validator):
         return (grant.code_challenge_method or None) if grant else None
 
     def invalidate_authorization_code(self, client_id, code, request, *args, **kwargs) -> None:
-        # The code was consumed inside the token transaction (save_bearer_token); the grant row
-        # stays until it expires so that a second redemption can still be recognised.
+        # The code was consumed by save_bearer_token's conditional UPDATE; the grant row stays
+        # until it expires so that a second redemption can still be recognised.
         return None
 
     # -- tokens --------------------------------------------------------------------------------
