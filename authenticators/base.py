@@ -36,9 +36,6 @@ class AuthError(Exception):
 class Auth(ABC):
     """What every type offers (NocoBase's ``Auth``)."""
 
-    #: Redirect types (upstream providers) are shown as buttons and implement ``authorize_url``.
-    redirect = False
-
     def __init__(self, authenticator: Authenticator, request: HttpRequest | None = None) -> None:
         self.authenticator = authenticator
         self.request = request

@@ -31,11 +31,6 @@ class AuthType:
     title: Any = ""
     secret_options: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def is_redirect(self) -> bool:
-        """Redirect types (upstream OpenID, SSO) show as buttons, not as a sign-in form."""
-        return self.sign_in_form is None and getattr(self.auth_class, "redirect", False)
-
 
 class AlreadyRegistered(Exception):
     pass

@@ -140,10 +140,6 @@ def key_set() -> KeySet:
         return _memo
 
 
-def active_kid() -> str:
-    return key_set().active.thumbprint()
-
-
 def active_private_pem() -> str:
     """The active key as PEM: what DOT's ``OIDC_RSA_PRIVATE_KEY`` resolves to (see defaults)."""
     return key_set().active.export_to_pem(private_key=True, password=None).decode()
