@@ -8,6 +8,7 @@ Every choice is explained in docs/configuration.md ("OAuth policy").
 from __future__ import annotations
 
 from django.utils.functional import lazy
+from django.utils.translation import gettext_lazy as _
 
 from identity.hashers import ClientSecretHasher
 
@@ -24,10 +25,10 @@ OAUTH2_PROVIDER_DEFAULTS: dict[str, object] = {
     "OIDC_RSA_PRIVATE_KEY": lazy(_active_private_pem, str)(),
     "OAUTH2_VALIDATOR_CLASS": "identity.validators.PortcullisValidator",
     "SCOPES": {
-        "openid": "Sign you in",
-        "profile": "Your name and username",
-        "email": "Your e-mail address",
-        "phone": "Your phone number",
+        "openid": _("Sign you in"),
+        "profile": _("Your name and username"),
+        "email": _("Your e-mail address"),
+        "phone": _("Your phone number"),
     },
     "DEFAULT_SCOPES": ["openid"],
     # Client secrets are high-entropy random strings: a fast salted hash is right for them.

@@ -298,3 +298,10 @@ def test_connected_apps_needs_a_sign_in_and_only_shows_ones_own(client, third_pa
 def sign_in_url_from_start(client: Client) -> str:
     response = client.get("/sign-in/?next=/account/connected-apps/")
     return response["Location"]
+
+
+def test_the_consent_page_speaks_the_users_language(client, third_party_app, user):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "uk"
+    page = sign_in_to_consent(client, third_party_app).content.decode()
+    assert "запитує доступ до вашого облікового запису" in page
+    assert "Ваша адреса ел. пошти" in page and "Дозволити" in page
