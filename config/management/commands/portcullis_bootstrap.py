@@ -52,7 +52,8 @@ class Command(BaseCommand):
     def demo_client(self, base_url: str) -> Any:
         Application = get_application_model()
         client_id = settings.PORTCULLIS_DEMO_CLIENT_ID
-        redirects = [f"{base_url}/demo/callback", "http://localhost:8000/demo/callback"]
+        bases = [base_url, base_url.replace("://127.0.0.1", "://localhost")]
+        redirects = [f"{base}/demo/callback" for base in bases]
         application, _created = Application.objects.update_or_create(
             client_id=client_id,
             defaults={
@@ -60,7 +61,7 @@ class Command(BaseCommand):
                 "client_type": Application.CLIENT_PUBLIC,
                 "authorization_grant_type": Application.GRANT_AUTHORIZATION_CODE,
                 "redirect_uris": " ".join(dict.fromkeys(redirects)),
-                "post_logout_redirect_uris": " ".join(dict.fromkeys([f"{base_url}/demo/", "http://localhost:8000/demo/"])),
+                "post_logout_redirect_uris": " ".join(dict.fromkeys(f"{base}/demo/" for base in bases)),
                 "algorithm": Application.RS256_ALGORITHM,
                 "skip_authorization": False,
             },
