@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -44,3 +45,24 @@ def test_cleanup_deletes_expired_interactions_and_finished_authorizations(flow, 
     assert not Interaction.objects.exists()
     assert list(AuthorizationRecord.objects.all()) == [live]  # its refresh token still lives
     assert not AuthorizationRecord.objects.filter(pk=finished.pk).exists()
+
+
+def test_bootstrap_prepares_the_embedded_server_once(settings, tmp_path, capsys, django_user_model):
+    from oauth2_provider.models import get_application_model
+
+    settings.VAR_DIR = tmp_path
+    call_command("portcullis_bootstrap", base_url="http://127.0.0.1:8123")
+    printed = capsys.readouterr().out
+    credentials = tmp_path / "credentials.json"
+    assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+    saved = json.loads(credentials.read_text())
+    assert f"password: {saved['demo']}" in printed and f"password: {saved['admin']}" in printed
+    assert django_user_model.objects.get(username="admin").is_superuser
+    assert django_user_model.objects.get(username="demo").check_password(saved["demo"])
+    demo = get_application_model().objects.get(client_id=settings.PORTCULLIS_DEMO_CLIENT_ID)
+    assert demo.redirect_uris.split() == ["http://127.0.0.1:8123/demo/callback", "http://localhost:8123/demo/callback"]
+    assert demo.client_type == "public" and demo.portcullis_settings.first_party
+    assert SigningKey.objects.filter(active=True).count() == 1
+    call_command("portcullis_bootstrap", base_url="http://127.0.0.1:8123")  # idempotent
+    assert "(unchanged)" not in capsys.readouterr().out  # the saved passwords are printed again
+    assert django_user_model.objects.filter(username__in=["admin", "demo"]).count() == 2
