@@ -193,21 +193,13 @@ def test_public_client_with_s256_gets_tokens_without_a_secret(flow, public_app, 
     assert userinfo_status(flow.client, body["access_token"]) == 200
 
 
-def test_wrong_verifier_is_refused(flow, public_app, user):
+@pytest.mark.parametrize("app_fixture", ["public_app", "confidential_app"])
+def test_wrong_verifier_is_refused(flow, user, request, app_fixture):
+    app = request.getfixturevalue(app_fixture)
     _verifier, challenge = pkce_pair()
     other_verifier, _ = pkce_pair()
-    code, params = flow.code_for(public_app, authorize_params(public_app, challenge))
-    response = flow.token(public_app, code, params, code_verifier=other_verifier)
-    assert response.status_code == 400, response.content
-    assert error_of(response) == "invalid_grant"
-    assert not AccessToken.objects.exists()
-
-
-def test_wrong_verifier_is_refused_for_a_confidential_client(flow, confidential_app, user):
-    _verifier, challenge = pkce_pair()
-    other_verifier, _ = pkce_pair()
-    code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
-    response = flow.token(confidential_app, code, params, code_verifier=other_verifier)
+    code, params = flow.code_for(app, authorize_params(app, challenge))
+    response = flow.token(app, code, params, code_verifier=other_verifier)
     assert response.status_code == 400, response.content
     assert error_of(response) == "invalid_grant"
     assert not AccessToken.objects.exists()
