@@ -72,7 +72,16 @@ def index(request: HttpRequest) -> HttpResponse:
             data = signing.loads(raw, salt="demo-result", max_age=3600)
         except signing.BadSignature:
             data = None
-    return render(request, "config/demo.html", {"result": data, "client_id": settings.PORTCULLIS_DEMO_CLIENT_ID})
+    context: dict[str, Any] = {"result": data, "client_id": settings.PORTCULLIS_DEMO_CLIENT_ID}
+    if isinstance(data, dict):
+        context["claims_json"] = pretty_json(data.get("claims"))
+        context["userinfo_json"] = pretty_json(data.get("userinfo"))
+    return render(request, "config/demo.html", context)
+
+
+def pretty_json(value: Any) -> str:
+    """Claims as a developer reads them in the specifications: indented JSON, keys sorted."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 @demo_only

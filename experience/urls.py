@@ -8,5 +8,6 @@ app_name = "experience"
 
 urlpatterns = [
     path("sign-in/", views.SignInStartView.as_view(), name="sign-in-start"),
+    path("sign-in/switch-account/", views.SwitchAccountView.as_view(), name="switch-account"),
     path("sign-in/<str:uid>/", views.SignInView.as_view(), name="sign-in"),
 ]

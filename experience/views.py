@@ -16,7 +16,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from authenticators.base import AuthError
 from authenticators.models import Authenticator
 from experience import interaction as engine
+from experience import signed_in
 from experience.models import Interaction
+from identity import end_session, languages
 from identity.security import deny_framing
 from identity.validators import load_application
 
@@ -31,6 +33,9 @@ class SignInStartView(View):
     """``/sign-in/`` without an interaction: sign in to Portcullis itself, then go to ``next``."""
 
     def get(self, request: HttpRequest) -> HttpResponseBase:
+        already = signed_in.for_start(request, request.GET.get("next", ""))
+        if already is not None:
+            return already
         interaction = engine.start(request, next_url=request.GET.get("next", ""),
                                    login_hint=request.GET.get("login_hint", ""))
         return deny_framing(HttpResponse(status=302, headers={"Location": reverse("experience:sign-in", args=[interaction.uid])}))
@@ -41,6 +46,9 @@ class SignInView(View):
     template_name = "experience/sign_in.html"
 
     def get(self, request: HttpRequest, uid: str) -> HttpResponseBase:
+        already = signed_in.for_interaction(request, uid)
+        if already is not None:
+            return already  # Back after signing in, another tab: continue, never an empty form
         try:
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
@@ -91,6 +99,7 @@ class SignInView(View):
 
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
                current: Authenticator | None, form: Any, status: int = 200) -> HttpResponse:
+        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         application = load_application(interaction.client_id) if interaction.client_id else None
         context = {
             "interaction": interaction,
@@ -105,5 +114,17 @@ class SignInView(View):
     @staticmethod
     def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:
         interaction = Interaction.objects.filter(uid=uid).first() if uid in request.session.get(engine.SESSION_KEY, []) else None
+        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
         return deny_framing(render(request, "experience/expired.html", context, status=400))
+
+
+@method_decorator([never_cache, csrf_protect], name="dispatch")
+class SwitchAccountView(View):
+    """"Not you?" on the signed-in page: sign out (a POST with CSRF), then the same sign-in again."""
+
+    def post(self, request: HttpRequest) -> HttpResponseBase:
+        interaction = signed_in.owned_interaction(request, request.POST.get("interaction", ""))
+        target = signed_in.switch_target(request, interaction, request.POST.get("next", ""))
+        end_session.sign_out(request)
+        return see_other(target)

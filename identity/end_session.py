@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from jwcrypto import jws
 from jwcrypto.common import JWException
 
-from identity import authentication, keys, tokens
+from identity import authentication, keys, languages, tokens
 from identity.app_settings import app_settings
 from identity.security import deny_framing
 
@@ -76,6 +76,7 @@ class EndSessionView(View):
         from identity.validators import load_application
         from identity.views import error_page
 
+        languages.use_ui_locales(request, params.get("ui_locales", ""))
         hint = params.get("id_token_hint", "")
         claims = None
         if hint:
@@ -109,15 +110,16 @@ class EndSessionView(View):
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
         from identity.validators import load_application
 
+        languages.use_ui_locales(request, request.GET.get("ui_locales", ""))
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
             # A stale tab or a forged answer: nothing happens, and the page says so.
-            still = {"signed_out": not request.user.is_authenticated, "application": None}
+            still = done_context(not request.user.is_authenticated, None)
             return deny_framing(render(request, "identity/logout_done.html", still, status=400))
         application = load_application(pending["client_id"]) if pending.get("client_id") else None
         if request.POST.get("confirm") != "yes":
             request.session.pop(PENDING_SESSION_KEY, None)
-            return deny_framing(render(request, "identity/logout_done.html", {"signed_out": False, "application": application}))
+            return deny_framing(render(request, "identity/logout_done.html", done_context(False, application)))
         sign_out(request)
         return self.done(request, pending.get("redirect_to", ""), application)
 
@@ -126,7 +128,15 @@ class EndSessionView(View):
         if redirect_to:
             status = 303 if request.method == "POST" else 302
             return deny_framing(HttpResponse(status=status, headers={"Location": redirect_to}))
-        return deny_framing(render(request, "identity/logout_done.html", {"signed_out": True, "application": application}))
+        return deny_framing(render(request, "identity/logout_done.html", done_context(True, application)))
+
+
+def done_context(signed_out: bool, application: Any) -> dict[str, Any]:
+    """The last page of a sign-out offers a way on: back to the application (its first registered
+    post-logout URI) when the logout named one, and signing in again."""
+    registered = application.post_logout_redirect_uris.split() if application is not None else []
+    back = next((uri for uri in registered if uri.startswith(("https://", "http://"))), "")
+    return {"signed_out": signed_out, "application": application, "back_url": back}
 
 
 def _with_state(uri: str, state: str) -> str:

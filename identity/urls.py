@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.views.i18n import set_language
 
 from identity import end_session, views
 
@@ -17,4 +18,6 @@ urlpatterns = [
     path("oauth/introspect", views.IntrospectView.as_view(), name="introspect"),
     path("oauth/logout", end_session.EndSessionView.as_view(), name="end-session"),
     path("account/connected-apps/", views.ConnectedAppsView.as_view(), name="connected-apps"),
+    # The language switcher of every hosted page: Django's view (POST, CSRF, a same-host ``next``).
+    path("language/", set_language, name="set-language"),
 ]

@@ -39,7 +39,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from identity import authentication, discovery, end_session, keys, tokens
+from identity import authentication, discovery, end_session, keys, languages, tokens
 from identity.app_settings import app_settings
 from identity.models import ApplicationSettings, Consent
 from identity.security import deny_framing
@@ -111,6 +111,7 @@ class AuthorizationView(OAuthLibMixin, View):
         return self.authorize(request, request.POST)
 
     def authorize(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
+        languages.use_ui_locales(request, params.get("ui_locales", ""))  # consent and error pages
         if any("\x00" in value for values in params.lists() for value in values[1]):
             return error_page(request, "invalid_request", _("The request is malformed."))
         if any(len(params.getlist(name)) > 1 for name in SINGLE_VALUED):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -54,7 +55,10 @@ def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client,
     page.get_by_label("E-mail or username").fill("alice@example.com")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
-    assert page.get_by_role("alert").inner_text() == "The sign-in details are incorrect."
+    summary = page.get_by_role("alert")
+    assert summary.inner_text().splitlines() == ["There is a problem", "The sign-in details are incorrect."]
+    # Focus moved to the error summary without any script, so a screen reader reads it first.
+    assert page.evaluate("document.activeElement.id") == "form-error"
 
     page.get_by_label("E-mail or username").fill("alice@example.com")
     page.get_by_label("Password").fill(PASSWORD)
@@ -62,13 +66,16 @@ def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client,
 
     page.wait_for_url(f"{live_server.url}/demo/")
     page.screenshot(path=str(tmp_path / "claims.png"), full_page=True)
-    claims = page.locator("#claims").inner_text()
-    assert f"'sub': '{user.pk}'" in claims
-    assert "'email': 'Alice@example.com'" in claims
-    assert f"'iss': '{live_server.url}'" in claims
-    assert "'amr': ['pwd']" in claims
-    userinfo = page.locator("#userinfo").inner_text()
-    assert "'email_verified': True" in userinfo
+    # Shown as indented JSON, as in the specifications, not as a Python dict.
+    raw = page.locator("#claims").inner_text()
+    assert raw.startswith('{\n  "') and "'" not in raw and "True" not in raw
+    claims = json.loads(raw)
+    userinfo = json.loads(page.locator("#userinfo").inner_text())
+    assert isinstance(claims["sub"], str) and claims["sub"] == userinfo["sub"]
+    assert claims["email"] == "Alice@example.com"
+    assert claims["iss"] == live_server.url
+    assert claims["amr"] == ["pwd"]
+    assert userinfo["email_verified"] is True
 
     page.get_by_role("link", name="Sign out").click()
     page.wait_for_url(f"{live_server.url}/demo/")

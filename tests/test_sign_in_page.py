@@ -20,6 +20,13 @@ def start(flow, app, **extra):
     return sign_in_url_from(response)
 
 
+def error_summary(html: str) -> list[str]:
+    """The messages of the page's error summary (the element focused when the page loads)."""
+    summary = re.search(r'<div class="error-summary" id="form-error" role="alert" tabindex="-1" autofocus[^>]*>(.*?)</div>', html, re.S)
+    assert summary, html
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary.group(1), re.S)]
+
+
 def test_every_input_has_a_visible_label(flow, confidential_app, user):
     html = flow.client.get(start(flow, confidential_app)).content.decode()
     inputs = re.findall(r'<input[^>]*type="(?:text|password|email)"[^>]*id="([^"]+)"', html)
@@ -33,9 +40,8 @@ def test_unknown_account_and_wrong_password_look_the_same(flow, confidential_app
     wrong = flow.client.post(url, {"identifier": "alice", "password": "wrong password", "authenticator": "password"})
     unknown = flow.client.post(url, {"identifier": "nobody@example.com", "password": "wrong password", "authenticator": "password"})
     assert wrong.status_code == unknown.status_code == 400
-    error = re.compile(r'<div class="error" role="alert" id="form-error">(.*?)</div>')
-    assert error.search(wrong.content.decode()).group(1) == "The sign-in details are incorrect."
-    assert error.search(unknown.content.decode()).group(1) == "The sign-in details are incorrect."
+    assert error_summary(wrong.content.decode()) == ["The sign-in details are incorrect."]
+    assert error_summary(unknown.content.decode()) == ["The sign-in details are incorrect."]
 
 
 def test_a_password_hash_is_computed_for_unknown_accounts_too(flow, confidential_app, user, monkeypatch):

@@ -1,0 +1,97 @@
+"""Hosted pages for a browser that is already signed in: "Signed in as …, Continue / Not you?".
+
+A sign-in page never shows an empty form to a signed-in user and never loops: Back to a finished
+sign-in, a second tab, or ``/sign-in/`` itself offer to continue where the sign-in was going.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.urls import reverse
+
+from experience import interaction as engine
+from experience.models import Interaction
+from identity import authentication, languages
+from identity.security import deny_framing
+from identity.validators import load_application
+
+
+def owned_interaction(request: HttpRequest, uid: str) -> Interaction | None:
+    """This browser's interaction ``uid`` in whatever state (finished, expired), or None."""
+    if not uid or uid not in request.session.get(engine.SESSION_KEY, []):
+        return None
+    return Interaction.objects.filter(uid=uid).first()
+
+
+def ui_locales(interaction: Interaction | None) -> str:
+    """The ``ui_locales`` of the authorization request an interaction serves."""
+    if interaction is None or not interaction.state.get("authorize"):
+        return ""
+    return QueryDict(interaction.state["authorize"]).get("ui_locales", "")
+
+
+def continue_url(request: HttpRequest, interaction: Interaction | None, next_url: str = "") -> str:
+    """Where the sign-in was going: its authorization request (the provider decides again, with
+    this session), else its validated ``next``."""
+    if interaction is not None and interaction.state.get("authorize"):
+        return engine.restart_url(interaction)
+    if interaction is not None:
+        next_url = interaction.state.get("next", "")
+    return engine.safe_next(request, next_url)
+
+
+def provider_asks_again(interaction: Interaction, auth: authentication.Authentication) -> bool:
+    """A live interaction for an authorization request begun while this session was already signed
+    in: the provider wants a new sign-in (``prompt=login``, ``max_age``, a hint for another
+    user), so the form shows. Signing in after it began (another tab) satisfies it."""
+    live = interaction.completed_at is None and not interaction.is_expired
+    return live and bool(interaction.state.get("authorize")) and auth.auth_time < interaction.created_at.timestamp()
+
+
+def for_interaction(request: HttpRequest, uid: str) -> HttpResponse | None:
+    """The signed-in page for ``/sign-in/<uid>/``, or None when the sign-in form should show."""
+    auth = authentication.current(request)
+    if auth is None:
+        return None
+    interaction = owned_interaction(request, uid)
+    if interaction is not None and provider_asks_again(interaction, auth):
+        return None
+    return page(request, continue_url(request, interaction), interaction)
+
+
+def for_start(request: HttpRequest, next_url: str) -> HttpResponse | None:
+    """The signed-in page for ``/sign-in/?next=…``, or None when nobody is signed in."""
+    if authentication.current(request) is None:
+        return None
+    return page(request, continue_url(request, None, next_url), None, next_url=next_url)
+
+
+def page(request: HttpRequest, target: str, interaction: Interaction | None, *, next_url: str = "") -> HttpResponse:
+    languages.use_ui_locales(request, ui_locales(interaction))
+    user: Any = request.user
+    application = load_application(interaction.client_id) if interaction is not None and interaction.client_id else None
+    context = {
+        "display_name": user.get_full_name() or user.get_username(),
+        "account": user.get_username(),
+        "continue_url": target,
+        "application": application,
+        "brand_name": application.name if application else "Portcullis",
+        "interaction": interaction,
+        "next": next_url,
+    }
+    return deny_framing(render(request, "experience/signed_in.html", context))
+
+
+def switch_target(request: HttpRequest, interaction: Interaction | None, next_url: str) -> str:
+    """Where "Not you?" goes once signed out: the same sign-in again, as a new interaction."""
+    if interaction is not None and interaction.state.get("authorize"):
+        return engine.restart_url(interaction)
+    if interaction is not None:
+        next_url = interaction.state.get("next", "")
+    start = reverse("experience:sign-in-start")
+    safe = engine.safe_next(request, next_url) if next_url else ""
+    return f"{start}?{urlencode({'next': safe})}" if safe and safe == next_url else start

@@ -1,0 +1,50 @@
+"""The language of the hosted pages.
+
+In order: the language the user picked with the switcher on every page (Django's language cookie),
+then the first supported language of the application's ``ui_locales`` (OpenID Connect Core §3.1.2.1,
+RP-Initiated Logout §2) for the pages of that sign-in or sign-out, then the browser's
+``Accept-Language`` (Django's ``LocaleMiddleware``).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import translation
+
+LOCALE_MIDDLEWARE = "django.middleware.locale.LocaleMiddleware"
+MAX_TAGS = 10
+
+
+def supported(tag: str) -> str | None:
+    """The supported language for a BCP 47 tag (``ru-RU`` → ``ru``), or None."""
+    try:
+        return translation.get_supported_language_variant(tag[:35])
+    except LookupError:
+        return None
+
+
+def from_ui_locales(ui_locales: str) -> str | None:
+    """The first supported language of a space-separated ``ui_locales`` value, or None."""
+    for tag in str(ui_locales or "").split()[:MAX_TAGS]:
+        language = supported(tag)
+        if language is not None:
+            return language
+    return None
+
+
+def chosen(request: HttpRequest) -> str | None:
+    """The language the user picked with the language switcher, when it is still supported."""
+    cookie = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+    return supported(cookie) if cookie else None
+
+
+def use_ui_locales(request: HttpRequest, ui_locales: str) -> None:
+    """Show the rest of this request in the first supported language of ``ui_locales``, unless the
+    user picked a language. Only with ``LocaleMiddleware``, which activates each request's language
+    afresh (without it the activation would outlive the request in this thread)."""
+    if LOCALE_MIDDLEWARE not in settings.MIDDLEWARE or chosen(request):
+        return
+    language = from_ui_locales(ui_locales)
+    if language is not None:
+        translation.activate(language)
