@@ -385,3 +385,48 @@ def test_rejected_logout_leaves_tokens_working(flow, confidential_app, user):
     body = signed_in(flow, confidential_app)
     logout(flow.client, id_token_hint=body["id_token"], post_logout_redirect_uri="https://evil.example.com/")
     assert userinfo(Client(), body["access_token"]).status_code == 200
+
+
+# -- the last page offers a way on -------------------------------------------------------------------
+def test_the_signed_out_page_leads_back_to_the_application(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser, client_id=confidential_app.client_id)
+    csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout?" + urlencode({"client_id": confidential_app.client_id}),
+                            {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    html = response.content.decode()
+    assert "You are signed out" in html
+    assert f'<a class="button" id="back" href="{BYE}">Back to Relying party</a>' in html
+    assert '<a href="/sign-in/">Sign in again</a>' in html
+
+
+def test_declining_also_leads_back_to_the_application(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    page = logout(browser, client_id=confidential_app.client_id)
+    csrf, key = csrf_and_key(page)
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "no"})
+    html = response.content.decode()
+    assert "You are still signed in" in html and f'href="{BYE}"' in html and "Sign in again" not in html
+
+
+def test_without_a_client_the_signed_out_page_offers_to_sign_in_again(client, db):
+    html = logout(client).content.decode()
+    assert "You are signed out" in html and '<a href="/sign-in/">Sign in again</a>' in html
+    assert 'id="back"' not in html
+
+
+def test_an_unsafe_registered_uri_is_never_a_link(client, db):
+    app = make_application(name="Odd RP", post_logout="javascript:alert(1) https://rp.example.com/ok")
+    html = logout(client, client_id=app.client_id).content.decode()
+    assert "javascript:" not in html and 'href="https://rp.example.com/ok"' in html
+
+
+def test_the_logout_pages_honour_ui_locales(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    page = logout(flow.client, client_id=confidential_app.client_id, ui_locales="uk-UA")
+    assert "Вийти?" in page.content.decode() and page["Content-Language"] == "uk"
+    csrf, key = csrf_and_key(page)
+    done = flow.client.post("/oauth/logout?ui_locales=uk", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert "Ви вийшли із системи" in done.content.decode()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher
+from django.test import Client
 
 from authenticators.models import Authenticator
 from experience.models import AuditEvent
-from tests.conftest import PASSWORD, authorize_params, sign_in_url_from
+from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, sign_in_on_page, sign_in_url_from
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +155,228 @@ def test_the_page_is_translated(flow, confidential_app, user):
     wrong = flow.client.post(url, {"identifier": "alice", "password": "nope nope", "authenticator": "password"},
                              HTTP_ACCEPT_LANGUAGE="uk")
     assert "Неправильні дані для входу." in wrong.content.decode()
+
+
+# -- errors tied to their fields ---------------------------------------------------------------------
+def described_by(html: str) -> dict[str, list[str]]:
+    """Each input's id → the ids its aria-describedby names."""
+    found = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        input_id = re.search(r'\bid="([^"]+)"', tag)
+        described = re.search(r'aria-describedby="([^"]+)"', tag)
+        if input_id and described:
+            found[input_id.group(1)] = described.group(1).split()
+    return found
+
+
+def test_a_field_error_is_tied_to_its_input(flow, confidential_app, user):
+    url = start(flow, confidential_app)
+    response = flow.client.post(url, {"identifier": "", "password": PASSWORD, "authenticator": "password"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    identifier = re.search(r'<input[^>]*name="identifier"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in identifier
+    assert described_by(html) == {"id_identifier": ["id_identifier_error"]}
+    # The id it names exists, and holds the message a screen reader reads with the input.
+    error = re.search(r'<ul class="errorlist" id="id_identifier_error"><li>(.*?)</li></ul>', html)
+    assert error and error.group(1) == "This field is required."
+    # The summary (focused on load) links to the input.
+    assert error_summary(html) == ["E-mail or username: This field is required."]
+    assert '<a href="#id_identifier">' in html
+    password = re.search(r'<input[^>]*name="password"[^>]*>', html).group(0)
+    assert "aria-invalid" not in password and "aria-describedby" not in password
+
+
+def test_every_aria_reference_on_the_page_exists(flow, confidential_app, user):
+    url = start(flow, confidential_app)
+    response = flow.client.post(url, {"identifier": "", "password": "", "authenticator": "password"})
+    html = response.content.decode()
+    ids = set(re.findall(r'\bid="([^"]+)"', html))
+    references = re.findall(r'aria-(?:describedby|labelledby)="([^"]+)"', html)
+    assert len(references) == 3  # two inputs and the summary's title
+    for reference in references:
+        assert set(reference.split()) <= ids, reference
+
+
+def test_a_fresh_page_has_no_error_marks(flow, confidential_app, user):
+    body = flow.client.get(start(flow, confidential_app)).content.decode().split("</style>")[1]
+    assert "aria-invalid" not in body and "form-error" not in body and "autofocus" not in body
+
+
+# -- a signed-in browser ---------------------------------------------------------------------------------
+def sign_in_from_start(client, next_url: str = "/account/connected-apps/") -> None:
+    response = client.get("/sign-in/?" + urlencode({"next": next_url}))
+    assert response.status_code == 302
+    assert sign_in_on_page(client, response["Location"]).status_code == 303
+
+
+def continue_href(response) -> str:
+    assert response.status_code == 200, (response.status_code, response.get("Location"))
+    match = re.search(r'<a class="button" id="continue" href="([^"]+)"', response.content.decode())
+    assert match, response.content.decode()
+    return match.group(1).replace("&amp;", "&")
+
+
+def test_the_start_page_when_signed_in_offers_to_continue_not_an_empty_form(client, user):
+    sign_in_from_start(client)
+    response = client.get("/sign-in/?next=/account/connected-apps/")
+    html = response.content.decode()
+    assert "Signed in as Alice Liddell" in html and "(alice)" in html
+    assert 'type="password"' not in html
+    assert continue_href(response) == "/account/connected-apps/"
+    assert "Not you? Sign in as someone else" in html
+    assert response["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
+def test_continue_never_leaves_the_site(client, user, next_url):
+    sign_in_from_start(client)
+    assert continue_href(client.get("/sign-in/?" + urlencode({"next": next_url}))) == "/"
+
+
+def test_back_after_signing_in_continues_to_the_application_instead_of_looping(flow, confidential_app, user):
+    params = authorize_params(confidential_app)
+    url = sign_in_url_from(flow.authorize(params))
+    signed = sign_in_on_page(flow.client, url)
+    assert flow.client.get(signed["Location"]).status_code == 302  # the code went to the client
+    back = flow.client.get(url)  # the browser's Back button
+    html = back.content.decode()
+    assert "You are signed in" in html and "Continue to Relying party" in html
+    assert "Start again" not in html and 'type="password"' not in html
+    target = continue_href(back)
+    assert target.startswith("/oauth/authorize?") and f"state={params['state']}" in target
+    onward = flow.client.get(target)
+    assert onward.status_code == 302
+    assert onward["Location"].startswith(REDIRECT_URI + "?") and "code=" in onward["Location"]
+
+
+def test_a_second_tab_signed_in_elsewhere_offers_to_continue(flow, confidential_app, user):
+    first = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
+    second = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
+    assert sign_in_on_page(flow.client, first).status_code == 303
+    page = flow.client.get(second)
+    assert "You are signed in" in page.content.decode()
+    assert continue_href(page).startswith("/oauth/authorize?")
+
+
+def test_prompt_login_still_shows_the_form_to_a_signed_in_user(flow, confidential_app, user):
+    sign_in_from_start(flow.client)
+    url = sign_in_url_from(flow.authorize(authorize_params(confidential_app, prompt="login")))
+    html = flow.client.get(url).content.decode()
+    assert 'type="password"' in html and "You are signed in" not in html
+
+
+def test_a_django_admin_login_is_not_a_portcullis_sign_in(client, user):
+    client.force_login(user)
+    response = client.get("/sign-in/")
+    assert response.status_code == 302 and "/sign-in/" in response["Location"]
+
+
+def test_not_you_signs_out_and_shows_the_same_sign_in_again(flow, confidential_app, user):
+    params = authorize_params(confidential_app)
+    url = sign_in_url_from(flow.authorize(params))
+    sign_in_on_page(flow.client, url)
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies = flow.client.cookies
+    page = browser.get(url)
+    form = re.search(r'<form method="post" action="/sign-in/switch-account/">(.*?)</form>', page.content.decode(), re.S)
+    assert form, page.content.decode()
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', form.group(1)))
+    assert fields["interaction"] == url.rstrip("/").rsplit("/", 1)[1]
+    response = browser.post("/sign-in/switch-account/", fields)
+    assert response.status_code == 303
+    assert response["Location"].startswith("/oauth/authorize?") and f"state={params['state']}" in response["Location"]
+    assert "_auth_user_id" not in browser.session
+    again = browser.get(response["Location"])
+    assert again.status_code == 303
+    html = browser.get(sign_in_url_from(again)).content.decode()
+    assert 'type="password"' in html and "You are signed in" not in html
+
+
+def test_not_you_from_the_start_page_keeps_next(client, user):
+    sign_in_from_start(client)
+    response = client.post("/sign-in/switch-account/", {"next": "/account/connected-apps/"})
+    assert response.status_code == 303
+    assert response["Location"] == "/sign-in/?next=%2Faccount%2Fconnected-apps%2F"
+    assert "_auth_user_id" not in client.session
+    response = client.post("/sign-in/switch-account/", {"next": "https://evil.example/"})
+    assert response["Location"] == "/sign-in/"
+
+
+def test_not_you_needs_a_post_with_the_csrf_token(client, user):
+    sign_in_from_start(client)
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies = client.cookies
+    assert browser.post("/sign-in/switch-account/", {"next": "/"}).status_code == 403
+    assert browser.get("/sign-in/switch-account/").status_code == 405
+    assert "_auth_user_id" in browser.session  # still signed in: a cross-site page cannot sign anyone out
+
+
+# -- languages ---------------------------------------------------------------------------------------------
+def test_ui_locales_chooses_the_language_of_the_sign_in(flow, confidential_app, user):
+    url = start(flow, confidential_app, ui_locales="fr-CA ru-RU uk")
+    for response in (flow.client.get(url, HTTP_ACCEPT_LANGUAGE="uk"),
+                     flow.client.post(url, {"identifier": "alice", "password": "nope nope", "authenticator": "password"},
+                                      HTTP_ACCEPT_LANGUAGE="uk")):
+        html = response.content.decode()
+        assert 'lang="ru"' in html and "Вход в Relying party" in html, html
+        assert response["Content-Language"] == "ru"
+    assert "Неверные данные для входа." in html
+
+
+def test_without_a_supported_ui_locale_the_browser_language_is_used(flow, confidential_app, user):
+    url = start(flow, confidential_app, ui_locales="fr de-DE")
+    html = flow.client.get(url, HTTP_ACCEPT_LANGUAGE="uk").content.decode()
+    assert 'lang="uk"' in html
+
+
+def test_ui_locales_also_sets_the_consent_page_language(client, third_party_app, user):
+    response = client.get("/oauth/authorize?" + urlencode(authorize_params(third_party_app, ui_locales="uk")))
+    signed = sign_in_on_page(client, response["Location"])
+    page = client.get(signed["Location"]).content.decode()
+    assert 'lang="uk"' in page and "Дозволити" in page
+
+
+def test_the_language_switcher_is_on_the_page_and_needs_no_script(flow, confidential_app, user):
+    url = start(flow, confidential_app)
+    html = flow.client.get(url).content.decode()
+    switcher = re.search(r'<nav class="languages" aria-label="Language">\s*<form method="post" action="/language/">(.*?)</form>', html, re.S)
+    assert switcher, html
+    assert f'name="next" value="{url}"' in switcher.group(1)
+    assert 'name="language" value="ru" lang="ru">Русский</button>' in switcher.group(1)
+    assert 'name="language" value="uk" lang="uk">Українська</button>' in switcher.group(1)
+    assert '<span lang="en" aria-current="true">English</span>' in switcher.group(1)
+    assert "<script" not in html
+
+
+def test_the_switcher_sets_the_language_and_returns_to_the_page(flow, confidential_app, user):
+    url = start(flow, confidential_app, ui_locales="uk")
+    browser = Client(enforce_csrf_checks=True)
+    browser.cookies = flow.client.cookies
+    page = browser.get(url).content.decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    response = browser.post("/language/", {"csrfmiddlewaretoken": csrf, "language": "ru", "next": url})
+    assert response.status_code == 302 and response["Location"] == url
+    assert browser.cookies["django_language"].value == "ru"
+    # The user's choice wins over the application's ui_locales.
+    assert "Вход в Relying party" in browser.get(url).content.decode()
+
+
+@pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/", "/\\evil.example/", "\\\\evil.example",
+                                      "http:evil.example", "https:/\\evil.example", " //evil.example", "javascript:alert(1)",
+                                      "/\r\nSet-Cookie: x=1", "\x00/", "/путь/"])
+def test_the_switcher_redirects_only_on_this_site(client, db, next_url):
+    response = client.post("/language/", {"language": "uk", "next": next_url})
+    assert response.status_code == 302
+    location = response["Location"]
+    assert location.startswith("/") and not location.startswith(("//", "/\\")), location
+    assert "\r" not in location and "\n" not in location
+    assert client.cookies["django_language"].value == "uk"
+
+
+def test_the_switcher_ignores_unknown_languages_and_needs_csrf(db):
+    browser = Client(enforce_csrf_checks=True)
+    assert browser.post("/language/", {"language": "ru", "next": "/"}).status_code == 403
+    plain = Client()
+    response = plain.post("/language/", {"language": "xx-evil", "next": "/sign-in/"})
+    assert response.status_code == 302 and "django_language" not in plain.cookies
