@@ -1,0 +1,149 @@
+"""Every hosted page passes axe-core's WCAG 2.1 A/AA rules in a real browser, in light and dark mode.
+
+axe-core comes from the npm registry (tests/axe/package.json and its lock; `make test` installs it
+with `npm ci --prefix tests/axe`) and is injected into each page, as a browser extension would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from django.utils import timezone
+
+from experience.models import Interaction
+from identity.models import Consent
+from tests.conftest import PASSWORD, authorize_params, make_application
+from tests.test_browser_demo import ARGS, CHROMIUM
+
+pytestmark = pytest.mark.browser
+
+AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+TAGS = ["wcag2a", "wcag2aa", "wcag21aa"]
+RUN_AXE = "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread while it lives; the ORM calls of these
+    # tests (and the database flush after each) are plain synchronous code all the same.
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(params=["light", "dark"])
+def page(request: Any, chromium: Any) -> Iterator[Any]:
+    # bypass_csp: the pages' Content-Security-Policy would refuse the injected axe-core script.
+    context = chromium.new_context(color_scheme=request.param, bypass_csp=True)
+    browser_page = context.new_page()
+    browser_page.set_default_timeout(15000)
+    browser_page.scheme = request.param
+    yield browser_page
+    context.close()
+
+
+class Site:
+    """A person's way to each hosted page."""
+
+    def __init__(self, base: str, page: Any) -> None:
+        self.base, self.page = base, page
+        self.app = make_application(name="Relying party")
+        self.third_party = make_application(first_party=False, name="Third party")
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.base + path)
+
+    def sign_in_page(self) -> None:
+        self.go("/oauth/authorize?" + urlencode(authorize_params(self.app)))
+        self.page.wait_for_url("**/sign-in/**")
+
+    def sign_in_with_errors(self) -> None:
+        self.sign_in_page()
+        self.page.get_by_label("E-mail or username").fill("alice")
+        self.page.get_by_label("Password").fill("not the password")
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("alert").wait_for()
+
+    def sign_in(self, next_url: str = "/account/connected-apps/") -> None:
+        self.go("/sign-in/?" + urlencode({"next": next_url}))
+        self.page.get_by_label("E-mail or username").fill("alice")
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(self.base + next_url)
+
+    def expired(self) -> None:
+        self.sign_in_page()
+        Interaction.objects.update(expires_at=timezone.now())
+        self.page.reload()
+        self.page.get_by_role("link", name="Start again").wait_for()
+
+    def consent(self) -> None:
+        self.go("/oauth/authorize?" + urlencode(authorize_params(self.third_party)))
+        self.page.get_by_label("E-mail or username").fill("alice")
+        self.page.get_by_label("Password").fill(PASSWORD)
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.get_by_role("button", name="Allow").wait_for()
+
+    def logout_confirm(self) -> None:
+        self.sign_in()
+        self.go("/oauth/logout?" + urlencode({"client_id": self.app.client_id}))
+        self.page.get_by_role("button", name="Stay signed in").wait_for()
+
+    def logged_out(self) -> None:
+        self.logout_confirm()
+        self.page.get_by_role("button", name="Sign out", exact=True).click()
+        self.page.get_by_role("heading", name="You are signed out").wait_for()
+
+    def connected_apps(self) -> None:
+        Consent.objects.create(user=self.user, application=self.third_party.application, scopes="openid profile")
+        self.sign_in()
+        self.page.get_by_role("button", name="Remove access").wait_for()
+
+    def error_page(self) -> None:
+        self.go("/oauth/authorize?client_id=unknown&response_type=code")
+        self.page.get_by_role("heading", name="We can't continue").wait_for()
+
+    def signed_in(self) -> None:
+        self.sign_in()
+        self.go("/sign-in/")
+        self.page.get_by_role("link", name="Continue").wait_for()
+
+
+PAGES: dict[str, Callable[[Site], None]] = {
+    "sign-in": Site.sign_in_page,
+    "sign-in with errors": Site.sign_in_with_errors,
+    "expired": Site.expired,
+    "consent": Site.consent,
+    "logout confirm": Site.logout_confirm,
+    "logged out": Site.logged_out,
+    "connected apps": Site.connected_apps,
+    "error": Site.error_page,
+    "signed in": Site.signed_in,
+}
+
+
+def violations(page: Any) -> list[str]:
+    assert AXE.exists(), f"{AXE} is missing: `make test` installs it (npm ci --prefix tests/axe)"
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate(RUN_AXE, TAGS)
+    assert any(rule["id"] == "color-contrast" for rule in result["passes"]), "axe checked no text contrast"
+    return [f"{rule['id']}: {rule['help']} at {[node['target'] for node in rule['nodes']]}: "
+            f"{rule['nodes'][0]['failureSummary']}" for rule in result["violations"]]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_hosted_page_passes_axe(live_server, transactional_db, user, page, name):
+    site = Site(live_server.url, page)
+    site.user = user
+    PAGES[name](site)
+    dark = page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
+    assert dark is (page.scheme == "dark")
+    assert violations(page) == [], f"{name} ({page.scheme})"
