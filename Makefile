@@ -3,18 +3,36 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+HASH := $(shell cksum pyproject.toml | cut -d' ' -f1)
+# Two stamps: `make run` installs what serving needs (.[serve]); `make test` adds the test tools
+# (.[dev]) on top, so `make run` after `make test` installs nothing.
+RUN_STAMP := $(VENV)/.installed-run-$(HASH)
+STAMP := $(VENV)/.installed-dev-$(HASH)
+# pip's log shrunk to one line per package it fetches (pipefail keeps pip's exit status).
+PIP_INSTALL = bash -o pipefail -c '$(PIP) install --progress-bar off $(1) | sed -n "s/^Collecting \([A-Za-z0-9._-]*\).*/    \1/p"'
 HOST ?= 127.0.0.1
 PORT ?= 8000
+AXE_CORE := tests/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: run test bench install browser lint clean
+.PHONY: run test bench install browser axe-core lint clean
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[dev]"
-	@rm -f $(VENV)/.installed-*
-	@touch $(STAMP)
+$(PY):
+	@echo "==> Creating the virtual environment $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@echo "==> Upgrading pip"
+	@$(PIP) install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "==> Installing Portcullis and what serving it needs (.[serve]; about a minute the first time)"
+	@$(call PIP_INSTALL,-e ".[serve]")
+	@rm -f $(VENV)/.installed-run-*
+	@touch $@
+
+$(STAMP): $(RUN_STAMP)
+	@echo "==> Installing the test tools (.[dev]: pytest, Playwright, Authlib, ruff, PostgreSQL and Redis drivers)"
+	@$(call PIP_INSTALL,-e ".[dev]")
+	@rm -f $(VENV)/.installed-dev-*
+	@touch $@
 
 install: $(STAMP)
 
@@ -25,13 +43,29 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-run: $(STAMP)
-	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py migrate --noinput
-	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py portcullis_bootstrap --base-url http://$(HOST):$(PORT)
-	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py runserver $(HOST):$(PORT)
+run: $(RUN_STAMP)
+	@echo "==> Migrating the database"
+	@DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py migrate --noinput -v 0
+	@echo "==> Creating the signing key, an admin, a demo user and the demo client (kept in var/)"
+	@DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py portcullis_bootstrap --base-url http://$(HOST):$(PORT)
+	@echo "==> Serving http://$(HOST):$(PORT)/ : open /demo/ and sign in as the demo user above (Ctrl-C stops)"
+	@DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py runserver $(HOST):$(PORT)
+
+# axe-core for tests/test_accessibility.py, exactly as tests/axe/package-lock.json pins it.
+$(AXE_CORE): tests/axe/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "==> Installing Debian's npm for the accessibility tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm >/dev/null; }
+	@echo "==> Installing axe-core for the accessibility tests (npm ci --prefix tests/axe)"
+	@npm ci --prefix tests/axe --no-audit --no-fund --silent
+	@touch $@
+
+axe-core: $(AXE_CORE)
 
 test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(AXE_CORE)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -42,4 +76,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check identity experience authenticators config tests
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache tests/axe/node_modules
