@@ -380,3 +380,10 @@ def test_the_switcher_ignores_unknown_languages_and_needs_csrf(db):
     plain = Client()
     response = plain.post("/language/", {"language": "xx-evil", "next": "/sign-in/"})
     assert response.status_code == 302 and "django_language" not in plain.cookies
+
+
+def test_the_signed_in_page_is_translated(client, user):
+    sign_in_from_start(client)
+    html = client.get("/sign-in/", HTTP_ACCEPT_LANGUAGE="uk").content.decode()
+    assert "Ви увійшли як Alice Liddell" in html and "Не ви? Увійдіть під іншим іменем" in html
+    assert 'aria-label="Мова"' in html
