@@ -121,7 +121,7 @@ class SignInView(View):
 
 @method_decorator([never_cache, csrf_protect], name="dispatch")
 class SwitchAccountView(View):
-    """"Not you?" on the signed-in page: sign out (a POST with CSRF), then the same sign-in again."""
+    """The signed-in page's "Not you?": sign out (a POST with CSRF), then the same sign-in again."""
 
     def post(self, request: HttpRequest) -> HttpResponseBase:
         interaction = signed_in.owned_interaction(request, request.POST.get("interaction", ""))

@@ -40,12 +40,16 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture(params=["light", "dark"])
-def page(request: Any, chromium: Any) -> Iterator[Any]:
+def scheme(request: Any) -> str:
+    return request.param
+
+
+@pytest.fixture
+def page(chromium: Any, scheme: str) -> Iterator[Any]:
     # bypass_csp: the pages' Content-Security-Policy would refuse the injected axe-core script.
-    context = chromium.new_context(color_scheme=request.param, bypass_csp=True)
+    context = chromium.new_context(color_scheme=scheme, bypass_csp=True)
     browser_page = context.new_page()
     browser_page.set_default_timeout(15000)
-    browser_page.scheme = request.param
     yield browser_page
     context.close()
 
@@ -53,8 +57,8 @@ def page(request: Any, chromium: Any) -> Iterator[Any]:
 class Site:
     """A person's way to each hosted page."""
 
-    def __init__(self, base: str, page: Any) -> None:
-        self.base, self.page = base, page
+    def __init__(self, base: str, page: Any, user: Any) -> None:
+        self.base, self.page, self.user = base, page, user
         self.app = make_application(name="Relying party")
         self.third_party = make_application(first_party=False, name="Third party")
 
@@ -140,10 +144,7 @@ def violations(page: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_hosted_page_passes_axe(live_server, transactional_db, user, page, name):
-    site = Site(live_server.url, page)
-    site.user = user
-    PAGES[name](site)
-    dark = page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches")
-    assert dark is (page.scheme == "dark")
-    assert violations(page) == [], f"{name} ({page.scheme})"
+def test_every_hosted_page_passes_axe(live_server, transactional_db, user, scheme, page, name):
+    PAGES[name](Site(live_server.url, page, user))
+    assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is (scheme == "dark")
+    assert violations(page) == [], f"{name} ({scheme})"
