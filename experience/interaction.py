@@ -177,11 +177,9 @@ def _identified_user(interaction: Interaction) -> Any | None:
 
 
 def _next_url(request: HttpRequest, interaction: Interaction) -> str:
-    from identity.views import mark_resume, resume_url
-
     params = interaction.state.get("authorize")
     if params:
-        return resume_url(params, mark_resume(request, params, login=True))
+        return authentication.resume_url(params, authentication.mark_resume(request, params, login=True))
     return safe_next(request, interaction.state.get("next", ""))
 
 

@@ -17,8 +17,8 @@ from authenticators.base import AuthError
 from authenticators.models import Authenticator
 from experience import interaction as engine
 from experience.models import Interaction
+from identity.applications import load_application
 from identity.security import deny_framing
-from identity.validators import load_application
 
 
 def see_other(url: str) -> HttpResponse:

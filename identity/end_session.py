@@ -17,6 +17,8 @@ from jwcrypto.common import JWException
 
 from identity import authentication, keys, tokens
 from identity.app_settings import app_settings
+from identity.applications import load_application
+from identity.pages import error_page
 from identity.security import deny_framing
 
 PENDING_SESSION_KEY = "portcullis_logout"
@@ -73,9 +75,6 @@ class EndSessionView(View):
         return self.handle(request, request.POST)
 
     def handle(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
-        from identity.validators import load_application
-        from identity.views import error_page
-
         hint = params.get("id_token_hint", "")
         claims = None
         if hint:
@@ -107,8 +106,6 @@ class EndSessionView(View):
         return deny_framing(render(request, "identity/logout_confirm.html", context))
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
-        from identity.validators import load_application
-
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
             # A stale tab or a forged answer: nothing happens, and the page says so.

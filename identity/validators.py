@@ -39,6 +39,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from identity import keys
 from identity.app_settings import app_settings
+from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
@@ -62,9 +63,6 @@ def preloaded_application(application: Any) -> Iterator[None]:
         _preloaded.reset(token)
 
 
-_applications = PreparedLookup(
-    lambda client_id: Application.objects.select_related("portcullis_settings").filter(client_id=client_id)
-)
 _grants = PreparedLookup(
     lambda code: Grant.objects.select_related(
         "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
@@ -75,13 +73,6 @@ _access_tokens = PreparedLookup(
         token_checksum=checksum
     )
 )
-
-
-def load_application(client_id: str) -> Any | None:
-    """The application with its Portcullis settings, in one query; None when unknown."""
-    if not isinstance(client_id, str) or not client_id or "\x00" in client_id or len(client_id) > 255:
-        return None
-    return _applications.get(client_id, router.db_for_read(Application))
 
 
 class _Replayed(Exception):
