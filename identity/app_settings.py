@@ -48,6 +48,11 @@ class AppSettings:
         return setting("ACR_PASSWORD", "urn:portcullis:acr:1fa")
 
     @property
+    def ACR_MFA(self) -> str:
+        """The ``acr`` of a sign-in that passed a second factor."""
+        return setting("ACR_MFA", "urn:portcullis:acr:2fa")
+
+    @property
     def REFRESH_TOKEN_ABSOLUTE_SECONDS(self) -> int:
         """A token family dies this long after the sign-in, however often it is refreshed."""
         return setting("REFRESH_TOKEN_ABSOLUTE_SECONDS", 90 * 24 * 3600)

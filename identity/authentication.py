@@ -10,10 +10,10 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth import login, logout
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
 from django.urls import reverse
 
@@ -32,7 +32,7 @@ class Authentication:
     sid: str
 
 
-def sign_in(request: HttpRequest, user: AbstractBaseUser, amr: list[str], acr: str) -> Authentication:
+def sign_in(request: HttpRequest, user: Any, amr: list[str], acr: str) -> Authentication:
     """Log the user in (the session key rotates) and remember how they authenticated."""
     login(request, user, backend=BACKEND)
     state = Authentication(str(user.pk), int(time.time()), list(amr), acr, secrets.token_urlsafe(16))

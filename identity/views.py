@@ -157,7 +157,7 @@ class AuthorizationView(OAuthLibMixin, View):
             return True
         if ApplicationSettings.for_application(application).first_party or application.skip_authorization:
             return False  # first-party (ours) or DOT's own "skip authorization" flag
-        consent = Consent.objects.filter(user=request.user, application=application).first()
+        consent = Consent.objects.filter(user_id=request.user.pk or 0, application=application).first()
         return consent is None or not consent.covers(scopes)
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -221,7 +221,7 @@ SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state",
 
 def parse_max_age(value: str | None) -> int | None:
     """None when absent, the seconds when valid, -1 when malformed (or absurdly long)."""
-    if value in (None, ""):
+    if not value:
         return None
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else -1
 
