@@ -19,6 +19,7 @@ from experience import errors
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.models import Interaction
+from experience.policy import policy_for
 from identity.applications import load_application
 from identity.security import deny_framing
 
@@ -53,7 +54,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        authenticators = self.authenticators()
+        authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         form = None
         form_class = sign_in_form_of(current)
@@ -66,7 +67,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        authenticators = self.authenticators()
+        authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         form_class = sign_in_form_of(current)
         if current is None or form_class is None:
@@ -85,9 +86,10 @@ class SignInView(View):
 
     # -- helpers -----------------------------------------------------------------------------------------
     @staticmethod
-    def authenticators() -> list[Authenticator]:
-        """The enabled authenticators with a sign-in form (tabs), in order."""
-        return [a for a in Authenticator.objects.enabled() if a.type is not None and a.type.sign_in_form is not None]
+    def authenticators(request: HttpRequest, interaction: Interaction) -> list[Authenticator]:
+        """The application's first factors that have a sign-in form (tabs), in its policy's order."""
+        policy = policy_for(interaction.client_id, request)
+        return [a for a in policy.first_factors() if sign_in_form_of(a) is not None]
 
     @staticmethod
     def current(request: HttpRequest, authenticators: list[Authenticator]) -> Authenticator | None:
