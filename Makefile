@@ -29,7 +29,7 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 $(STAMP): $(RUN_STAMP)
-	@echo "==> Installing the test tools (.[dev]: pytest, Playwright, Authlib, ruff, PostgreSQL and Redis drivers)"
+	@echo "==> Installing the test tools (.[dev]: pytest, Playwright, Authlib, ruff, mypy, PostgreSQL and Redis drivers)"
 	@$(call PIP_INSTALL,-e ".[dev]")
 	@rm -f $(VENV)/.installed-dev-*
 	@touch $@
@@ -74,6 +74,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check identity experience authenticators config tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache tests/axe/node_modules

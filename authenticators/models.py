@@ -52,12 +52,13 @@ class Authenticator(models.Model):
 
         return registry.get(self.auth_type)
 
-    def get_auth(self, request: HttpRequest | None = None) -> Auth:
-        """An instance of the type's class bound to this authenticator and request."""
+    def get_auth(self, request: HttpRequest | None = None, *, policy: Any = None, binding: str = "") -> Auth:
+        """An instance of the type's class bound to this authenticator and request (and, from the
+        engine, to the application's policy and the interaction one-time state belongs to)."""
         auth_type = self.type
         if auth_type is None:
             raise LookupError(f"Authenticator type {self.auth_type!r} is not registered.")
-        return auth_type.auth_class(self, request)
+        return auth_type.auth_class(self, request, policy=policy, binding=binding)
 
     # NocoBase's helpers: the identity a user holds under this authenticator.
     def find_user(self, uuid: str) -> Any | None:
@@ -98,3 +99,28 @@ class UserAuthenticator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.authenticator.name}:{self.uuid}"
+
+
+class OneTimeCode(models.Model):
+    """A code sent by a code-kind authenticator (``authenticators.base.CodeAuth``). The code itself
+    is never stored: only its HMAC, bound to the handle (``code_id``) the client holds."""
+
+    code_id = models.CharField(max_length=64, unique=True)
+    authenticator = models.ForeignKey(Authenticator, on_delete=models.CASCADE, related_name="+")
+    destination = models.CharField(_("sent to"), max_length=254)
+    purpose = models.CharField(max_length=30, default="sign_in")
+    binding = models.CharField(_("bound to"), max_length=64, blank=True,
+                               help_text=_("The interaction (or other one-time state) the code belongs to."))
+    digest = models.CharField(max_length=128)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+        indexes = [models.Index(fields=["authenticator", "destination", "created_at"], name="authenticators_code_sends")]
+
+    def __str__(self) -> str:
+        return f"{self.authenticator_id} → {self.destination}"

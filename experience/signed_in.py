@@ -16,8 +16,8 @@ from django.urls import reverse
 from experience import interaction as engine
 from experience.models import Interaction
 from identity import authentication, languages
+from identity.applications import load_application
 from identity.security import deny_framing
-from identity.validators import load_application
 
 
 def owned_interaction(request: HttpRequest, uid: str) -> Interaction | None:
@@ -93,5 +93,6 @@ def switch_target(request: HttpRequest, interaction: Interaction | None, next_ur
     if interaction is not None:
         next_url = interaction.state.get("next", "")
     start = reverse("experience:sign-in-start")
-    safe = engine.safe_next(request, next_url) if next_url else ""
-    return f"{start}?{urlencode({'next': safe})}" if safe and safe == next_url else start
+    if next_url and engine.safe_next(request, next_url) != engine.safe_next(request, ""):
+        return f"{start}?{urlencode({'next': next_url})}"  # on this site: checked again after the sign-in
+    return start

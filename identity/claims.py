@@ -21,10 +21,10 @@ SUPPORTED_CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "ac
 ]
 
 
-def profile_of(user: AbstractBaseUser) -> Profile:
+def profile_of(user: Any) -> Profile:
     """The user's profile row, or an unsaved one with the defaults. No query when select_related."""
     try:
-        return user.portcullis_profile  # type: ignore[attr-defined]
+        return user.portcullis_profile
     except Profile.DoesNotExist:
         return Profile(user=user)
 

@@ -17,6 +17,8 @@ from jwcrypto.common import JWException
 
 from identity import authentication, keys, languages, tokens
 from identity.app_settings import app_settings
+from identity.applications import load_application
+from identity.pages import error_page
 from identity.security import deny_framing
 
 PENDING_SESSION_KEY = "portcullis_logout"
@@ -73,9 +75,6 @@ class EndSessionView(View):
         return self.handle(request, request.POST)
 
     def handle(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
-        from identity.validators import load_application
-        from identity.views import error_page
-
         languages.use_ui_locales(request, params.get("ui_locales", ""))
         hint = params.get("id_token_hint", "")
         claims = None
@@ -108,8 +107,6 @@ class EndSessionView(View):
         return deny_framing(render(request, "identity/logout_confirm.html", context))
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
-        from identity.validators import load_application
-
         languages.use_ui_locales(request, request.GET.get("ui_locales", ""))
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):

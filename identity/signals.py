@@ -5,12 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from identity import discovery
+from identity.app_settings import _mount_path
 from identity.keys import keys_changed
 from identity.models import SigningKey
 from identity.tokens import revoke_user_tokens
+
+
+@receiver(setting_changed)
+def urls_or_issuer_changed(setting: str, **kwargs: Any) -> None:
+    """Tests (and reloads) that change the URLconf or the issuer get fresh discovery documents."""
+    if setting in ("ROOT_URLCONF", "PORTCULLIS_ISSUER"):
+        _mount_path.cache_clear()
+        discovery.document.cache_clear()
 
 
 @receiver([post_save, post_delete], sender=SigningKey)

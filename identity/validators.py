@@ -39,6 +39,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from identity import keys
 from identity.app_settings import app_settings
+from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
@@ -62,9 +63,6 @@ def preloaded_application(application: Any) -> Iterator[None]:
         _preloaded.reset(token)
 
 
-_applications = PreparedLookup(
-    lambda client_id: Application.objects.select_related("portcullis_settings").filter(client_id=client_id)
-)
 _grants = PreparedLookup(
     lambda code: Grant.objects.select_related(
         "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
@@ -75,13 +73,6 @@ _access_tokens = PreparedLookup(
         token_checksum=checksum
     )
 )
-
-
-def load_application(client_id: str) -> Any | None:
-    """The application with its Portcullis settings, in one query; None when unknown."""
-    if not isinstance(client_id, str) or not client_id or "\x00" in client_id or len(client_id) > 255:
-        return None
-    return _applications.get(client_id, router.db_for_read(Application))
 
 
 class _Replayed(Exception):
@@ -242,22 +233,33 @@ class PortcullisValidator(OAuth2Validator):
         record: AuthorizationRecord = request._portcullis_record
         now = timezone.now()
         request.resource = request._portcullis_grant.resource or []
-        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+        access_token = self._write_token_pair(token, request, record.family)
+        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
+        if not consumed:
+            access_token.delete()
+            raise _Replayed(record.family)
+
+    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:
+        """The access token and (when the response has one) its refresh token, in ``family``."""
+        expires = timezone.now() + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
         access_token = self._create_access_token(expires, request, token)
         if token.get("refresh_token"):
             refresh = RefreshToken(
                 user=request.user,
                 application=request.client,
                 access_token=access_token,
-                token_family=record.family,
-                resource=request.resource,
+                token_family=family,
+                resource=getattr(request, "resource", None) or [],
             )
             self._set_token_value(refresh, token["refresh_token"])
             refresh.save()
-        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
-        if not consumed:
-            access_token.delete()
-            raise _Replayed(record.family)
+        return access_token
+
+    def save_user_token(self, token: dict[str, Any], request: Any) -> None:
+        """Store a token pair the engine issued for a signed-in user (``identity.tokens.issue_user_token``):
+        a family of its own, started by ``request._portcullis_record``, refreshed like any other."""
+        with transaction.atomic(using=router.db_for_write(AccessToken)):
+            self._write_token_pair(token, request, request._portcullis_record.family)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

@@ -41,37 +41,14 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from identity import authentication, discovery, end_session, keys, languages, tokens
 from identity.app_settings import app_settings
+from identity.applications import load_application
+from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
 from identity.models import ApplicationSettings, Consent
+from identity.pages import error_page
 from identity.security import deny_framing
-from identity.validators import load_application, preloaded_application, redirect_uri_registered
+from identity.validators import preloaded_application, redirect_uri_registered
 
-RESUME_PARAM = "resume"
-RESUME_SESSION_KEY = "portcullis_resume"
 CONSENT_SESSION_KEY = "portcullis_consent"
-
-
-def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
-    """An error shown to the user, for requests we must not redirect back to the client."""
-    response = render(
-        request, "identity/error.html", {"error": error, "description": description}, status=status
-    )
-    return deny_framing(response)
-
-
-def mark_resume(request: HttpRequest, authorize_params: str, **facts: bool) -> str:
-    """Remember in the session that the user has just done something (``login``, ``consent``) for
-    this very authorization request; the endpoint trusts it once, from this session, for these
-    parameters only."""
-    token = secrets.token_urlsafe(16)
-    markers = dict(request.session.get(RESUME_SESSION_KEY) or {})
-    markers = dict(list(markers.items())[-4:])
-    markers[token] = {"at": int(time.time()), "params": authorize_params, **facts}
-    request.session[RESUME_SESSION_KEY] = markers
-    return token
-
-
-def resume_url(authorize_params: str, token: str) -> str:
-    return f"{reverse('identity:authorize')}?{authorize_params}&{urlencode({RESUME_PARAM: token})}"
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
@@ -181,7 +158,7 @@ class AuthorizationView(OAuthLibMixin, View):
             return True
         if ApplicationSettings.for_application(application).first_party or application.skip_authorization:
             return False  # first-party (ours) or DOT's own "skip authorization" flag
-        consent = Consent.objects.filter(user=request.user, application=application).first()
+        consent = Consent.objects.filter(user_id=request.user.pk or 0, application=application).first()
         return consent is None or not consent.covers(scopes)
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -245,7 +222,7 @@ SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state",
 
 def parse_max_age(value: str | None) -> int | None:
     """None when absent, the seconds when valid, -1 when malformed (or absurdly long)."""
-    if value in (None, ""):
+    if not value:
         return None
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else -1
 

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.utils.translation import gettext_lazy as _
 
-from authenticators.base import AuthError, BaseAuth
+from authenticators.base import AuthError, FormAuth
 
 
 class PasswordSettingsForm(forms.Form):
@@ -17,7 +17,8 @@ class PasswordSettingsForm(forms.Form):
     allow_username = forms.BooleanField(label=_("Sign in with username"), required=False, initial=True)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not data.get("allow_email") and not data.get("allow_username"):
             raise forms.ValidationError(_("Allow at least one identifier."))
         return data
@@ -34,7 +35,7 @@ class PasswordSignInForm(forms.Form):
     )
 
 
-class PasswordAuth(BaseAuth):
+class PasswordAuth(FormAuth):
     """Checks a password. Whatever the outcome, exactly one password hash is computed."""
 
     def amr(self) -> list[str]:
