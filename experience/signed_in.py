@@ -47,9 +47,11 @@ def continue_url(request: HttpRequest, interaction: Interaction | None, next_url
 def provider_asks_again(interaction: Interaction, auth: authentication.Authentication) -> bool:
     """A live interaction for an authorization request begun while this session was already signed
     in: the provider wants a new sign-in (``prompt=login``, ``max_age``, a hint for another
-    user), so the form shows. Signing in after it began (another tab) satisfies it."""
+    user), so the form shows. Signing in after it began (another tab) satisfies it. ``auth_time``
+    counts whole seconds: within the second of the sign-in, the form shows (never a loop)."""
     live = interaction.completed_at is None and not interaction.is_expired
-    return live and bool(interaction.state.get("authorize")) and auth.auth_time < interaction.created_at.timestamp()
+    began = int(interaction.created_at.timestamp())
+    return live and bool(interaction.state.get("authorize")) and auth.auth_time <= began
 
 
 def for_interaction(request: HttpRequest, uid: str) -> HttpResponse | None:

@@ -61,6 +61,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
+        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         form = None
@@ -74,6 +75,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
+        languages.use_ui_locales(request, signed_in.ui_locales(interaction))  # before any message is made
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         form_class = sign_in_form_of(current)
@@ -109,7 +111,6 @@ class SignInView(View):
 
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
                current: Authenticator | None, form: Any, status: int = 200) -> HttpResponse:
-        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         application = load_application(interaction.client_id) if interaction.client_id else None
         context = {
             "interaction": interaction,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.test import Client
+from django.utils import timezone
 
 from authenticators.models import Authenticator
-from experience.models import AuditEvent
+from experience.models import AuditEvent, Interaction
 from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, sign_in_on_page, sign_in_url_from
 
 pytestmark = pytest.mark.django_db
@@ -253,6 +255,8 @@ def test_back_after_signing_in_continues_to_the_application_instead_of_looping(f
 def test_a_second_tab_signed_in_elsewhere_offers_to_continue(flow, confidential_app, user):
     first = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
     second = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
+    # The second tab was opened a little while before the sign-in in the first one.
+    Interaction.objects.update(created_at=timezone.now() - timedelta(seconds=5))
     assert sign_in_on_page(flow.client, first).status_code == 303
     page = flow.client.get(second)
     assert "You are signed in" in page.content.decode()
