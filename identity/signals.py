@@ -1,4 +1,4 @@
-"""Key changes reach every process; token revocation follows account changes."""
+"""Key and allowed-origin changes reach every process; token revocation follows account changes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.signals import setting_changed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from oauth2_provider.models import get_application_model
 
-from identity import discovery
+from identity import cors, discovery
 from identity.app_settings import _mount_path
 from identity.keys import keys_changed
 from identity.models import SigningKey
@@ -27,6 +29,14 @@ def urls_or_issuer_changed(setting: str, **kwargs: Any) -> None:
 @receiver([post_save, post_delete], sender=SigningKey)
 def signing_keys_changed(**kwargs: Any) -> None:
     keys_changed()
+
+
+@receiver([post_save, post_delete], sender=get_application_model())
+def application_changed(**kwargs: Any) -> None:
+    """Allowed origins may have changed: now for this process, and again once committed, so that
+    no process keeps what it read before the commit."""
+    cors.origins_changed()
+    transaction.on_commit(cors.origins_changed)
 
 
 @receiver(pre_save, sender=get_user_model())
