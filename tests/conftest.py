@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.test import Client
 from oauth2_provider.models import get_application_model
 
-from identity import keys
+from identity import cors, keys
 from identity.models import ApplicationSettings, Profile
 
 Application = get_application_model()
@@ -27,8 +27,10 @@ REDIRECT_URI = "https://rp.example.com/callback"
 def _fresh_cache_and_keys() -> Any:
     cache.clear()
     keys._memo = None
+    cors._memo = None  # the origins of applications a rolled-back test created
     yield
     keys._memo = None
+    cors._memo = None
 
 
 @dataclass
