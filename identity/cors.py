@@ -111,6 +111,12 @@ def registered_origins(allowed_origins: str) -> tuple[Origin, ...]:
     return tuple(origin for origin in parsed if origin is not None)
 
 
+def unusable_origins(allowed_origins: str) -> list[str]:
+    """The entries of an ``allowed_origins`` value that match nothing under the rule: what a form
+    should refuse with a field error rather than save."""
+    return [entry for entry in allowed_origins.split() if not registered_origins(entry)]
+
+
 def allowed_for(application: Any, origin: Origin) -> bool:
     return any(origin.matches(registered) for registered in registered_origins(application.allowed_origins or ""))
 

@@ -328,3 +328,9 @@ def test_cross_origin_requests_cost_no_extra_query(flow, spa, user, django_asser
         response = flow.client.get(USERINFO_URL, HTTP_AUTHORIZATION=f"Bearer {access_token}", HTTP_ORIGIN=SPA)
     assert response.status_code == 200
     assert_allowed(response, SPA)
+
+
+def test_a_form_can_tell_which_saved_origins_would_match_nothing():
+    value = f"{SPA} http://127.0.0.1:5173 http://localhost:3000/ http://app.example.com https://*.example.com https://a.example.com/path null"
+
+    assert cors.unusable_origins(value) == ["http://app.example.com", "https://*.example.com", "https://a.example.com/path", "null"]
