@@ -154,7 +154,7 @@ def origins_changed() -> None:
 
 
 def _build(version: str) -> _Registry:
-    Application = validators.Application
+    Application = applications.Application
     texts: Iterable[str] = Application.objects.exclude(allowed_origins="").values_list("allowed_origins", flat=True)
     origins = {origin for text in texts for origin in registered_origins(text)}
     any_port = {(origin.scheme, origin.host) for origin in origins if origin.any_port}
