@@ -25,6 +25,7 @@ from tests.test_browser_demo import page  # noqa: F401  the Playwright page (hea
 pytestmark = pytest.mark.browser
 
 SPA_DIR = Path(__file__).parent / "spa"
+WAIT = 15_000  # ms: the machine may be busy
 BUNDLE = SPA_DIR / "node_modules" / "oidc-client-ts" / "dist" / "browser" / "oidc-client-ts.min.js"
 
 
@@ -98,7 +99,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     status, problem = page.locator("#status"), page.locator("#error")
 
     page.goto(f"{spa.url}/index.html")
-    expect(status).to_have_text("Signed out")
+    expect(status).to_have_text("Signed out", timeout=WAIT)
 
     # Sign in on the hosted page (authorization code + PKCE S256, started by signinRedirect).
     page.get_by_role("button", name="Sign in").click()
@@ -108,7 +109,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{spa.url}/index.html*")  # through callback.html: signinCallback redeemed the code
-    expect(status).to_have_text("Signed in")
+    expect(status).to_have_text("Signed in", timeout=WAIT)
     assert problem.inner_text() == "", problem.inner_text()
     assert page.locator("#subject").inner_text() == str(user.pk)
     first_access, first_refresh = page.locator("#access-token").inner_text(), page.locator("#refresh-token").inner_text()
@@ -116,7 +117,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
 
     # Silent renewal with the refresh token (a cross-origin POST to the token endpoint).
     page.get_by_role("button", name="Refresh tokens").click()
-    expect(status).to_have_text("Tokens refreshed")
+    expect(status).to_have_text("Tokens refreshed", timeout=WAIT)
     assert problem.inner_text() == "", problem.inner_text()
     assert page.locator("#access-token").inner_text() not in ("", first_access)
     assert page.locator("#refresh-token").inner_text() not in ("", first_refresh)  # rotated
@@ -124,7 +125,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
 
     # Userinfo with the new access token (fetch with Authorization: a preflight first).
     page.get_by_role("button", name="Load my profile").click()
-    expect(page.locator("#previous-token-status")).not_to_be_empty()
+    expect(page.locator("#previous-token-status")).not_to_be_empty(timeout=WAIT)
     assert problem.inner_text() == "", problem.inner_text()
     profile = json.loads(page.locator("#profile").inner_text())
     assert profile["sub"] == str(user.pk)
@@ -136,7 +137,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     # Sign out at the provider (end session, id_token_hint, registered post_logout_redirect_uri).
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(f"{spa.url}/index.html*")
-    expect(status).to_have_text("Signed out")
+    expect(status).to_have_text("Signed out", timeout=WAIT)
     assert page.locator("#subject").inner_text() == ""
     # The provider's session is gone too: signing in again asks for the password.
     page.get_by_role("button", name="Sign in").click()
