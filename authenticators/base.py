@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
 
 class AuthError(Exception):
-    """A failed authentication, with a stable code and a message safe to show the user."""
+    """A failed authentication, with a stable code and a message safe to show the user.
+
+    ``reason`` (default: the code) is for the audit log only, never shown: e.g. the code
+    ``invalid_credentials`` with the reason ``ambiguous_identifier``."""
 
     messages = {
         "invalid_credentials": _("The sign-in details are incorrect."),
@@ -27,9 +30,10 @@ class AuthError(Exception):
         "disabled": _("This sign-in method is not available."),
     }
 
-    def __init__(self, code: str, message: Any = None) -> None:
+    def __init__(self, code: str, message: Any = None, *, reason: str = "") -> None:
         self.code = code
         self.message = message or self.messages.get(code, code)
+        self.reason = reason or code
         super().__init__(code)
 
 

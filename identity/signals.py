@@ -1,4 +1,5 @@
-"""Key changes reach every process; token revocation follows account changes."""
+"""Key changes reach every process; token revocation follows account changes; the sign-in
+identifier index follows the accounts' identifiers."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from django.contrib.auth import get_user_model
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
+from identity import identifiers
 from identity.keys import keys_changed
-from identity.models import SigningKey
+from identity.models import Profile, SigningKey, SignInIdentifier
 from identity.tokens import revoke_user_tokens
 
 
@@ -33,3 +35,13 @@ def revoke_on_password_change_or_disable(
         return
     if previous["password"] != instance.password or (previous["is_active"] and not instance.is_active):
         revoke_user_tokens(instance)
+
+
+# Every sign-in identifier in one unique index (identity/identifiers.py): a taken identifier is
+# refused before the row is written, and the index's unique constraint decides a race.
+pre_save.connect(identifiers.before_user_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+post_save.connect(identifiers.after_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+pre_save.connect(identifiers.before_profile_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_save.connect(identifiers.after_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier,
+                    dispatch_uid="portcullis_identifiers_settle")
