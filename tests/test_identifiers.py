@@ -4,7 +4,6 @@ username or phone number in any case or kind, and sign-in never guesses between 
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import pytest
@@ -12,14 +11,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import Argon2PasswordHasher
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from authenticators.models import Authenticator, UserAuthenticator
 from experience.models import AuditEvent
 from identity import identifiers
 from identity.identifiers import EMAIL, PHONE, USERNAME, comparison_key, create_user, find_user
 from identity.models import Profile, SignInIdentifier
-from tests.conftest import PASSWORD, authorize_params, sign_in_url_from
+from tests.conftest import PASSWORD, authorize_params, run_together, sign_in_url_from
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -264,33 +262,12 @@ def test_unstorable_identifiers_are_unknown_accounts(user, identifier):
 
 
 # -- races: the database decides ---------------------------------------------------------------------
-def _race(count: int, work: Any) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = work(index)
-        except Exception as error:  # noqa: BLE001  reported by the assertions
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("checked", [True, False], ids=["natural-race", "both-passed-the-check"])
 def test_two_sign_ups_racing_for_one_email_address_give_one_account(monkeypatch, checked):
     if not checked:  # as if both had read the index before either wrote: only the constraint is left
         monkeypatch.setattr(identifiers, "_lookup", lambda keys, user_id, using=None: ([], set()))
-    results = _race(2, lambda i: create_user({"username": f"racer{i}", "email": f"{'SAME' if i else 'same'}@example.com"},
+    results = run_together(2, lambda i: create_user({"username": f"racer{i}", "email": f"{'SAME' if i else 'same'}@example.com"},
                                              password=PASSWORD))
     winners = [result for result in results if isinstance(result, User)]
     losers = [result for result in results if isinstance(result, ValidationError)]
