@@ -42,7 +42,7 @@ def test_sub_is_an_opaque_random_string_and_the_same_in_every_answer(flow, confi
     body, _params = issue_tokens(flow, confidential_app)
     sub = verify_id_token(flow.client, body["id_token"])["sub"]
     assert re.fullmatch(r"[0-9a-f]{32}", sub), sub
-    assert sub != str(user.pk) and str(user.pk) not in sub
+    assert sub != str(user.pk)
     assert userinfo(flow.client, body["access_token"]).json()["sub"] == sub
     assert introspect(flow.client, confidential_app, body["access_token"])["sub"] == sub
     assert introspect(flow.client, confidential_app, body["refresh_token"])["sub"] == sub
