@@ -113,7 +113,7 @@ if User in admin.site._registry and isinstance(admin.site._registry[User], UserA
     class PortcullisUserAdmin(BaseUserAdmin):  # type: ignore[misc, valid-type]
         inlines = [*BaseUserAdmin.inlines, ProfileInline, ConsentInline]
         form = identifier_checked(BaseUserAdmin.form)
-        add_form = identifier_checked(BaseUserAdmin.add_form)
+        add_form = identifier_checked(getattr(BaseUserAdmin, "add_form"))  # noqa: B009  (a UserAdmin)
 
     admin.site.unregister(User)
     admin.site.register(User, PortcullisUserAdmin)

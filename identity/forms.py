@@ -22,7 +22,8 @@ def identifier_checked(form_class: type[forms.ModelForm]) -> type[forms.ModelFor
 
     class IdentifierCheckedForm(form_class):  # type: ignore[valid-type, misc]
         def clean(self) -> dict[str, Any]:
-            data = super().clean()
+            super().clean()
+            data = self.cleaned_data
             adding = self.instance._state.adding
             fields = user_fields(self._meta.model)
             values = {kind: data[field] for kind, field in fields.items()
@@ -49,7 +50,8 @@ class ProfileForm(forms.ModelForm):
         fields = ["email_verified", "phone_number", "phone_number_verified"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if PHONE_FIELD not in self.changed_data or PHONE_FIELD in self.errors or not data.get(PHONE_FIELD):
             return data
         try:
