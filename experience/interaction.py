@@ -126,7 +126,7 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
         user = auth.sign_in(data)
     except AuthError as error:
         audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
-                     client_id=interaction.client_id, reason=error.reason)
+                     client_id=interaction.client_id, reason=getattr(error, "reason", error.code))
         raise
     state = interaction.state
     if state.get("user_id") not in (None, str(user.pk)):

@@ -302,6 +302,12 @@ def after_save(sender: type[Model], instance: Any, raw: bool = False, using: str
         _apply(user_id, *plan, raw=raw, using=using)
 
 
+def after_profile_delete(sender: type[Model], instance: Profile, using: str | None = None, **kwargs: Any) -> None:
+    """A deleted profile takes its phone number out of the index."""
+    _prepare(instance, instance.user_id, (PHONE,), {}, raw=False, using=using)
+    after_save(sender, instance, using=using)
+
+
 def after_identifier_delete(sender: type[Model], instance: SignInIdentifier, using: str | None = None,
                             **kwargs: Any) -> None:
     """When a legacy duplicate goes, the last account holding the key holds it alone again."""

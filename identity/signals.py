@@ -43,5 +43,6 @@ pre_save.connect(identifiers.before_user_save, sender=get_user_model(), dispatch
 post_save.connect(identifiers.after_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
 pre_save.connect(identifiers.before_profile_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
 post_save.connect(identifiers.after_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_profile_delete, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
 post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier,
                     dispatch_uid="portcullis_identifiers_settle")

@@ -291,3 +291,16 @@ def test_an_account_written_outside_a_transaction_that_loses_the_race_is_marked_
         (first.pk, True), (second.pk, True)]
     with pytest.raises(identifiers.AmbiguousIdentifier):
         find_user("twin@example.com")
+
+
+def test_a_deleted_profile_frees_its_phone_number(user):
+    Profile.objects.filter(user=user).delete()
+    assert find_user("+15551234567") is None
+    other = create_user({"username": "bob"}, profile={"phone_number": "+15551234567"})
+    assert find_user("+15551234567") == other
+
+
+def test_deleting_an_account_frees_its_identifiers(user):
+    user.delete()
+    assert not SignInIdentifier.objects.exists()
+    assert create_user({"username": "ALICE", "email": "alice@example.com"}, profile={"phone_number": "+15551234567"})
