@@ -1,4 +1,5 @@
-"""Key and allowed-origin changes reach every process; token revocation follows account changes."""
+"""Key and allowed-origin changes reach every process; token revocation follows account changes;
+the sign-in identifier index follows the accounts' identifiers."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
-from identity import cors, discovery
+from identity import cors, discovery, identifiers
 from identity.app_settings import _mount_path
 from identity.keys import keys_changed
-from identity.models import SigningKey
+from identity.models import Profile, SigningKey, SignInIdentifier
 from identity.tokens import revoke_user_tokens
 
 
@@ -54,3 +55,14 @@ def revoke_on_password_change_or_disable(
         return
     if previous["password"] != instance.password or (previous["is_active"] and not instance.is_active):
         revoke_user_tokens(instance)
+
+
+# Every sign-in identifier in one unique index (identity/identifiers.py): a taken identifier is
+# refused before the row is written, and the index's unique constraint decides a race.
+pre_save.connect(identifiers.before_user_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+post_save.connect(identifiers.after_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+pre_save.connect(identifiers.before_profile_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_save.connect(identifiers.after_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_profile_delete, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier,
+                    dispatch_uid="portcullis_identifiers_settle")

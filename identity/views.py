@@ -147,7 +147,7 @@ class AuthorizationView(OAuthLibMixin, View):
     def login_needed(params: QueryDict, auth: authentication.Authentication, prompt: set[str],
                      max_age: int | None, resumed: dict[str, Any]) -> bool:
         hint = params.get("id_token_hint")
-        if hint and end_session.hinted_subject(hint) != auth.user_id:
+        if hint and not end_session.is_session_subject(end_session.hinted_subject(hint), auth):
             return True  # a hint for another user (or a token we did not sign)
         if resumed.get("login"):
             return False  # the user signed in for this very request
