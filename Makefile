@@ -14,7 +14,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 AXE_CORE := tests/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: run test bench install browser axe-core lint clean
+.PHONY: run test bench install browser spa axe-core lint clean
 
 $(PY):
 	@echo "==> Creating the virtual environment $(VENV)"
@@ -43,6 +43,20 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# oidc-client-ts for the single-page-app browser test (tests/test_browser_spa.py), from tests/spa's lock file.
+SPA_MODULES := tests/spa/node_modules/.package-lock.json
+spa: $(SPA_MODULES)
+	@:
+
+$(SPA_MODULES): tests/spa/package.json tests/spa/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "Installing Debian's nodejs and npm for the single-page-app browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@echo "Installing oidc-client-ts into tests/spa (npm ci)"
+	@npm ci --prefix tests/spa --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
 run: $(RUN_STAMP)
 	@echo "==> Migrating the database"
 	@DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py migrate --noinput -v 0
@@ -63,7 +77,7 @@ $(AXE_CORE): tests/axe/package-lock.json
 
 axe-core: $(AXE_CORE)
 
-test: $(STAMP) browser
+test: $(STAMP) browser spa
 	$(PY) -m pytest $(PYTEST_ARGS)
 test: $(AXE_CORE)
 

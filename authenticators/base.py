@@ -58,11 +58,15 @@ if TYPE_CHECKING:
 
 class AuthError(Exception):
     """A failed authentication: a stable ``code``, an optional message of the type's own (the
-    engine's table has the messages of the common codes) and data for the face (``retry_after``)."""
+    engine's table has the messages of the common codes) and data for the face (``retry_after``).
 
-    def __init__(self, code: str, message: Any = None, **data: Any) -> None:
+    ``reason`` (default: the code) is for the audit log only, never shown: e.g. the code
+    ``invalid_credentials`` with the reason ``ambiguous_identifier``."""
+
+    def __init__(self, code: str, message: Any = None, *, reason: str = "", **data: Any) -> None:
         self.code = code
         self.message = message
+        self.reason = reason or code
         self.data = data
         super().__init__(code)
 

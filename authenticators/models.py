@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.validators import validate_slug
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -66,15 +66,20 @@ class Authenticator(models.Model):
         return link.user if link else None
 
     def new_user(self, uuid: str, user_values: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Any:
+        """A new account (unusable password) linked to ``uuid``. Its identifiers are checked like every
+        account's: ``ValidationError`` keyed by field when one is taken (e.g. the e-mail)."""
         from django.contrib.auth import get_user_model
+
+        from identity.identifiers import create_user
 
         user_model = get_user_model()
         values = dict(user_values or {})
+        generated = user_model.USERNAME_FIELD not in values
         values.setdefault(user_model.USERNAME_FIELD, f"{self.name}-{uuid}"[:150])
-        user = user_model(**values)
-        user.set_unusable_password()
-        user.save()
-        UserAuthenticator.objects.create(authenticator=self, user=user, uuid=uuid, meta=meta or {})
+        with transaction.atomic():
+            # A generated username is ours, not a name someone chose to look like another.
+            user = create_user(values, check_script=not generated)
+            UserAuthenticator.objects.create(authenticator=self, user=user, uuid=uuid, meta=meta or {})
         return user
 
     def find_or_create_user(self, uuid: str, user_values: dict[str, Any] | None = None,

@@ -50,6 +50,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "attempts_exceeded": ErrorSpec("key", _("Too many wrong codes. Ask for a new one.")),
     "data_2fa_expired": ErrorSpec("key", _("The sign-in has expired. Start again.")),
     "invalid_client": ErrorSpec("key", _("The application could not be authenticated."), status=401),
+    "invalid_state": ErrorSpec("key", _("This sign-in could not be completed. Start again.")),
     "account_exists": ErrorSpec("key", _("An account with this e-mail exists. Sign in to it first.")),
     # validation: a value refused by a rule
     "invalid": ErrorSpec("validation", _("Some of the values are not valid.")),

@@ -117,7 +117,7 @@ def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authe
             identifier: str = "") -> EngineError:
     """Audit a failed step; the error as the engine reports it."""
     audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
-                 client_id=interaction.client_id, reason=error.code)
+                 client_id=interaction.client_id, reason=error.reason)
     return EngineError(error.code, error.message, **error.data)
 
 

@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from jwcrypto import jws
 from jwcrypto.common import JWException
 
-from identity import authentication, keys, languages, tokens
+from identity import authentication, keys, languages, subjects, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.pages import error_page
@@ -49,6 +49,12 @@ def verified_claims(id_token: str, issuer: str | None = None) -> dict[str, Any] 
 def hinted_subject(id_token_hint: str) -> str | None:
     claims = verified_claims(id_token_hint)
     return str(claims["sub"]) if claims else None
+
+
+def is_session_subject(subject: str | None, auth: authentication.Authentication) -> bool:
+    """Whether ``subject`` (from an ID token hint) names the session's user: subjects compared,
+    never primary keys (the session keeps the pk, tokens carry the subject)."""
+    return subject is not None and subject == subjects.subject_for_user_id(auth.user_id)
 
 
 def audiences(claims: dict[str, Any]) -> list[str]:
@@ -98,7 +104,7 @@ class EndSessionView(View):
             if state:
                 redirect_to = _with_state(redirect_to, state)
         auth = authentication.current(request)
-        if auth is None or (claims is not None and str(claims["sub"]) == auth.user_id):
+        if auth is None or (claims is not None and is_session_subject(str(claims["sub"]), auth)):
             sign_out(request)
             return self.done(request, redirect_to, application)
         key = secrets.token_urlsafe(16)

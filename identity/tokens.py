@@ -15,6 +15,7 @@ from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauthlib.common import Request as OauthlibRequest
 
 from identity.models import AuthorizationRecord
+from identity.subjects import subject_of
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -62,7 +63,7 @@ def _checksum(token: str) -> str:
 def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     """RFC 7662 answer for ``token`` as seen by ``client``: inactive unless the client owns it."""
     checksum = _checksum(token)
-    access = AccessToken.objects.select_related("user", "application").filter(token_checksum=checksum).first()
+    access = AccessToken.objects.select_related("user__portcullis_profile", "application").filter(token_checksum=checksum).first()
     if access is not None and access.application_id == client.pk and access.is_valid() and access.user.is_active:
         return {
             "active": True,
@@ -70,7 +71,7 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
             "scope": access.scope,
             "client_id": client.client_id,
             "username": access.user.get_username(),
-            "sub": str(access.user.pk),
+            "sub": subject_of(access.user),
             "exp": int(access.expires.timestamp()),
             "iat": int(access.created.timestamp()),
             "iss": issuer,
@@ -83,7 +84,7 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     )
     if refresh is not None and refresh.application_id == client.pk and refresh.user.is_active:
         return {"active": True, "token_type": "refresh_token", "client_id": client.client_id,
-                "sub": str(refresh.user.pk), "iss": issuer}
+                "sub": subject_of(refresh.user), "iss": issuer}
     return {"active": False}
 
 

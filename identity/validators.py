@@ -75,6 +75,32 @@ _access_tokens = PreparedLookup(
 )
 
 
+_preloaded_token: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+    "portcullis_access_token", default=None
+)
+
+
+@contextmanager
+def preloaded_access_token(token: str, access_token: Any | None) -> Iterator[None]:
+    """Let the validator reuse the row (or the absence of one) a view has already looked up."""
+    reset = _preloaded_token.set((token, access_token))
+    try:
+        yield
+    finally:
+        _preloaded_token.reset(reset)
+
+
+def load_access_token(token: str) -> Any | None:
+    """The access token row with its application and user, in one query; None when unknown."""
+    if not isinstance(token, str) or not token or "\x00" in token:
+        return None
+    preloaded = _preloaded_token.get()
+    if preloaded is not None and preloaded[0] == token:
+        return preloaded[1]
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return _access_tokens.get(checksum, router.db_for_read(AccessToken))
+
+
 class _Replayed(Exception):
     """A code or refresh token was used again: its family must be revoked."""
 
@@ -299,10 +325,7 @@ class PortcullisValidator(OAuth2Validator):
         return True
 
     def _load_access_token(self, token):
-        if not isinstance(token, str) or "\x00" in token:
-            return None
-        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        return _access_tokens.get(checksum, router.db_for_read(AccessToken))
+        return load_access_token(token)
 
     def validate_bearer_token(self, token, scopes, request) -> bool:
         valid = super().validate_bearer_token(token, scopes, request)

@@ -39,13 +39,14 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from identity import authentication, discovery, end_session, keys, languages, tokens
+from identity import authentication, cors, discovery, end_session, keys, languages, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
 from identity.models import ApplicationSettings, Consent
 from identity.pages import error_page
 from identity.security import deny_framing
+from identity.transport import no_query_parameters, no_token_in_query
 from identity.validators import preloaded_application, redirect_uri_registered
 
 CONSENT_SESSION_KEY = "portcullis_consent"
@@ -68,6 +69,12 @@ def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
         return view(self, request, *args, **kwargs)
 
     return wrapper
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
 
 
 def json_content_type(response: HttpResponse) -> HttpResponse:
@@ -141,7 +148,7 @@ class AuthorizationView(OAuthLibMixin, View):
     def login_needed(params: QueryDict, auth: authentication.Authentication, prompt: set[str],
                      max_age: int | None, resumed: dict[str, Any]) -> bool:
         hint = params.get("id_token_hint")
-        if hint and end_session.hinted_subject(hint) != auth.user_id:
+        if hint and not end_session.is_session_subject(end_session.hinted_subject(hint), auth):
             return True  # a hint for another user (or a token we did not sign)
         if resumed.get("login"):
             return False  # the user signed in for this very request
@@ -294,20 +301,21 @@ class ConsentView(View):
         return HttpResponse(status=303, headers={"Location": resume_url(entry["params"], token)})
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.public], name="dispatch")
 class DiscoveryView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(discovery.document(app_settings.issuer(request)), content_type="application/json",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
 
+@method_decorator(cors.public, name="dispatch")
 class JwksView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(keys.key_set().jwks_json, content_type="application/json",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.for_clients(cors.client_of_credentials, "POST")], name="dispatch")
 class TokenView(OAuthLibMixin, View):
     """The token endpoint: oauthlib through DOT's core; every answer is uncacheable JSON.
 
@@ -318,6 +326,7 @@ class TokenView(OAuthLibMixin, View):
     grant_types = ("authorization_code", "refresh_token")
 
     @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token", "password"))
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.POST.get("grant_type") not in self.grant_types:
@@ -335,25 +344,31 @@ class TokenView(OAuthLibMixin, View):
         return response
 
 
+@method_decorator(cors.for_clients(cors.client_of_bearer, "GET, POST"), name="dispatch")
 class UserInfoView(dot_views.UserInfoView):
+    @no_token_in_query
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return json_content_type(super().get(request, *args, **kwargs))
+        return no_store(json_content_type(super().get(request, *args, **kwargs)))
 
+    @no_token_in_query
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return json_content_type(super().post(request, *args, **kwargs))
+        return no_store(json_content_type(super().post(request, *args, **kwargs)))
 
 
+@method_decorator(cors.for_clients(cors.client_of_credentials, "POST"), name="dispatch")
 class RevokeTokenView(dot_views.RevokeTokenView):
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return json_content_type(super().post(request, *args, **kwargs))
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.for_clients(cors.client_of_credentials, "POST")], name="dispatch")
 class IntrospectView(OAuthLibMixin, View):
     """RFC 7662 for authenticated clients: a client learns about its own tokens only."""
 
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest) -> JsonResponse:
         core = self.get_oauthlib_core()

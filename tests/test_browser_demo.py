@@ -9,6 +9,7 @@ import pytest
 from oauth2_provider.models import get_application_model
 
 from identity.models import ApplicationSettings
+from identity.subjects import subject_of
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -71,7 +72,7 @@ def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client,
     assert raw.startswith('{\n  "') and "'" not in raw and "True" not in raw
     claims = json.loads(raw)
     userinfo = json.loads(page.locator("#userinfo").inner_text())
-    assert isinstance(claims["sub"], str) and claims["sub"] == userinfo["sub"]
+    assert claims["sub"] == userinfo["sub"] == subject_of(user)
     assert claims["email"] == "Alice@example.com"
     assert claims["iss"] == live_server.url
     assert claims["amr"] == ["pwd"]
