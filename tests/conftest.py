@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from django.utils import translation
 from oauth2_provider.models import get_application_model
 
 from identity import cors, keys
@@ -31,6 +32,15 @@ def _fresh_cache_and_keys() -> Any:
     yield
     keys._memo = None
     cors._memo = None
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Any:
+    """Each test ends in the default language: the language of a request (LocaleMiddleware, an
+    application's ui_locales) stays active in the thread, where code a later test calls directly
+    (forms, validators) would inherit it."""
+    yield
+    translation.deactivate()
 
 
 @dataclass
@@ -163,6 +173,13 @@ class Flow:
 @pytest.fixture
 def flow(client: Client) -> Flow:
     return Flow(client)
+
+
+def form_errors(html: str) -> list[str]:
+    """The messages of a page's error summary (the element a failed form focuses on load)."""
+    summary = re.search(r'<div class="error-summary" id="form-error" role="alert" tabindex="-1" autofocus[^>]*>(.*?)</div>', html, re.S)
+    assert summary, html
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary.group(1), re.S)]
 
 
 def sign_in_url_from(response: Any) -> str:

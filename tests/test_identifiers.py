@@ -17,7 +17,7 @@ from experience.models import AuditEvent
 from identity import identifiers
 from identity.identifiers import EMAIL, PHONE, USERNAME, comparison_key, create_user, find_user
 from identity.models import Profile, SignInIdentifier
-from tests.conftest import PASSWORD, authorize_params, run_together, sign_in_url_from
+from tests.conftest import PASSWORD, authorize_params, form_errors, run_together, sign_in_url_from
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -36,8 +36,7 @@ def sign_in(flow: Any, app: Any, identifier: str, password: str = PASSWORD) -> A
 
 
 def page_error(response: Any) -> str:
-    match = re.search(r'<div class="error" role="alert" id="form-error">(.*?)</div>', response.content.decode())
-    return match.group(1) if match else ""
+    return " ".join(form_errors(response.content.decode()))
 
 
 def legacy_accounts(*accounts: dict[str, str]) -> list[Any]:

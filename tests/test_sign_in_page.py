@@ -13,7 +13,14 @@ from django.utils import timezone
 
 from authenticators.models import Authenticator
 from experience.models import AuditEvent, Interaction
-from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, sign_in_on_page, sign_in_url_from
+from tests.conftest import (
+    PASSWORD,
+    REDIRECT_URI,
+    authorize_params,
+    form_errors,
+    sign_in_on_page,
+    sign_in_url_from,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -22,13 +29,6 @@ def start(flow, app, **extra):
     response = flow.authorize(authorize_params(app, **extra))
     assert response.status_code == 303
     return sign_in_url_from(response)
-
-
-def error_summary(html: str) -> list[str]:
-    """The messages of the page's error summary (the element focused when the page loads)."""
-    summary = re.search(r'<div class="error-summary" id="form-error" role="alert" tabindex="-1" autofocus[^>]*>(.*?)</div>', html, re.S)
-    assert summary, html
-    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary.group(1), re.S)]
 
 
 def test_every_input_has_a_visible_label(flow, confidential_app, user):
@@ -44,8 +44,8 @@ def test_unknown_account_and_wrong_password_look_the_same(flow, confidential_app
     wrong = flow.client.post(url, {"identifier": "alice", "password": "wrong password", "authenticator": "password"})
     unknown = flow.client.post(url, {"identifier": "nobody@example.com", "password": "wrong password", "authenticator": "password"})
     assert wrong.status_code == unknown.status_code == 400
-    assert error_summary(wrong.content.decode()) == ["The sign-in details are incorrect."]
-    assert error_summary(unknown.content.decode()) == ["The sign-in details are incorrect."]
+    assert form_errors(wrong.content.decode()) == ["The sign-in details are incorrect."]
+    assert form_errors(unknown.content.decode()) == ["The sign-in details are incorrect."]
 
 
 def test_a_password_hash_is_computed_for_unknown_accounts_too(flow, confidential_app, user, monkeypatch):
@@ -183,7 +183,7 @@ def test_a_field_error_is_tied_to_its_input(flow, confidential_app, user):
     error = re.search(r'<ul class="errorlist" id="id_identifier_error"><li>(.*?)</li></ul>', html)
     assert error and error.group(1) == "This field is required."
     # The summary (focused on load) links to the input.
-    assert error_summary(html) == ["E-mail or username: This field is required."]
+    assert form_errors(html) == ["E-mail or username: This field is required."]
     assert '<a href="#id_identifier">' in html
     password = re.search(r'<input[^>]*name="password"[^>]*>', html).group(0)
     assert "aria-invalid" not in password and "aria-describedby" not in password
