@@ -15,11 +15,12 @@ What it changes in DOT's admin, and why:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
@@ -45,7 +46,7 @@ URI_HELP = _(
 )
 
 
-def _uri_list(value: str, check: Any) -> str:
+def _uri_list(value: str, check: Callable[[str], str | None]) -> str:
     """The URIs of a textarea, one per line, each passed through ``check(uri) -> error | None``."""
     uris = list(dict.fromkeys(value.split()))
     problems = [ValidationError("“%(uri)s”: %(problem)s", params={"uri": uri, "problem": problem})
@@ -162,15 +163,14 @@ class ApplicationAdminMixin:
         fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
         return (*fields, "client_secret_status") if obj is not None else fields
 
-    @staticmethod
-    def client_secret_status(obj: Any) -> str:
+    @admin.display(description=_("client secret"))
+    def client_secret_status(self, obj: Any) -> str:
         if not _is_confidential(obj):
             return gettext("None: a public client does not authenticate; it proves itself with PKCE.")
         return gettext("Set (stored hashed; it was shown once). Use “Rotate client secret” to get a new one.")
 
-    client_secret_status.short_description = _("client secret")  # type: ignore[attr-defined]
-
     # -- the secret: generated on save when the application becomes confidential ---------------------
+    @sensitive_variables("secret")
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         became = not change or "client_type" in form.changed_data
         secret = None
@@ -191,6 +191,7 @@ class ApplicationAdminMixin:
     def response_change(self, request: HttpRequest, obj: Any) -> HttpResponseBase:
         return self._with_new_secret(request, obj, super().response_change(request, obj))  # type: ignore[misc]
 
+    @sensitive_variables("secret")
     def _with_new_secret(self, request: HttpRequest, obj: Any, response: HttpResponseBase) -> HttpResponseBase:
         secret = getattr(request, _NEW_SECRET, None)
         if secret is None:
@@ -244,6 +245,7 @@ class ApplicationAdminMixin:
             return TemplateResponse(request, self.rotate_template, context)
         return self._rotate(request, obj, change_url)
 
+    @sensitive_variables("secret")
     def _rotate(self, request: HttpRequest, obj: Any, change_url: str) -> HttpResponse:
         secret = generate_client_secret()
         obj.client_secret, obj.hash_client_secret = secret, True
