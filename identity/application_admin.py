@@ -167,6 +167,8 @@ class ApplicationAdminMixin:
     def client_secret_status(self, obj: Any) -> str:
         if not _is_confidential(obj):
             return gettext("None: a public client does not authenticate; it proves itself with PKCE.")
+        if not obj._client_secret_is_hashed(obj.client_secret):
+            return gettext("Set, but stored unhashed (it was made outside the admin): rotate it to store a hashed one.")
         return gettext("Set (stored hashed; it was shown once). Use “Rotate client secret” to get a new one.")
 
     # -- the secret: generated on save when the application becomes confidential ---------------------

@@ -261,6 +261,16 @@ def test_a_public_client_gets_no_secret(admin_client, confidential_app):
     assert Application.objects.get(pk=application.pk).client_secret == application.client_secret
 
 
+def test_a_secret_stored_unhashed_outside_the_admin_is_pointed_out(admin_client):
+    application = Application.objects.create(name="Legacy", client_type="confidential", hash_client_secret=False,
+                                             authorization_grant_type="authorization-code", redirect_uris=REDIRECT_URI,
+                                             client_secret="l" * 40, algorithm="RS256")
+    page = admin_client.get(change_url(application)).content.decode()
+    assert "stored unhashed" in page and "l" * 40 not in page
+    secret_on_page(admin_client.post(rotate_url(application)))
+    assert Application.objects.get(pk=application.pk).client_secret.startswith("portcullis_sha256$")
+
+
 def test_rotating_the_secret_shows_the_new_one_once_and_the_old_one_stops_working(admin_client, flow, user, confidential_app, caplog):
     caplog.set_level(logging.DEBUG)
     application = confidential_app.application
@@ -369,7 +379,9 @@ def test_no_admin_page_answers_500(admin_client, one_of_each):
         name = f"admin:{opts.app_label}_{opts.model_name}"
         pages += [reverse("admin:app_list", args=[opts.app_label]), reverse(f"{name}_changelist"),
                   reverse(f"{name}_changelist") + "?q=alice", reverse(f"{name}_add"),
-                  *(reverse(f"{name}_{view}", args=[obj.pk]) for view in ("change", "delete", "history"))]
+                  *(reverse(f"{name}_{view}", args=[obj.pk]) for view in ("change", "delete", "history")),
+                  reverse(f"{name}_change", args=["not-a-key"])]
+    pages.append("/admin/oauth2_provider/application/not-a-key/rotate-secret/")
     failures: list[str] = []
     seen: set[str] = set()
 
