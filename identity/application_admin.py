@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -49,7 +48,7 @@ URI_HELP = _(
 def _uri_list(value: str, check: Callable[[str], str | None]) -> str:
     """The URIs of a textarea, one per line, each passed through ``check(uri) -> error | None``."""
     uris = list(dict.fromkeys(value.split()))
-    problems = [ValidationError("“%(uri)s”: %(problem)s", params={"uri": uri, "problem": problem})
+    problems = [ValidationError(_("“%(uri)s”: %(problem)s"), params={"uri": uri, "problem": problem})
                 for uri in uris if (problem := check(uri)) is not None]
     if problems:
         raise ValidationError(problems)
@@ -83,7 +82,7 @@ class ApplicationAdminForm(ApplicationForm):
             algorithm.help_text = _("ID tokens are always signed with RS256 and the key published in the JWKS.")
             algorithm.error_messages["invalid_choice"] = _(
                 "Portcullis signs every ID token with RS256: “%(value)s” is not supported.")
-            algorithm.error_messages["required"] = algorithm.error_messages["invalid_choice"] % {"value": ""}
+            algorithm.error_messages["required"] = _("Portcullis signs every ID token with RS256: choose it.")
         for name, help_text in (("redirect_uris", URI_HELP), ("post_logout_redirect_uris", URI_HELP), (
                 "allowed_origins", _("Only for browser applications that call the token endpoint themselves: "
                                      "one origin per line, scheme://host[:port] as browsers send it (https; "
@@ -112,6 +111,7 @@ class ApplicationAdminForm(ApplicationForm):
                 return
             errors = ValidationError(kept)
         super()._update_errors(errors)
+
 
 def _is_confidential(application: Any) -> bool:
     return application.client_type == AbstractApplication.CLIENT_CONFIDENTIAL
@@ -142,7 +142,6 @@ def connection_details(request: HttpRequest, application: Any) -> dict[str, Any]
         "post_logout_redirect_uris": application.post_logout_redirect_uris.split(),
         "allowed_origins": application.allowed_origins.split(),
         "authorize_params": authorize_params,
-        "authorize_example": endpoints["authorization_endpoint"] + "?" + urlencode(authorize_params),
         "redirect_uri": authorize_params["redirect_uri"],
     }
 
