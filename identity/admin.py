@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
 from identity import keys
+from identity.application_admin import ApplicationAdminMixin
 from identity.forms import ProfileForm, identifier_checked
 from identity.models import (
     ApplicationSettings,
@@ -33,7 +34,7 @@ class ApplicationSettingsInline(admin.StackedInline):
 ApplicationAdminBase = type(admin.site._registry[Application]) if Application in admin.site._registry else admin.ModelAdmin
 
 
-class ApplicationAdmin(ApplicationAdminBase):  # type: ignore[misc, valid-type]
+class ApplicationAdmin(ApplicationAdminMixin, ApplicationAdminBase):  # type: ignore[misc, valid-type]
     inlines = [*getattr(ApplicationAdminBase, "inlines", []), ApplicationSettingsInline]
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlsplit
 
 from django.core.cache import cache
 from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -46,6 +46,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext
 
 from identity import applications, validators
 
@@ -115,6 +116,39 @@ def unusable_origins(allowed_origins: str) -> list[str]:
     """The entries of an ``allowed_origins`` value that match nothing under the rule: what a form
     should refuse with a field error rather than save."""
     return [entry for entry in allowed_origins.split() if not registered_origins(entry)]
+
+
+def validate_allowed_origin(origin: str) -> str | None:
+    """Why an allowed (CORS) origin can never match a browser's ``Origin`` header; None when it can.
+
+    An origin is ``scheme://host[:port]`` (no path; a trailing slash, upper case and a default port
+    do no harm): https, or plain http for a loopback host, as for redirect URIs.
+    """
+    if not isinstance(origin, str) or not origin or any(char.isspace() or ord(char) < 32 for char in origin):
+        return gettext("Enter one origin per line.")
+    if validators._JOINED.search(origin):
+        return gettext("Put one origin per line: this looks like several origins joined by commas.")
+    if "*" in origin:
+        return gettext("Wildcards are not supported: register each origin exactly.")
+    if not origin.isascii():
+        return gettext("Write the host in its ASCII form (xn--…), as browsers send it.")
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return gettext("This is not a valid origin.")
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return gettext("An origin is scheme://host[:port], like https://app.example.com.")
+    if port == 0 or not validators._ORIGIN_HOST.fullmatch(host):
+        return gettext("This is not a valid origin.")
+    if scheme == "http" and host not in validators.LOOPBACK_HOSTS:
+        return gettext("Plain http is allowed only for 127.0.0.1, [::1] and localhost; use https.")
+    if "@" in parts.netloc or parts.path not in ("", "/") or "?" in origin or "#" in origin:
+        return gettext("An origin is only scheme://host[:port], without a path or a query.")
+    if not registered_origins(origin):  # the rule the CORS answers apply (one parser: this module's)
+        return gettext("This is not a valid origin.")
+    return None
 
 
 def allowed_for(application: Any, origin: Origin) -> bool:

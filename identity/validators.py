@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from django.db import router, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from jwcrypto import jwt
 from oauth2_provider.models import (
     AbstractApplication,
@@ -374,6 +376,42 @@ class PortcullisValidator(OAuth2Validator):
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
+# Two URIs pasted on one line ("https://a/cb,https://b/cb", or "https://a/cb," before a space).
+_JOINED = re.compile(r",\s*[A-Za-z][A-Za-z0-9+.-]*://|,$")
+_ORIGIN_HOST = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}")  # a DNS name or IP (IPv6 without brackets)
+
+
+def validate_redirect_uri(uri: str) -> str | None:
+    """Why a redirect URI (or post-logout redirect URI) can never be used; None when it can.
+
+    The rule the authorization endpoint applies to every requested URI, so that the admin refuses
+    to register what would never match: an absolute URI with an allowed scheme, plain http only to
+    a loopback host (RFC 9700 2.1, RFC 8252), no fragment (RFC 6749 3.1.2), no credentials, and no
+    wildcard (matching is exact).
+    """
+    if not isinstance(uri, str) or not uri or any(char.isspace() or ord(char) < 32 for char in uri):
+        return gettext("Enter one absolute URI per line.")
+    if _JOINED.search(uri):
+        return gettext("Put one URI per line: this looks like several URIs joined by commas.")
+    if "*" in uri:
+        return gettext("Wildcards are not supported: register each URI exactly as the application sends it.")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return gettext("This is not a valid URI.")
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
+        return gettext("Enter an absolute URI with its scheme, like https://app.example.com/callback.")
+    if parts.scheme not in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES:
+        return gettext("The scheme “%(scheme)s” is not allowed here; use https.") % {"scheme": parts.scheme}
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return gettext("Plain http is allowed only for 127.0.0.1, [::1] and localhost; use https.")
+    if "#" in uri:
+        return gettext("A redirect URI must not contain a fragment (#…).")
+    if "@" in parts.netloc:
+        return gettext("A redirect URI must not contain a user name or password.")
+    return None
+
 
 def redirect_uri_registered(application: Any, uri: str) -> bool:
     """Simple string comparison with a registered URI (OIDC Core 3.1.2.1, RFC 9700); only a
@@ -387,9 +425,9 @@ def redirect_uri_registered(application: Any, uri: str) -> bool:
 def _redirect_uri_registered(application: Any, uri: str) -> bool:
     if not isinstance(uri, str) or not application.redirect_uri_allowed(uri):
         return False
+    if validate_redirect_uri(uri) is not None:
+        return False  # e.g. plain http to another machine (RFC 9700 2.1, RFC 8252 native apps)
     requested = urlsplit(uri)
-    if requested.scheme == "http" and requested.hostname not in LOOPBACK_HOSTS:
-        return False  # plain http only to this machine (RFC 9700 2.1, RFC 8252 native apps)
     registered = application.redirect_uris.split()
     if uri in registered:
         return True

@@ -19,6 +19,7 @@ import pytest
 from oauth2_provider.models import get_application_model
 
 from identity.models import ApplicationSettings
+from identity.subjects import subject_of
 from tests.conftest import PASSWORD
 from tests.test_browser_demo import page  # noqa: F401  the Playwright page (headless Chromium)
 
@@ -111,7 +112,7 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     page.wait_for_url(f"{spa.url}/index.html*")  # through callback.html: signinCallback redeemed the code
     expect(status).to_have_text("Signed in", timeout=WAIT)
     assert problem.inner_text() == "", problem.inner_text()
-    assert page.locator("#subject").inner_text() == str(user.pk)
+    assert page.locator("#subject").inner_text() == subject_of(user)
     first_access, first_refresh = page.locator("#access-token").inner_text(), page.locator("#refresh-token").inner_text()
     assert first_access and first_refresh
 
@@ -121,14 +122,14 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     assert problem.inner_text() == "", problem.inner_text()
     assert page.locator("#access-token").inner_text() not in ("", first_access)
     assert page.locator("#refresh-token").inner_text() not in ("", first_refresh)  # rotated
-    assert page.locator("#subject").inner_text() == str(user.pk)
+    assert page.locator("#subject").inner_text() == subject_of(user)
 
     # Userinfo with the new access token (fetch with Authorization: a preflight first).
     page.get_by_role("button", name="Load my profile").click()
     expect(page.locator("#previous-token-status")).not_to_be_empty(timeout=WAIT)
     assert problem.inner_text() == "", problem.inner_text()
     profile = json.loads(page.locator("#profile").inner_text())
-    assert profile["sub"] == str(user.pk)
+    assert profile["sub"] == subject_of(user)
     assert profile["email"] == "Alice@example.com"
     assert profile["preferred_username"] == "alice"
     # The access token from before the refresh is dead, and the application can read that it is.

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from identity import cors
+from identity.subjects import subject_of
 from tests.conftest import ClientApp, Flow, authorize_params, make_application, pkce_pair
 from tests.token_helpers import INTROSPECT_URL, REVOKE_URL, TOKEN_URL, USERINFO_URL, basic_auth, tokens_for
 
@@ -187,7 +188,7 @@ def test_userinfo_answers_the_origins_of_the_tokens_client(flow, spa, other_spa,
     access_token = tokens_for(flow, spa)["access_token"]
 
     mine = flow.client.get(USERINFO_URL, HTTP_AUTHORIZATION=f"Bearer {access_token}", HTTP_ORIGIN=SPA)
-    assert mine.status_code == 200 and mine.json()["sub"] == str(user.pk)
+    assert mine.status_code == 200 and mine.json()["sub"] == subject_of(user)
     assert_allowed(mine, SPA)
     assert "WWW-Authenticate" in mine["Access-Control-Expose-Headers"]
 
