@@ -384,9 +384,12 @@ class IntrospectView(OAuthLibMixin, View):
 
         oauth_request = OauthlibRequest(uri, method, body, headers)
         validator = core.server.request_validator
-        if not validator.authenticate_client(oauth_request):
-            response = oauth_error("invalid_client", "Client authentication failed.", status=401)
-            response["WWW-Authenticate"] = 'Basic realm="introspection"'
+        try:
+            validator.authenticate_client(oauth_request)  # raises unless the client proves itself
+        except oauth_errors.OAuth2Error as error:
+            response = oauth_error(error.error, error.description, status=error.status_code)
+            for header, value in error.headers.items():
+                response[header] = value
             return response
         token = request.POST.get("token")
         if not token:

@@ -64,6 +64,8 @@ GARBAGE_AUTH_HEADERS = {
     "basic_bare": "Basic",
     "basic_huge": "Basic " + b64(HUGE + ":" + HUGE),
     "basic_percent_garbage": "Basic " + b64("%ZZ%:%ff"),
+    "basic_non_ascii": "Basic \u00e9\u00e8",
+    "basic_lowercase_garbage": "basic !!!",
     "bearer_garbage": "Bearer garbage",
     "bearer_bare": "Bearer",
     "bearer_spaces": "Bearer    ",
