@@ -37,7 +37,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import _PhonyHttpRequest, oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from identity import client_auth, keys
+from identity import client_auth, keys, tokens
 from identity.app_settings import app_settings
 from identity.authentication import Authentication
 from identity.claims import user_claims
@@ -310,12 +310,11 @@ class PortcullisValidator(OAuth2Validator):
             return False
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
             return False
+        # DOT found the token, detected a replay and checked the client; the liveness rule is ours,
+        # the same one introspection applies (DOT's idle lifetime included).
         rt = request.refresh_token_instance
-        record = AuthorizationRecord.objects.filter(family=rt.token_family).first() if rt.token_family else None
-        absolute = app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS
-        if record is None or (absolute and record.created_at + timedelta(seconds=absolute) <= timezone.now()):
-            return False
-        if not rt.user.is_active:
+        record = tokens.family_record(rt)
+        if not tokens.refresh_token_alive(rt, record):
             return False
         request._portcullis_record = record
         return True
@@ -328,7 +327,7 @@ class PortcullisValidator(OAuth2Validator):
 
     def validate_bearer_token(self, token, scopes, request) -> bool:
         valid = super().validate_bearer_token(token, scopes, request)
-        if valid and not request.user.is_active:
+        if valid and not tokens.access_token_alive(request.access_token):  # the rule introspection applies
             self._set_oauth2_error_on_request(request, None, scopes)
             return False
         return valid
