@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
@@ -27,6 +28,25 @@ def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
         if needed not in settings.MIDDLEWARE:
             problems.append(Error(f"{needed} is required by the sign-in pages.", id="identity.E001"))
     return problems
+
+
+@register(Tags.security)
+def check_issuer_configured(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """Without a fixed issuer each request's Host header (its port, case, trailing dot) becomes the
+    issuer, and http behind a TLS proxy: only a DEBUG server may go without one."""
+    issuer = getattr(settings, "PORTCULLIS_ISSUER", "") or ""
+    if not issuer:
+        if settings.DEBUG:
+            return []
+        return [Error("PORTCULLIS_ISSUER is not set and DEBUG is off.",
+                      hint="Set the public URL of the provider, e.g. https://id.example.com (the ISSUER "
+                      "environment variable of the standalone server): without it each request's Host "
+                      "header becomes the issuer.", id="identity.E002")]
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return [Error(f"PORTCULLIS_ISSUER {issuer!r} is not an absolute http(s) URL without query or fragment.",
+                      id="identity.E003")]
+    return []
 
 
 @register(Tags.security, deploy=True)

@@ -319,8 +319,10 @@ class ConsentView(View):
 @method_decorator(csrf_exempt, name="dispatch")
 class DiscoveryView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
+        # Without ISSUER (DEBUG only) the document follows the Host header: no shared cache may keep it.
+        cache = {"Cache-Control": "public, max-age=300"} if app_settings.ISSUER else {"Cache-Control": "private, max-age=300", "Vary": "Host"}
         return HttpResponse(discovery.document(app_settings.issuer(request)), content_type="application/json",
-                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+                            headers={**cache, "Access-Control-Allow-Origin": "*"})
 
 
 class JwksView(View):
