@@ -31,6 +31,18 @@ def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
 
 
 @register(Tags.security)
+def check_readable_body_middleware(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    from identity.middleware import CSRF, PATH
+
+    middleware = list(settings.MIDDLEWARE)
+    if PATH in middleware and (CSRF not in middleware or middleware.index(PATH) < middleware.index(CSRF)):
+        return []
+    return [Warning(f"{PATH} is not listed before {CSRF}.",
+                    hint="Without it a form body in another charset than UTF-8 answers 500 on every page. "
+                    f"Put {PATH!r} just before {CSRF!r} in MIDDLEWARE.", id="identity.W003")]
+
+
+@register(Tags.security)
 def check_issuer_configured(app_configs: Any, **kwargs: Any) -> list[Error]:
     """Without a fixed issuer each request's Host header (its port, case, trailing dot) becomes the
     issuer, and http behind a TLS proxy: only a DEBUG server may go without one."""

@@ -23,3 +23,11 @@ def test_a_minimal_host_project_signs_a_user_in():
     assert outcome["userinfo"]["email"] == "bob@example.com"
     assert outcome["secret_hasher"] == "portcullis_sha256"  # DOT's policy came from the apps
     assert outcome["token_endpoint"] == "http://testserver/id/oauth/token"
+    # The host project lists no middleware of ours: the apps put it before CSRF themselves, so a
+    # form in another charset than UTF-8 is a 400, not a 500 from Django's own 400 handler.
+    middleware = outcome["middleware"]
+    assert middleware.index("identity.middleware.ReadableBodyMiddleware") + 1 == middleware.index(
+        "django.middleware.csrf.CsrfViewMiddleware")
+    assert outcome["utf16_form_status"] == 400
+    assert "identity.W003" not in outcome["check_ids"]
+    assert "identity.E002" in outcome["check_ids"]  # DEBUG off and no PORTCULLIS_ISSUER: it must set one
