@@ -6,7 +6,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
+
+
+def refuse_to_serve_with_errors() -> None:
+    """Run Django's system checks as ``manage.py runserver`` does, and refuse to start on an error.
+
+    gunicorn, uvicorn and other servers import a project's ``wsgi.py`` / ``asgi.py`` without running
+    the checks, so a server missing ``PORTCULLIS_ISSUER`` with ``DEBUG`` off (``identity.E002``)
+    would start and take its issuer from each request's Host header. Call this at the end of those
+    modules (the standalone server's ``config/wsgi.py`` does). Warnings are left to ``manage.py check``.
+    """
+    errors = [message for message in run_checks() if message.is_serious() and not message.is_silenced()]
+    if errors:
+        raise ImproperlyConfigured("System check found errors:\n" + "\n".join(str(error) for error in errors))
 
 
 @register(Tags.security)
