@@ -45,7 +45,7 @@ UNREADABLE_BASIC = {
 }
 
 
-def call(client: Client, endpoint: str, tokens: dict[str, Any], data: dict[str, str], **headers: str) -> Any:
+def call(client: Client, endpoint: str, tokens: dict[str, Any], data: dict[str, str], **headers: Any) -> Any:
     """One request to ``endpoint`` about the victim's tokens, with the credentials in ``data`` and
     ``headers``."""
     if endpoint == "token":

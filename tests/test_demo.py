@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,7 +44,7 @@ def connected(listener: socket.socket) -> bool:
     return True
 
 
-def assert_demo_error(response, *words: str) -> None:
+def assert_demo_error(response: Any, *words: str) -> None:
     assert response.status_code == 400, response.content[:500]
     page = response.content.decode()
     assert 'id="demo-error"' in page
@@ -71,7 +72,7 @@ def test_a_host_that_is_not_loopback_is_not_fetched_either(db, demo_on, settings
 
 
 @pytest.fixture
-def answering() -> Iterator[callable]:
+def answering() -> Iterator[Callable[[int, bytes], str]]:
     """Start a local HTTP server that answers every request with ``status`` and ``body``."""
     servers: list[HTTPServer] = []
 
