@@ -94,3 +94,17 @@ def test_cookies_are_secure_whenever_the_issuer_is_https(tmp_path, env):
 def test_a_plain_http_local_server_keeps_plain_cookies(tmp_path, env):
     """Otherwise the browser would drop the cookies and nobody could sign in on http://127.0.0.1."""
     assert cookie_flags(tmp_path, **env) == {"session": False, "csrf": False}
+
+
+@pytest.mark.parametrize(("setting", "value", "check_id"), [
+    ("PORTCULLIS_INTERACTION_TTL", 0, "experience.E001"),
+    ("PORTCULLIS_INTERACTIONS_PER_SESSION", "5", "experience.E001"),
+    ("PORTCULLIS_REFRESH_TOKEN_ABSOLUTE_SECONDS", -1, "identity.E004"),
+])
+def test_a_counting_setting_that_is_not_a_positive_integer_is_refused(settings, setting, value, check_id):
+    from django.core.checks import run_checks
+
+    setattr(settings, setting, value)
+    assert check_id in {message.id for message in run_checks()}
+    delattr(settings, setting)
+    assert check_id not in {message.id for message in run_checks()}
