@@ -39,7 +39,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from identity import authentication, discovery, end_session, keys, tokens
+from identity import authentication, discovery, end_session, keys, parameters, tokens
 from identity.app_settings import app_settings
 from identity.models import ApplicationSettings, Consent
 from identity.security import deny_framing
@@ -104,6 +104,9 @@ def json_content_type(response: HttpResponse) -> HttpResponse:
 class AuthorizationView(OAuthLibMixin, View):
     """The authorization endpoint (GET or POST), ``response_type=code`` only."""
 
+    # No HEAD: Django would answer it with the GET handler, which signs in, stores and issues codes.
+    http_method_names = ["get", "post", "options"]
+
     def get(self, request: HttpRequest) -> HttpResponseBase:
         return self.authorize(request, request.GET)
 
@@ -115,9 +118,16 @@ class AuthorizationView(OAuthLibMixin, View):
             return error_page(request, "invalid_request", _("The request is malformed."))
         if any(len(params.getlist(name)) > 1 for name in SINGLE_VALUED):
             return error_page(request, "invalid_request", _("A parameter was repeated."))
+        params, refusal = parameters.bounded(params)
+        self.expose_only(request, params)
+        if refusal is not None and not refusal.trusted:
+            return error_page(request, "invalid_request", refusal.description)
         application = load_application(params.get("client_id", ""))
         if application is None:
             return error_page(request, "invalid_client", _("The application is unknown."))
+        if refusal is not None:
+            return self.redirect_error(request, application, client_error(
+                oauth_errors.InvalidRequestError, params, refusal.description))
         with preloaded_application(application):
             try:
                 scopes, credentials = self.validate_authorization_request(request)
@@ -126,6 +136,16 @@ class AuthorizationView(OAuthLibMixin, View):
             except OAuthToolkitError as error:
                 return self.redirect_error(request, application, error.oauthlib_error)
             return self.decide(request, params, application, scopes, credentials)
+
+    @staticmethod
+    def expose_only(request: HttpRequest, params: QueryDict) -> None:
+        """oauthlib reads the request itself: let it see the kept parameters only."""
+        if request.method == "POST":
+            request.POST = params
+            request.META["QUERY_STRING"] = ""
+        else:
+            request.GET = params
+            request.META["QUERY_STRING"] = params.urlencode()
 
     def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
         prompt = set(params.get("prompt", "").split())
