@@ -18,6 +18,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
     ValidationError,
 )
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
@@ -41,13 +42,12 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 
 from identity import authentication, discovery, end_session, keys, parameters, tokens
 from identity.app_settings import app_settings
-from identity.models import ApplicationSettings, Consent
+from identity.models import ApplicationSettings, Consent, ConsentRequest
 from identity.security import deny_framing
 from identity.validators import load_application, preloaded_application, redirect_uri_registered
 
 RESUME_PARAM = "resume"
 RESUME_SESSION_KEY = "portcullis_resume"
-CONSENT_SESSION_KEY = "portcullis_consent"
 
 
 def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
@@ -212,11 +212,11 @@ class AuthorizationView(OAuthLibMixin, View):
     def ask_consent(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str],
                     resumed: dict[str, Any]) -> HttpResponse:
         key = secrets.token_urlsafe(16)
-        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
-        pending = dict(list(pending.items())[-4:])
-        pending[key] = {"params": authorize_params(params), "client_id": application.client_id,
-                        "scopes": scopes, "login": bool(resumed.get("login"))}
-        request.session[CONSENT_SESSION_KEY] = pending
+        auth = authentication.current(request)
+        assert auth is not None  # decide() asks for consent only after a sign-in
+        ConsentRequest.objects.create(key=key, user=request.user, sid=auth.sid, client_id=application.client_id,
+                                      params=authorize_params(params), scopes=scopes,
+                                      login=bool(resumed.get("login")))
         descriptions = get_scopes_backend().get_all_scopes()
         context = {
             "application": application,
@@ -313,27 +313,39 @@ class ConsentView(View):
     """The answer to the consent page: remember the grant, then resume the authorization request."""
 
     def post(self, request: HttpRequest) -> HttpResponseBase:
-        key = request.POST.get("key", "")
-        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
-        entry = pending.pop(key, None)
-        request.session[CONSENT_SESSION_KEY] = pending
-        if entry is None or not request.user.is_authenticated:
+        auth = authentication.current(request)
+        # Consumed in the database, not the session: parallel answers each read the session
+        # before any of them writes it, and all of them would count.
+        entry = ConsentRequest.consume(request.POST.get("key", ""), request.user, auth.sid) if auth else None
+        if entry is None:
             return error_page(request, "invalid_request", _("This consent request has expired. Start again from the application."))
-        application = load_application(entry["client_id"])
+        application = load_application(entry.client_id)
         if application is None:
             return error_page(request, "invalid_client", _("The application is unknown."))
         if request.POST.get("decision") != "allow":
-            params = QueryDict(entry["params"])
+            params = QueryDict(entry.params)
             error = client_error(oauth_errors.AccessDeniedError, params)
             return AuthorizationView().redirect_error(request, application, error)
-        consent, _created = Consent.objects.get_or_create(
-            user=request.user, application=application, defaults={"scopes": " ".join(entry["scopes"])}
-        )
-        if not consent.covers(entry["scopes"]):
-            consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(entry["scopes"])))
-            consent.save(update_fields=["scopes", "updated_at"])
-        token = mark_resume(request, entry["params"], consent=True, login=entry["login"])
-        return HttpResponse(status=303, headers={"Location": resume_url(entry["params"], token)})
+        remember_consent(request.user, application, entry.scopes)
+        token = mark_resume(request, entry.params, consent=True, login=entry.login)
+        return HttpResponse(status=303, headers={"Location": resume_url(entry.params, token)})
+
+
+def remember_consent(user: Any, application: Any, scopes: list[str]) -> None:
+    """Record the grant, widening a remembered one; two consent pages of one application may be
+    answered at once, and neither answer is lost."""
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                consent = Consent.objects.select_for_update().filter(user=user, application=application).first()
+                if consent is None:
+                    Consent.objects.create(user=user, application=application, scopes=" ".join(scopes))
+                elif not consent.covers(scopes):
+                    consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(scopes)))
+                    consent.save(update_fields=["scopes", "updated_at"])
+                return
+        except IntegrityError:  # the other answer created it first: widen that one
+            continue
 
 
 @method_decorator(csrf_exempt, name="dispatch")

@@ -1,4 +1,5 @@
-"""Delete what has expired: interactions, and authorization records whose token family is over.
+"""Delete what has expired: interactions, consent pages left unanswered (or answered) past their
+15 minutes, and authorization records whose token family is over.
 
 Run it daily beside django-oauth-toolkit's ``cleartokens``.
 """
@@ -13,11 +14,11 @@ from django.utils import timezone
 from oauth2_provider.models import get_refresh_token_model
 
 from identity.app_settings import app_settings
-from identity.models import AuthorizationRecord
+from identity.models import AuthorizationRecord, ConsentRequest
 
 
 class Command(BaseCommand):
-    help = "Delete expired interactions and authorization records of finished token families."
+    help = "Delete expired interactions and consent requests, and authorization records of finished token families."
 
     def handle(self, *args: Any, **options: Any) -> None:
         from experience.models import Interaction
@@ -31,4 +32,6 @@ class Command(BaseCommand):
             .exclude(family__in=live_families)
             .delete()
         )
-        self.stdout.write(f"Deleted {interactions} expired interactions and {records} finished authorizations.")
+        consent_requests, _ = ConsentRequest.objects.filter(created_at__lt=now - ConsentRequest.TTL).delete()
+        self.stdout.write(f"Deleted {interactions} expired interactions, {consent_requests} expired consent requests "
+                          f"and {records} finished authorizations.")
