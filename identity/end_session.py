@@ -167,7 +167,8 @@ class EndSessionView(View):
         request.session[PENDING_SESSION_KEY] = {"key": key, "redirect_to": logout.redirect_to,
                                                 "client_id": logout.client_id}
         context = {"key": key, "application": logout.application}
-        return deny_framing(render(request, "identity/logout_confirm.html", context))
+        targets = [logout.redirect_to] if logout.redirect_to else []  # where "Sign out" ends
+        return deny_framing(render(request, "identity/logout_confirm.html", context), form_action=targets)
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
         """The user's answer; reached through csrf_protect, and the key is bound to the session."""

@@ -43,7 +43,7 @@ from oauthlib.openid.connect.core import exceptions as oidc_errors
 from identity import authentication, discovery, end_session, keys, parameters, tokens
 from identity.app_settings import app_settings
 from identity.models import ApplicationSettings, Consent, ConsentRequest
-from identity.security import deny_framing
+from identity.security import client_targets, deny_framing
 from identity.validators import load_application, preloaded_application, redirect_uri_registered
 
 RESUME_PARAM = "resume"
@@ -223,7 +223,9 @@ class AuthorizationView(OAuthLibMixin, View):
             "scopes": [(scope, descriptions.get(scope, scope)) for scope in scopes],
             "key": key,
         }
-        return deny_framing(render(request, "identity/consent.html", context))
+        # Allow, and deny too, end in a redirect to the client, which the form's CSP must allow.
+        targets = client_targets(application, params.get("redirect_uri", ""))
+        return deny_framing(render(request, "identity/consent.html", context), form_action=targets)
 
     def issue_code(self, request: HttpRequest, application: Any, scopes: list[str], credentials: dict,
                    auth: authentication.Authentication | None) -> HttpResponseBase:

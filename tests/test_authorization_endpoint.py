@@ -879,3 +879,77 @@ def test_head_starts_no_sign_in_and_no_session(client, confidential_app, db):
     assert not Interaction.objects.exists()
     assert not Session.objects.exists()
     assert "sessionid" not in response.cookies
+
+
+# -- the pages' content security policy --------------------------------------------------------------------------------
+def csp(response: Any) -> dict[str, str]:
+    policy = response["Content-Security-Policy"]
+    return {part.split()[0]: " ".join(part.split()[1:]) for part in policy.split(";") if part.strip()}
+
+
+def assert_strict_policy(response: Any) -> dict[str, str]:
+    """Scripts none, everything else from this site, the page's inline styles by their hash."""
+    import hashlib
+
+    policy = csp(response)
+    assert policy["default-src"] == "'self'"
+    assert policy["script-src"] == "'none'"
+    assert policy["img-src"] == "'self' data:"
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    styles = re.findall(r"<style[^>]*>(.*?)</style", response.content.decode(), re.S)
+    assert styles, "the pages carry their CSS inline"
+    hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'" for style in styles}
+    assert set(policy["style-src"].split()) == {"'self'", *hashes}
+    assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+    for wildcard in ("*", "http:", "https:"):
+        assert wildcard not in policy["form-action"].split(), policy["form-action"]
+    return policy
+
+
+def test_the_sign_in_page_may_only_send_its_form_here_and_on_to_the_client(client, confidential_app, user):
+    page = client.get(assert_sign_in_redirect(authorize(client, authorize_params(confidential_app))))
+    assert assert_strict_policy(page)["form-action"] == "'self' https://rp.example.com"
+
+
+def test_a_sign_in_page_without_an_application_may_only_send_its_form_here(client, user):
+    page = client.get(client.get("/sign-in/?next=/account/connected-apps/")["Location"])
+    assert assert_strict_policy(page)["form-action"] == "'self'"
+
+
+def test_the_consent_page_may_send_its_answer_on_to_the_client(client, third_party_app, user):
+    sign_in_url = assert_sign_in_redirect(authorize(client, authorize_params(third_party_app)))
+    page = sign_in_and_follow(client, sign_in_url)
+    assert b'name="decision"' in page.content
+    assert assert_strict_policy(page)["form-action"] == "'self' https://rp.example.com"
+
+
+def test_a_loopback_client_on_another_port_is_allowed_on_that_port(client, user, db):
+    app = make_application(redirect_uri="http://127.0.0.1/callback", first_party=False)
+    params = {**authorize_params(app), "redirect_uri": "http://127.0.0.1:53412/callback"}
+    page = sign_in_and_follow(client, assert_sign_in_redirect(authorize(client, params)))
+    assert b'name="decision"' in page.content
+    assert assert_strict_policy(page)["form-action"] == "'self' http://127.0.0.1 http://127.0.0.1:53412"
+
+
+def test_the_error_page_allows_no_form_elsewhere(client, confidential_app):
+    page = authorize(client, authorize_params(confidential_app, redirect_uri="https://evil.example.com/cb"))
+    assert_error_page(page)
+    assert assert_strict_policy(page)["form-action"] == "'self'"
+
+
+@pytest.mark.parametrize("uri, source", [
+    ("https://RP.example.com/cb?x=1", "https://rp.example.com"),
+    ("https://rp.example.com:8443/cb", "https://rp.example.com:8443"),
+    ("http://127.0.0.1:8080/cb", "http://127.0.0.1:8080"),
+    ("http://[::1]:8080/cb", "http:"),  # a CSP source cannot name an IPv6 literal
+    ("com.example.app:/oauth/callback", "com.example.app:"),
+    ("https://rp.example.com;script-src *", None),
+    ("https://rp.example.com:99999/cb", None),
+    ("javascript:alert(1)", None),
+    ("data:text/html,x", None),
+    ("no scheme", None),
+])
+def test_a_redirect_uri_becomes_the_csp_source_of_its_origin(uri, source):
+    from identity.security import source_of
+
+    assert source_of(uri) == source

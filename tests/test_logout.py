@@ -525,3 +525,13 @@ def test_head_on_logout_signs_nobody_out(flow, confidential_app, user):
     response = flow.client.head("/oauth/logout?" + urlencode({"id_token_hint": body["id_token"]}))
     assert response.status_code == 405
     assert_signed_in(flow.client, confidential_app)
+
+
+def test_the_sign_out_question_may_send_its_answer_on_to_the_registered_uri_only(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    page = logout(flow.client, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE)
+    policy = page["Content-Security-Policy"]
+    assert "form-action 'self' https://rp.example.com;" in policy
+    assert "script-src 'none'" in policy and "default-src 'self'" in policy
+    bare = logout(flow.client)
+    assert "form-action 'self';" in bare["Content-Security-Policy"]
