@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -167,12 +166,12 @@ class ConsentRequest(models.Model):
         return f"{self.user_id} → {self.client_id}"
 
     @classmethod
-    def consume(cls, key: str, user: Any, sid: str) -> ConsentRequest | None:
+    def consume(cls, key: str, user_id: str, sid: str) -> ConsentRequest | None:
         """The pending request ``key`` of this user's sign-in ``sid``, once; None when unknown,
         expired, someone else's, or already answered (by this request's rivals too)."""
         if not key or len(key) > 64:
             return None
         now = timezone.now()
-        won = cls.objects.filter(key=key, user=user, sid=sid, consumed_at__isnull=True,
+        won = cls.objects.filter(key=key, user_id=user_id, sid=sid, consumed_at__isnull=True,
                                  created_at__gt=now - cls.TTL).update(consumed_at=now)
         return cls.objects.filter(key=key).first() if won else None

@@ -47,7 +47,8 @@ def deny_framing(response: R, form_action: Iterable[str] = ()) -> R:
 
 def content_security_policy(response: HttpResponseBase, form_action: Iterable[str] = ()) -> str:
     styles = "".join(f" {source}" for source in inline_style_hashes(response))
-    targets = "".join(f" {source}" for source in sorted({source_of(uri) for uri in form_action} - {None}))
+    sources = {source for source in map(source_of, form_action) if source is not None}
+    targets = "".join(f" {source}" for source in sorted(sources))
     return (f"default-src 'self'; script-src 'none'; style-src 'self'{styles}; img-src 'self' data:; "
             f"frame-ancestors 'none'; form-action 'self'{targets}; base-uri 'self'; object-src 'none'")
 

@@ -140,11 +140,12 @@ class AuthorizationView(OAuthLibMixin, View):
     @staticmethod
     def expose_only(request: HttpRequest, params: QueryDict) -> None:
         """oauthlib reads the request itself: let it see the kept parameters only."""
+        kept = QueryDict(params.urlencode())  # immutable, as Django's own
         if request.method == "POST":
-            request.POST = params
+            request.POST = kept
             request.META["QUERY_STRING"] = ""
         else:
-            request.GET = params
+            request.GET = kept
             request.META["QUERY_STRING"] = params.urlencode()
 
     def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
@@ -214,7 +215,7 @@ class AuthorizationView(OAuthLibMixin, View):
         key = secrets.token_urlsafe(16)
         auth = authentication.current(request)
         assert auth is not None  # decide() asks for consent only after a sign-in
-        ConsentRequest.objects.create(key=key, user=request.user, sid=auth.sid, client_id=application.client_id,
+        ConsentRequest.objects.create(key=key, user_id=auth.user_id, sid=auth.sid, client_id=application.client_id,
                                       params=authorize_params(params), scopes=scopes,
                                       login=bool(resumed.get("login")))
         descriptions = get_scopes_backend().get_all_scopes()
@@ -318,7 +319,7 @@ class ConsentView(View):
         auth = authentication.current(request)
         # Consumed in the database, not the session: parallel answers each read the session
         # before any of them writes it, and all of them would count.
-        entry = ConsentRequest.consume(request.POST.get("key", ""), request.user, auth.sid) if auth else None
+        entry = ConsentRequest.consume(request.POST.get("key", ""), auth.user_id, auth.sid) if auth else None
         if entry is None:
             return error_page(request, "invalid_request", _("This consent request has expired. Start again from the application."))
         application = load_application(entry.client_id)
