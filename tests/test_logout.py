@@ -535,3 +535,10 @@ def test_the_sign_out_question_may_send_its_answer_on_to_the_registered_uri_only
     assert "script-src 'none'" in policy and "default-src 'self'" in policy
     bare = logout(flow.client)
     assert "form-action 'self';" in bare["Content-Security-Policy"]
+
+
+def test_a_stale_sign_out_request_is_explained_in_the_users_language(client, db):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "uk"
+    response = client.get("/oauth/logout?logout=garbage")
+    assert_no_redirect(response)
+    assert "Термін запиту на вихід минув" in response.content.decode()
