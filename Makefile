@@ -25,12 +25,26 @@ browser:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# oidc-client-ts for the single-page-app browser test (tests/test_browser_spa.py), from tests/spa's lock file.
+SPA_MODULES := tests/spa/node_modules/.package-lock.json
+spa: $(SPA_MODULES)
+	@:
+
+$(SPA_MODULES): tests/spa/package.json tests/spa/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "Installing Debian's nodejs and npm for the single-page-app browser test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	@echo "Installing oidc-client-ts into tests/spa (npm ci)"
+	@npm ci --prefix tests/spa --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
 run: $(STAMP)
 	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py migrate --noinput
 	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py portcullis_bootstrap --base-url http://$(HOST):$(PORT)
 	DEBUG=1 PORTCULLIS_DEMO=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser spa
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -40,6 +54,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check identity experience authenticators config tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

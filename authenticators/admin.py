@@ -23,7 +23,9 @@ class AuthenticatorAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["auth_type"].choices = registry.choices()
+        auth_type_field = self.fields["auth_type"]
+        assert isinstance(auth_type_field, forms.ChoiceField)
+        auth_type_field.choices = registry.choices()
         auth_type = registry.get(self.instance.auth_type) if self.instance.pk else None
         if auth_type and self.instance.options:
             masked = dict(self.instance.options)
@@ -33,7 +35,8 @@ class AuthenticatorAdminForm(forms.ModelForm):
             self.initial["options"] = masked
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         auth_type = registry.get(data.get("auth_type", ""))
         options = data.get("options")
         if auth_type is None or not isinstance(options, dict):

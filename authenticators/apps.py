@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -17,3 +19,9 @@ class AuthenticatorsConfig(AppConfig):
             "password", PasswordAuth, settings_form=PasswordSettingsForm, sign_in_form=PasswordSignInForm,
             title=_("Password"), replace=True,
         )
+
+    def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
+        """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""
+        from authenticators.housekeeping import cleanup
+
+        return cleanup(now)

@@ -1,16 +1,54 @@
 """The contract of an authenticator type.
 
-``Auth`` is what the engine calls; ``BaseAuth`` implements all of it except ``validate``, which a
-type writes: take the submitted data, return the user, or raise ``AuthError``. See
-docs/extending.md for a worked example.
+A type is one class; its **kind** is the base class it derives from, and tells the engine how the
+type is driven (never guessed from its forms):
+
+============================  ==================================================================
+kind (base class)             how the engine drives it
+============================  ==================================================================
+``"form"`` (:class:`BaseAuth`, one step: the sign-in form's data go to ``validate(data) -> user``
+:class:`FormAuth`)            (the ``password`` type).
+``"code"`` (:class:`CodeAuth`) two steps: ``send_code(data)`` delivers a one-time code to an
+                              address and answers a handle; ``check_code(code_id, code)`` answers
+                              the user. The base does the code itself: 6 digits from ``secrets``,
+                              stored as an HMAC, expiry, attempts, cool-down, daily limit per
+                              destination and single use under concurrency. A type writes
+                              ``destination(data)``, ``user_for(destination)`` and ``deliver()``.
+``"redirect"``                two legs through an upstream: ``begin(redirect_uri)`` answers the
+(:class:`RedirectAuth`)       upstream URL and the pending state to keep; ``finish(params,
+                              pending)`` checks the state (single use, expiry) and calls the
+                              type's ``complete(params, pending) -> user``. A type writes
+                              ``authorize_url()`` and ``complete()``.
+``"second_factor"``           after the user is identified: ``enrolled(user)`` says whether the
+(:class:`SecondFactorAuth`)   user has this factor, ``verify_for(user, data)`` checks it.
+============================  ==================================================================
+
+What every type gets: ``options`` (validated by its settings form), ``user``, ``check()``,
+``sign_in()`` (refuses a disabled authenticator and inactive users), ``sign_out()``, the
+:class:`~authenticators.models.Authenticator` helpers ``find_user`` / ``new_user`` /
+``find_or_create_user``, and the ``policy`` of the application the user signs in to (which the
+engine hands over). Types never touch sessions, tokens or audit events: the engine does.
+
+Failures are :class:`AuthError` with a stable code (``invalid_credentials``, ``invalid_code``,
+``code_expired``, ``attempts_exceeded``, ``too_many_requests``, ...); the engine maps each code to
+its kind, status and message (``experience.errors``), so a type's own code needs its own message.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.utils.translation import gettext_lazy as _
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from identity.app_settings import setting
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -19,26 +57,31 @@ if TYPE_CHECKING:
 
 
 class AuthError(Exception):
-    """A failed authentication, with a stable code and a message safe to show the user."""
+    """A failed authentication: a stable ``code``, an optional message of the type's own (the
+    engine's table has the messages of the common codes) and data for the face (``retry_after``).
 
-    messages = {
-        "invalid_credentials": _("The sign-in details are incorrect."),
-        "invalid_input": _("Please fill in every field."),
-        "disabled": _("This sign-in method is not available."),
-    }
+    ``reason`` (default: the code) is for the audit log only, never shown: e.g. the code
+    ``invalid_credentials`` with the reason ``ambiguous_identifier``."""
 
-    def __init__(self, code: str, message: Any = None) -> None:
+    def __init__(self, code: str, message: Any = None, *, reason: str = "", **data: Any) -> None:
         self.code = code
-        self.message = message or self.messages.get(code, code)
+        self.message = message
+        self.reason = reason or code
+        self.data = data
         super().__init__(code)
 
 
 class Auth(ABC):
     """What every type offers (NocoBase's ``Auth``)."""
 
-    def __init__(self, authenticator: Authenticator, request: HttpRequest | None = None) -> None:
+    kind: ClassVar[str] = "form"
+
+    def __init__(self, authenticator: Authenticator, request: HttpRequest | None = None, *,
+                 policy: Any = None, binding: str = "") -> None:
         self.authenticator = authenticator
         self.request = request
+        self.policy = policy  # experience.policy.Policy of the application, when the engine knows it
+        self.binding = binding  # what one-time state is bound to: the interaction's id
         self._user: Any = None
 
     @property
@@ -76,7 +119,7 @@ class Auth(ABC):
 
 
 class BaseAuth(Auth):
-    """The common implementation: a type usually writes only ``validate`` (and ``amr``)."""
+    """The common implementation: a form type writes only ``validate`` (and ``amr``)."""
 
     def check(self) -> Any | None:
         request = self.request
@@ -97,3 +140,222 @@ class BaseAuth(Auth):
 
     def sign_out(self) -> None:
         self.user = None
+
+
+class FormAuth(BaseAuth):
+    """A one-step type: its sign-in form's cleaned data go to ``validate``."""
+
+    kind = "form"
+
+
+# -- one-time codes ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SentCode:
+    """What a face tells the client after ``send_code`` (SPEC's OtpCode)."""
+
+    code_id: str
+    timeout: int
+    resend_after: int
+
+
+def code_digest(code_id: str, code: str) -> str:
+    """Codes are stored as an HMAC keyed by SECRET_KEY and bound to their handle."""
+    return salted_hmac("portcullis.one-time-code", f"{code_id}:{code}", algorithm="sha256").hexdigest()
+
+
+class CodeAuth(BaseAuth):
+    """A two-step type: a code sent to an address, then checked.
+
+    A type writes :meth:`destination` (the normalised address from the submitted data),
+    :meth:`user_for` (the account of an address, or None) and :meth:`deliver` (send the code). The
+    base answers an unknown address exactly as a known one (a code row is stored, nothing is sent
+    unless the type's :meth:`deliver_unknown` sends a notice), so the answer never says whether an
+    account exists.
+    """
+
+    kind = "code"
+    purpose: ClassVar[str] = "sign_in"
+
+    # -- what a type writes ------------------------------------------------------------------
+    @abstractmethod
+    def destination(self, data: dict[str, Any]) -> str:
+        """The normalised address (e-mail, E.164 phone) in ``data``; ``AuthError("invalid_input")``."""
+
+    @abstractmethod
+    def user_for(self, destination: str) -> Any | None:
+        """The active account this address signs in to, or None."""
+
+    @abstractmethod
+    def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
+        """Send ``code`` to ``destination`` (never log it)."""
+
+    def deliver_unknown(self, destination: str, *, timeout: int) -> None:
+        """Called instead of :meth:`deliver` for an address without an account: by default nothing
+        is sent (a type may send a notice that no account exists)."""
+
+    # -- settings --------------------------------------------------------------------------------
+    @property
+    def code_ttl(self) -> int:
+        return int(self.options.get("code_ttl") or setting("CODE_TTL", 10 * 60))
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self.options.get("max_attempts") or setting("CODE_MAX_ATTEMPTS", 5))
+
+    @property
+    def cooldown(self) -> int:
+        return int(self.options.get("cooldown") or setting("CODE_COOLDOWN", 60))
+
+    @property
+    def daily_limit(self) -> int:
+        return int(self.options.get("daily_limit") or setting("CODE_DAILY_LIMIT", 10))
+
+    # -- what the base does ----------------------------------------------------------------------
+    def send_code(self, data: dict[str, Any]) -> SentCode:
+        """Make, store and deliver a code for the address in ``data``; ``too_many_requests`` with
+        ``retry_after`` during the cool-down or past the daily limit of that address."""
+        if not self.authenticator.enabled:
+            raise AuthError("disabled")
+        destination = self.destination(data)
+        code_id, code = secrets.token_urlsafe(24), f"{secrets.randbelow(10**6):06d}"
+        self._store_code(destination, code_id, code)
+        user = self.user_for(destination)
+        if user is not None:
+            self.deliver(destination, code, user=user, timeout=self.code_ttl)
+        else:
+            self.deliver_unknown(destination, timeout=self.code_ttl)
+        return SentCode(code_id=code_id, timeout=self.code_ttl, resend_after=self.cooldown)
+
+    def _store_code(self, destination: str, code_id: str, code: str) -> None:
+        """Store the code unless the address is in its cool-down or past its daily limit. The
+        authenticator's row is locked meanwhile, so parallel sends to one address cannot all pass."""
+        from authenticators.models import Authenticator, OneTimeCode
+
+        retry_after = 0
+        with transaction.atomic():
+            Authenticator.objects.select_for_update().filter(pk=self.authenticator.pk).first()
+            now = timezone.now()
+            recent = OneTimeCode.objects.filter(authenticator=self.authenticator, destination=destination,
+                                                created_at__gt=now - timedelta(days=1))
+            last = recent.order_by("-created_at").values_list("created_at", flat=True).first()
+            if last is not None and self.cooldown - (now - last).total_seconds() > 0:
+                retry_after = max(1, int(self.cooldown - (now - last).total_seconds()))
+            elif recent.count() >= self.daily_limit:
+                retry_after = 24 * 3600
+            else:
+                OneTimeCode.objects.create(
+                    code_id=code_id, authenticator=self.authenticator, destination=destination,
+                    purpose=self.purpose, binding=self.binding, digest=code_digest(code_id, code),
+                    created_at=now, expires_at=now + timedelta(seconds=self.code_ttl),
+                )
+        if retry_after:
+            raise AuthError("too_many_requests", retry_after=retry_after)
+
+    def check_code(self, code_id: str, code: str) -> str:
+        """The destination the code was sent to, once the code checks out; the code is then spent.
+
+        Under a row lock, so that of any number of parallel checks of one code exactly one wins,
+        and wrong guesses are counted exactly: the fifth spends the code.
+        """
+        from authenticators.models import OneTimeCode
+
+        if not isinstance(code_id, str) or not isinstance(code, str) or not code_id or len(code_id) > 64:
+            raise AuthError("invalid_code")
+        failure = ""
+        with transaction.atomic():  # the outcome is decided and written here, raised after COMMIT
+            row = (OneTimeCode.objects.select_for_update()
+                   .filter(code_id=code_id, authenticator=self.authenticator, binding=self.binding).first())
+            if row is None or row.consumed_at is not None:
+                failure = "invalid_code"
+            elif row.expires_at <= timezone.now():
+                failure = "code_expired"
+            elif row.attempts >= self.max_attempts:
+                failure = "attempts_exceeded"
+            elif not hmac.compare_digest(row.digest, code_digest(code_id, code.strip())):
+                OneTimeCode.objects.filter(pk=row.pk).update(attempts=F("attempts") + 1)
+                failure = "attempts_exceeded" if row.attempts + 1 >= self.max_attempts else "invalid_code"
+            else:
+                OneTimeCode.objects.filter(pk=row.pk).update(consumed_at=timezone.now())
+        if failure or row is None:
+            raise AuthError(failure or "invalid_code")
+        return row.destination
+
+    def validate(self, data: dict[str, Any]) -> Any:
+        destination = self.check_code(str(data.get("code_id") or ""), str(data.get("code") or ""))
+        user = self.user_for(destination)
+        if user is None:
+            raise AuthError("invalid_code")  # the same answer as a wrong code: no account is revealed
+        return user
+
+
+# -- upstream redirects --------------------------------------------------------------------------------
+class RedirectAuth(BaseAuth):
+    """A type that sends the browser upstream and is called back (upstream OpenID Connect, OAuth).
+
+    The base makes the ``state`` (and a ``nonce`` and PKCE verifier a type may use), checks on the
+    way back that the state is the one it made, unused and fresh; the caller keeps ``pending``
+    (JSON) between the two legs (the interaction, or a short-lived exchange record).
+    """
+
+    kind = "redirect"
+    pending_ttl: ClassVar[int] = 10 * 60
+
+    @abstractmethod
+    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str) -> str:
+        """The upstream authorization URL."""
+
+    @abstractmethod
+    def complete(self, params: dict[str, Any], pending: dict[str, Any]) -> Any:
+        """Finish with the callback's parameters (``code``, ...); return the user or raise."""
+
+    def begin(self, redirect_uri: str) -> tuple[str, dict[str, Any]]:
+        """The URL to send the browser to, and the pending state to keep until the callback."""
+        if not self.authenticator.enabled:
+            raise AuthError("disabled")
+        state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        pending: dict[str, Any] = {"state": state, "nonce": nonce, "code_verifier": verifier,
+                                   "redirect_uri": redirect_uri, "authenticator": self.authenticator.name,
+                                   "at": int(timezone.now().timestamp())}
+        url = self.authorize_url(redirect_uri=redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
+        return url, pending
+
+    def finish(self, params: dict[str, Any], pending: dict[str, Any] | None) -> Any:
+        """Check the callback against ``pending`` (which the caller then discards), then complete."""
+        state = params.get("state")
+        if (not pending or pending.get("authenticator") != self.authenticator.name or not isinstance(state, str)
+                or not hmac.compare_digest(str(pending.get("state", "")), state)):
+            raise AuthError("invalid_state")
+        if int(timezone.now().timestamp()) - int(pending.get("at", 0)) > self.pending_ttl:
+            raise AuthError("invalid_state")
+        return self.sign_in({"params": params, "pending": pending})
+
+    def validate(self, data: dict[str, Any]) -> Any:
+        return self.complete(data["params"], data["pending"])
+
+
+# -- second factors -------------------------------------------------------------------------------------
+class SecondFactorAuth(BaseAuth):
+    """A factor checked after the user is identified (TOTP, backup codes, a code by e-mail)."""
+
+    kind = "second_factor"
+
+    @abstractmethod
+    def enrolled(self, user: Any) -> bool:
+        """Whether ``user`` has this factor set up."""
+
+    @abstractmethod
+    def verify_for(self, user: Any, data: dict[str, Any]) -> None:
+        """Check ``data`` against ``user``'s factor; raise ``AuthError`` when it does not hold."""
+
+    def validate(self, data: dict[str, Any]) -> Any:
+        raise AuthError("disabled")  # a second factor never identifies a user on its own
+
+    def verify(self, user: Any, data: dict[str, Any]) -> Any:
+        """What the engine calls: refuses a disabled authenticator, then :meth:`verify_for`."""
+        if not self.authenticator.enabled:
+            raise AuthError("disabled")
+        if not self.enrolled(user):
+            raise AuthError("invalid_code")
+        self.verify_for(user, data)
+        self.user = user
+        return user

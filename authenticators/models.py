@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.validators import validate_slug
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -52,12 +52,13 @@ class Authenticator(models.Model):
 
         return registry.get(self.auth_type)
 
-    def get_auth(self, request: HttpRequest | None = None) -> Auth:
-        """An instance of the type's class bound to this authenticator and request."""
+    def get_auth(self, request: HttpRequest | None = None, *, policy: Any = None, binding: str = "") -> Auth:
+        """An instance of the type's class bound to this authenticator and request (and, from the
+        engine, to the application's policy and the interaction one-time state belongs to)."""
         auth_type = self.type
         if auth_type is None:
             raise LookupError(f"Authenticator type {self.auth_type!r} is not registered.")
-        return auth_type.auth_class(self, request)
+        return auth_type.auth_class(self, request, policy=policy, binding=binding)
 
     # NocoBase's helpers: the identity a user holds under this authenticator.
     def find_user(self, uuid: str) -> Any | None:
@@ -65,15 +66,20 @@ class Authenticator(models.Model):
         return link.user if link else None
 
     def new_user(self, uuid: str, user_values: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> Any:
+        """A new account (unusable password) linked to ``uuid``. Its identifiers are checked like every
+        account's: ``ValidationError`` keyed by field when one is taken (e.g. the e-mail)."""
         from django.contrib.auth import get_user_model
+
+        from identity.identifiers import create_user
 
         user_model = get_user_model()
         values = dict(user_values or {})
+        generated = user_model.USERNAME_FIELD not in values
         values.setdefault(user_model.USERNAME_FIELD, f"{self.name}-{uuid}"[:150])
-        user = user_model(**values)
-        user.set_unusable_password()
-        user.save()
-        UserAuthenticator.objects.create(authenticator=self, user=user, uuid=uuid, meta=meta or {})
+        with transaction.atomic():
+            # A generated username is ours, not a name someone chose to look like another.
+            user = create_user(values, check_script=not generated)
+            UserAuthenticator.objects.create(authenticator=self, user=user, uuid=uuid, meta=meta or {})
         return user
 
     def find_or_create_user(self, uuid: str, user_values: dict[str, Any] | None = None,
@@ -98,3 +104,28 @@ class UserAuthenticator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.authenticator.name}:{self.uuid}"
+
+
+class OneTimeCode(models.Model):
+    """A code sent by a code-kind authenticator (``authenticators.base.CodeAuth``). The code itself
+    is never stored: only its HMAC, bound to the handle (``code_id``) the client holds."""
+
+    code_id = models.CharField(max_length=64, unique=True)
+    authenticator = models.ForeignKey(Authenticator, on_delete=models.CASCADE, related_name="+")
+    destination = models.CharField(_("sent to"), max_length=254)
+    purpose = models.CharField(max_length=30, default="sign_in")
+    binding = models.CharField(_("bound to"), max_length=64, blank=True,
+                               help_text=_("The interaction (or other one-time state) the code belongs to."))
+    digest = models.CharField(max_length=128)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("one-time code")
+        verbose_name_plural = _("one-time codes")
+        indexes = [models.Index(fields=["authenticator", "destination", "created_at"], name="authenticators_code_sends")]
+
+    def __str__(self) -> str:
+        return f"{self.authenticator_id} → {self.destination}"

@@ -31,6 +31,17 @@ class AuthType:
     title: Any = ""
     secret_options: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def kind(self) -> str:
+        """How the engine drives the type (``form``, ``code``, ``redirect``, ``second_factor``):
+        decided by the class it derives from (see authenticators.base)."""
+        return self.auth_class.kind
+
+    @property
+    def is_first_factor(self) -> bool:
+        """Whether the type can identify a user on its own (every kind but ``second_factor``)."""
+        return self.kind != "second_factor"
+
 
 class AlreadyRegistered(Exception):
     pass

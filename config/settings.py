@@ -165,7 +165,8 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LOGIN_URL = "experience:sign-in"
+# @login_required pages (of a host project too) send the user to the hosted sign-in with ?next=.
+LOGIN_URL = "experience:sign-in-start"
 LOGIN_REDIRECT_URL = "/"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

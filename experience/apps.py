@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -8,3 +10,12 @@ class ExperienceConfig(AppConfig):
     name = "experience"
     verbose_name = _("Sign-in experience")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from experience import checks  # noqa: F401  registers the system checks
+
+    def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
+        """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""
+        from experience.housekeeping import cleanup
+
+        return cleanup(now)

@@ -1,64 +1,52 @@
 """The interaction engine: every face (hosted pages, Experience API, headless API) calls these
 functions; the rules live here once.
 
-An interaction is created when the provider needs the user to sign in. Each step records what it
-verified; :func:`submit` checks the gates in their fixed order and, when all are met, signs the user
-in and says where the browser goes next.
+An interaction is created when the provider needs the user to sign in. Steps *identify* the user
+and *record verifications* (a first factor identifies, a second factor is added to an identified
+interaction); :func:`submit` checks the gates (``experience.gates``) in their fixed order and, when
+all are met, completes the interaction with a strategy (``experience.completion``): a browser
+session for the hosted pages and the Experience API, a token response for the headless APIs.
+
+Failures are :class:`~experience.errors.EngineError` values with stable codes; faces render them
+with ``experience.errors`` and map nothing by hand.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext_lazy as _
 
-from authenticators.base import AuthError
+from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator
 from experience import audit
 from experience.app_settings import app_settings
+from experience.completion import BrowserSession, Completed, Completion, safe_next
+from experience.errors import EngineError
+from experience.gates import Context, Requirement, RequirementMissing, next_requirement
 from experience.models import AuditEvent, Interaction
-from identity import authentication
-from identity.app_settings import app_settings as identity_settings
+from experience.policy import policy_for
 
 SESSION_KEY = "portcullis_interactions"
 
+__all__ = [
+    "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "context",
+    "describe", "identify", "load", "record_verification", "safe_next", "send_code", "sign_in", "start", "submit", "verify",
+    "verify_second_factor",
+]
 
-class InteractionError(Exception):
+
+class InteractionError(EngineError):
     """The interaction cannot be used: unknown, not this browser's, expired or finished."""
 
-    messages = {
-        "not_found": _("This sign-in page has expired. Go back to the application and start again."),
-        "expired": _("This sign-in page has expired. Go back to the application and start again."),
-        "completed": _("This sign-in has already finished. Go back to the application."),
-    }
-
     def __init__(self, code: str) -> None:
-        self.code = code
-        self.message = self.messages[code]
-        super().__init__(code)
-
-
-class RequirementMissing(Exception):
-    """Submit found a gate that is not met; ``gate`` names the next step for the face."""
-
-    def __init__(self, gate: str) -> None:
-        self.gate = gate
-        super().__init__(gate)
-
-
-@dataclass(frozen=True)
-class Completed:
-    redirect_to: str
+        super().__init__(f"interaction_{code}")
 
 
 # -- lifecycle ------------------------------------------------------------------------------------
@@ -108,6 +96,11 @@ def load(request: HttpRequest, uid: str) -> Interaction:
     return interaction
 
 
+def context(request: HttpRequest, interaction: Interaction) -> Context:
+    """The gates' view of ``interaction`` in this request, with the application's policy."""
+    return Context(request, interaction, policy_for(interaction.client_id, request))
+
+
 def restart_url(interaction: Interaction | None) -> str:
     """Where a user whose interaction expired can start over."""
     if interaction is not None and interaction.state.get("authorize"):
@@ -116,80 +109,146 @@ def restart_url(interaction: Interaction | None) -> str:
 
 
 # -- steps ------------------------------------------------------------------------------------------
+def _auth(request: HttpRequest, interaction: Interaction, authenticator: Authenticator) -> Any:
+    return authenticator.get_auth(request, policy=policy_for(interaction.client_id, request), binding=interaction.uid)
+
+
+def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, error: AuthError,
+            identifier: str = "") -> EngineError:
+    """Audit a failed step; the error as the engine reports it."""
+    audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
+                 client_id=interaction.client_id, reason=error.reason)
+    return EngineError(error.code, error.message, **error.data)
+
+
+def identify(interaction: Interaction, user: Any) -> None:
+    """The interaction is now about ``user`` (another account's verifications do not carry over)."""
+    state = interaction.state
+    if state.get("user_id") not in (None, str(user.pk)):
+        state["verifications"] = []
+    state["user_id"] = str(user.pk)
+    interaction.identified_user = user
+
+
+def record_verification(interaction: Interaction, authenticator: Authenticator, amr: list[str], factor: str) -> None:
+    """Remember that the user passed ``authenticator`` (a ``first`` or ``second`` factor) now."""
+    interaction.state.setdefault("verifications", []).append({
+        "method": authenticator.auth_type, "authenticator": authenticator.name, "factor": factor,
+        "amr": list(amr), "at": int(time.time()),
+    })
+
+
 def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any],
            *, save: bool = True) -> Any:
-    """Run one authenticator's check; on success the user is identified and the verification kept
-    (``save=False`` leaves writing the state to the caller, e.g. :func:`sign_in`'s submit)."""
+    """Run a first factor (a form, a code, a redirect's callback data); on success the user is
+    identified and the verification recorded (``save=False`` leaves writing the state to the
+    caller, e.g. :func:`sign_in`'s submit). Raises EngineError."""
+    if authenticator.type is None or not authenticator.type.is_first_factor:
+        raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
-    auth = authenticator.get_auth(request)
+    auth = _auth(request, interaction, authenticator)
     try:
         user = auth.sign_in(data)
     except AuthError as error:
-        audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
-                     client_id=interaction.client_id, reason=error.code)
-        raise
-    state = interaction.state
-    if state.get("user_id") not in (None, str(user.pk)):
-        state["verifications"] = []  # a different account: earlier verifications do not carry over
-    state["user_id"] = str(user.pk)
-    state["verifications"].append({"method": authenticator.auth_type, "authenticator": authenticator.name,
-                                   "amr": auth.amr(), "at": int(time.time())})
+        raise _failed(request, interaction, authenticator, error, identifier) from None
+    identify(interaction, user)
+    record_verification(interaction, authenticator, auth.amr(), "first")
     if save:
         interaction.save(update_fields=["state"])
-    interaction.identified_user = user
     return user
 
 
+def verify_second_factor(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
+                         data: dict[str, Any]) -> None:
+    """Check a second factor of the identified user and record it. Raises EngineError."""
+    ctx = context(request, interaction)
+    user = ctx.user
+    if user is None or not ctx.verifications("first"):
+        raise RequirementMissing(Requirement("identify", tuple(a.name for a in ctx.policy.first_factors())))
+    auth = _auth(request, interaction, authenticator)
+    if not isinstance(auth, SecondFactorAuth) or authenticator.auth_type not in ctx.policy.mfa.factors:
+        raise EngineError("unknown_authenticator")
+    try:
+        auth.verify(user, data)
+    except AuthError as error:
+        raise _failed(request, interaction, authenticator, error, user.get_username()) from None
+    record_verification(interaction, authenticator, auth.amr(), "second")
+    interaction.save(update_fields=["state"])
+
+
+def send_code(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
+              data: dict[str, Any]) -> SentCode:
+    """Send a one-time code through a code-kind authenticator, bound to this interaction."""
+    auth = _auth(request, interaction, authenticator)
+    if not isinstance(auth, CodeAuth):
+        raise EngineError("unknown_authenticator")
+    try:
+        return auth.send_code(data)
+    except AuthError as error:
+        raise EngineError(error.code, error.message, **error.data) from None
+
+
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
-            data: dict[str, Any]) -> Completed:
-    """One step that verifies and submits: what a sign-in form does. Raises like both."""
+            data: dict[str, Any], completion: Completion | None = None) -> Completed:
+    """One step that verifies and submits: what a sign-in form does. Raises like both; when a gate
+    after ``identify`` is not met the verification is kept (the face shows the next step)."""
     verify(request, interaction, authenticator, data, save=False)
-    return submit(request, interaction)
+    try:
+        return submit(request, interaction, completion)
+    except RequirementMissing:
+        interaction.save(update_fields=["state"])
+        raise
 
 
-def submit(request: HttpRequest, interaction: Interaction) -> Completed:
-    """Check every gate in order; sign the user in when all pass. Raises RequirementMissing."""
-    state = interaction.state
-    user = _identified_user(interaction)
-    if user is None:
-        raise RequirementMissing("identify")
-    # Later gates (captcha, second factor, profile, MFA enrolment) join here in their fixed order.
-    finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(
-        completed_at=timezone.now(), state=state
-    )
-    if not finished:
-        raise InteractionError("completed")
-    amr = sorted({method for verification in state["verifications"] for method in verification["amr"]})
-    authentication.sign_in(request, user, amr, identity_settings.ACR_PASSWORD)
+def submit(request: HttpRequest, interaction: Interaction, completion: Completion | None = None) -> Completed:
+    """Check every gate in order; when all are met, finish the interaction (once, even under
+    parallel submits) and complete it with ``completion`` (a browser session by default).
+    Raises RequirementMissing with the first gate not met, or InteractionError."""
+    ctx = context(request, interaction)
+    requirement = next_requirement(ctx)
+    if requirement is not None:
+        raise RequirementMissing(requirement)
+    user = ctx.user
+    assert user is not None  # the identify gate is met
+    with transaction.atomic():
+        finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(
+            completed_at=timezone.now(), state=interaction.state
+        )
+        if not finished:
+            raise InteractionError("completed")
+        completed = (completion or BrowserSession()).complete(ctx, user, *authentication_methods(ctx))
+    verifications = interaction.state["verifications"]
     audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier=user.get_username(),
-                 authenticator=state["verifications"][-1]["authenticator"], client_id=interaction.client_id)
-    return Completed(_next_url(request, interaction))
+                 authenticator=verifications[0]["authenticator"] if verifications else "",
+                 client_id=interaction.client_id)
+    return completed
 
 
-def _identified_user(interaction: Interaction) -> Any | None:
-    state = interaction.state
-    if not state.get("user_id") or not state.get("verifications"):
-        return None
-    user = getattr(interaction, "identified_user", None)  # verified during this request
-    if user is not None and str(user.pk) == state["user_id"]:
-        return user if user.is_active else None
-    return get_user_model()._default_manager.filter(pk=state["user_id"], is_active=True).first()
+def authentication_methods(ctx: Context) -> tuple[list[str], str]:
+    """``amr`` (RFC 8176) and ``acr`` of the verifications passed: ``mfa`` and the two-factor acr
+    once a second factor is among them."""
+    from identity.app_settings import app_settings as identity_settings
+
+    amr = {method for verification in ctx.state.get("verifications", []) for method in verification["amr"]}
+    if ctx.verifications("second"):
+        return sorted(amr | {"mfa"}), identity_settings.ACR_MFA
+    return sorted(amr), identity_settings.ACR_PASSWORD
 
 
-def _next_url(request: HttpRequest, interaction: Interaction) -> str:
-    from identity.views import mark_resume, resume_url
+def describe(request: HttpRequest, interaction: Interaction) -> dict[str, Any]:
+    """The interaction as the Experience API shows it (SPEC §2's state)."""
+    from identity.applications import load_application
 
-    params = interaction.state.get("authorize")
-    if params:
-        return resume_url(params, mark_resume(request, params, login=True))
-    return safe_next(request, interaction.state.get("next", ""))
-
-
-def safe_next(request: HttpRequest, next_url: str) -> str:
-    """``next`` only when it stays on this site; the default page otherwise (no open redirect)."""
-    if next_url and url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
-                                                    require_https=request.is_secure()):
-        return next_url
-    return str(reverse(settings.LOGIN_REDIRECT_URL) if ":" in str(settings.LOGIN_REDIRECT_URL) else settings.LOGIN_REDIRECT_URL)
-
-
+    ctx = context(request, interaction)
+    requirement = next_requirement(ctx)
+    application = load_application(interaction.client_id) if interaction.client_id else None
+    return {
+        "id": interaction.uid,
+        "event": interaction.event,
+        "expires_at": interaction.expires_at.isoformat(),
+        "application": {"client_id": application.client_id, "name": application.name} if application else None,
+        "identified": ctx.user is not None,
+        "verifications": [{"method": v["method"], "at": v["at"]} for v in interaction.state.get("verifications", [])],
+        "next_step": requirement.code if requirement else "submit",
+        "methods": list(requirement.methods) if requirement else [],
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -11,9 +13,9 @@ from django.utils.translation import gettext_lazy as _
 class Interaction(models.Model):
     """One pass through the sign-in experience. ``state`` is JSON: ids, timestamps, verifications."""
 
-    SIGN_IN = "sign-in"
-    SIGN_UP = "sign-up"
-    FORGOT_PASSWORD = "forgot-password"
+    SIGN_IN = "sign_in"  # SPEC §2's event names, as the Experience API speaks them
+    SIGN_UP = "sign_up"
+    FORGOT_PASSWORD = "forgot_password"
     EVENTS = [(SIGN_IN, _("Sign in")), (SIGN_UP, _("Sign up")), (FORGOT_PASSWORD, _("Forgot password"))]
 
     uid = models.CharField(max_length=64, primary_key=True)
@@ -23,6 +25,8 @@ class Interaction(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+
+    identified_user: Any = None  # the account verified during this request (not stored: state has its id)
 
     class Meta:
         verbose_name = _("interaction")

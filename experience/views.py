@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
@@ -13,17 +14,25 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from authenticators.base import AuthError
 from authenticators.models import Authenticator
+from experience import errors
 from experience import interaction as engine
+from experience.errors import EngineError
 from experience.models import Interaction
+from experience.policy import policy_for
+from identity.applications import load_application
 from identity.security import client_targets, deny_framing
-from identity.validators import load_application
 
 
 def see_other(url: str) -> HttpResponse:
     """303: after a POST that carried credentials the browser must GET the next page (never 307)."""
     return deny_framing(HttpResponse(status=303, headers={"Location": url}))
+
+
+def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | None:
+    """The sign-in form of the authenticator's type, if it has one."""
+    auth_type = authenticator.type if authenticator is not None else None
+    return auth_type.sign_in_form if auth_type is not None else None
 
 
 @method_decorator([never_cache, csrf_protect], name="dispatch")
@@ -45,11 +54,12 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        authenticators = self.authenticators()
+        authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         form = None
-        if current is not None and current.type.sign_in_form is not None:
-            form = current.type.sign_in_form(initial={"identifier": interaction.state.get("login_hint", "")})
+        form_class = sign_in_form_of(current)
+        if form_class is not None:
+            form = form_class(initial={"identifier": interaction.state.get("login_hint", "")})
         return self.render(request, interaction, authenticators, current, form)
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
@@ -57,32 +67,33 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        authenticators = self.authenticators()
+        authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
-        if current is None or current.type.sign_in_form is None:
+        form_class = sign_in_form_of(current)
+        if current is None or form_class is None:
             return self.render(request, interaction, authenticators, current, None, status=400)
-        form = current.type.sign_in_form(data=request.POST)
+        form = form_class(data=request.POST)
         if not form.is_valid():
             return self.render(request, interaction, authenticators, current, form, status=400)
         try:
             completed = engine.sign_in(request, interaction, current, form.cleaned_data)
-        except AuthError as error:
-            form.add_error(None, error.message)
-            return self.render(request, interaction, authenticators, current, form, status=400)
-        except engine.RequirementMissing:
-            return self.render(request, interaction, authenticators, current, form, status=400)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
+        except EngineError as error:
+            errors.add_to_form(form, error)
+            return self.render(request, interaction, authenticators, current, form, status=400)
         return see_other(completed.redirect_to)
 
     # -- helpers -----------------------------------------------------------------------------------------
     @staticmethod
-    def authenticators() -> list[Authenticator]:
-        return [a for a in Authenticator.objects.enabled() if a.type is not None]
+    def authenticators(request: HttpRequest, interaction: Interaction) -> list[Authenticator]:
+        """The application's first factors that have a sign-in form (tabs), in its policy's order."""
+        policy = policy_for(interaction.client_id, request)
+        return [a for a in policy.first_factors() if sign_in_form_of(a) is not None]
 
     @staticmethod
     def current(request: HttpRequest, authenticators: list[Authenticator]) -> Authenticator | None:
-        forms = [a for a in authenticators if a.type.sign_in_form is not None]
+        forms = authenticators
         wanted = request.GET.get("authenticator") or request.POST.get("authenticator")
         for authenticator in forms:
             if authenticator.name == wanted:
@@ -96,7 +107,7 @@ class SignInView(View):
             "interaction": interaction,
             "application": application,
             "brand_name": application.name if application else "Portcullis",
-            "tabs": [a for a in authenticators if a.type.sign_in_form is not None],
+            "tabs": authenticators,
             "current": current,
             "form": form,
         }

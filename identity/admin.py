@@ -11,7 +11,16 @@ from django.utils.translation import gettext_lazy as _
 from oauth2_provider.models import get_application_model
 
 from identity import keys
-from identity.models import ApplicationSettings, AuthorizationRecord, Consent, Profile, SigningKey
+from identity.application_admin import ApplicationAdminMixin
+from identity.forms import ProfileForm, identifier_checked
+from identity.models import (
+    ApplicationSettings,
+    AuthorizationRecord,
+    Consent,
+    Profile,
+    SigningKey,
+    SignInIdentifier,
+)
 
 Application = get_application_model()
 
@@ -25,7 +34,7 @@ class ApplicationSettingsInline(admin.StackedInline):
 ApplicationAdminBase = type(admin.site._registry[Application]) if Application in admin.site._registry else admin.ModelAdmin
 
 
-class ApplicationAdmin(ApplicationAdminBase):  # type: ignore[misc, valid-type]
+class ApplicationAdmin(ApplicationAdminMixin, ApplicationAdminBase):  # type: ignore[misc, valid-type]
     inlines = [*getattr(ApplicationAdminBase, "inlines", []), ApplicationSettingsInline]
 
 
@@ -68,8 +77,27 @@ class AuthorizationRecordAdmin(admin.ModelAdmin):
 
 class ProfileInline(admin.StackedInline):
     model = Profile
+    form = ProfileForm
     can_delete = False
+    readonly_fields = ["subject"]
     verbose_name_plural = _("Identity profile")
+
+
+@admin.register(SignInIdentifier)
+class SignInIdentifierAdmin(admin.ModelAdmin):
+    """Read-only: the index follows the accounts. Filter by "held by several accounts" to find legacy
+    collisions, then change the identifier on all accounts but one."""
+
+    list_display = ["key", "kinds", "user", "duplicate"]
+    list_filter = ["duplicate"]
+    search_fields = ["key"]
+    readonly_fields = ["key", "kinds", "user", "duplicate"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
 
 
 class ConsentInline(admin.TabularInline):
@@ -85,6 +113,8 @@ if User in admin.site._registry and isinstance(admin.site._registry[User], UserA
 
     class PortcullisUserAdmin(BaseUserAdmin):  # type: ignore[misc, valid-type]
         inlines = [*BaseUserAdmin.inlines, ProfileInline, ConsentInline]
+        form = identifier_checked(BaseUserAdmin.form)
+        add_form = identifier_checked(getattr(BaseUserAdmin, "add_form"))  # noqa: B009  (a UserAdmin)
 
     admin.site.unregister(User)
     admin.site.register(User, PortcullisUserAdmin)

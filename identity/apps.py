@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -24,3 +26,9 @@ class IdentityConfig(AppConfig):
         hasher_path = "identity.hashers.ClientSecretHasher"
         if hasher_path not in settings.PASSWORD_HASHERS:
             settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, hasher_path]
+
+    def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
+        """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""
+        from identity.housekeeping import cleanup
+
+        return cleanup(now)

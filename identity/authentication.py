@@ -10,12 +10,16 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth import login, logout
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import HttpRequest
+from django.urls import reverse
 
 SESSION_KEY = "portcullis_auth"
+RESUME_PARAM = "resume"
+RESUME_SESSION_KEY = "portcullis_resume"
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
@@ -28,7 +32,7 @@ class Authentication:
     sid: str
 
 
-def sign_in(request: HttpRequest, user: AbstractBaseUser, amr: list[str], acr: str) -> Authentication:
+def sign_in(request: HttpRequest, user: Any, amr: list[str], acr: str) -> Authentication:
     """Log the user in (the session key rotates) and remember how they authenticated."""
     login(request, user, backend=BACKEND)
     state = Authentication(str(user.pk), int(time.time()), list(amr), acr, secrets.token_urlsafe(16))
@@ -57,3 +61,20 @@ def current(request: HttpRequest) -> Authentication | None:
 
 def sign_out(request: HttpRequest) -> None:
     logout(request)
+
+
+def mark_resume(request: HttpRequest, authorize_params: str, **facts: bool) -> str:
+    """Remember in the session that the user has just done something (``login``, ``consent``) for
+    this very authorization request; the endpoint trusts it once, from this session, for these
+    parameters only."""
+    token = secrets.token_urlsafe(16)
+    markers = dict(request.session.get(RESUME_SESSION_KEY) or {})
+    markers = dict(list(markers.items())[-4:])
+    markers[token] = {"at": int(time.time()), "params": authorize_params, **facts}
+    request.session[RESUME_SESSION_KEY] = markers
+    return token
+
+
+def resume_url(authorize_params: str, token: str) -> str:
+    """The authorization request again, carrying the marker :func:`mark_resume` made."""
+    return f"{reverse('identity:authorize')}?{authorize_params}&{urlencode({RESUME_PARAM: token})}"

@@ -35,3 +35,19 @@ def check_issuer(app_configs: Any, **kwargs: Any) -> list[Warning]:
     if issuer and not issuer.startswith("https://"):
         return [Warning("The issuer is not an https:// URL.", id="identity.W002")]
     return []
+
+
+def positive_integer_settings(names: tuple[str, ...], check_id: str) -> list[Error]:
+    """An error for each ``PORTCULLIS_<name>`` that is set but is not a positive integer."""
+    problems = []
+    for name in names:
+        value = getattr(settings, f"PORTCULLIS_{name}", None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.append(Error(f"PORTCULLIS_{name} must be a positive integer (seconds or a count), not {value!r}.",
+                                  id=check_id))
+    return problems
+
+
+@register()
+def check_integer_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
+    return positive_integer_settings(("REFRESH_TOKEN_ABSOLUTE_SECONDS",), "identity.E002")

@@ -10,6 +10,7 @@ from django.utils.module_loading import import_string
 
 from identity.app_settings import app_settings
 from identity.models import Profile
+from identity.subjects import ensure_profile
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "given_name", "family_name", "preferred_username", "updated_at"),
@@ -21,10 +22,10 @@ SUPPORTED_CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "ac
 ]
 
 
-def profile_of(user: AbstractBaseUser) -> Profile:
+def profile_of(user: Any) -> Profile:
     """The user's profile row, or an unsaved one with the defaults. No query when select_related."""
     try:
-        return user.portcullis_profile  # type: ignore[attr-defined]
+        return user.portcullis_profile
     except Profile.DoesNotExist:
         return Profile(user=user)
 
@@ -62,8 +63,8 @@ _BUILDERS = {"profile": _profile_claims, "email": _email_claims, "phone": _phone
 
 def user_claims(user: AbstractBaseUser, scopes: list[str] | set[str], request: HttpRequest | None = None) -> dict[str, Any]:
     """``sub`` plus the claims the granted scopes allow, plus the project's hook."""
-    profile = profile_of(user)
-    claims: dict[str, Any] = {"sub": str(user.pk)}
+    profile = ensure_profile(user)
+    claims: dict[str, Any] = {"sub": profile.subject}
     for scope, build in _BUILDERS.items():
         if scope in scopes:
             claims.update(build(user, profile))

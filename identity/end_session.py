@@ -19,8 +19,10 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from jwcrypto import jws
 from jwcrypto.common import JWException
 
-from identity import authentication, keys, tokens
+from identity import authentication, keys, subjects, tokens
 from identity.app_settings import app_settings
+from identity.applications import load_application
+from identity.pages import error_page
 from identity.security import deny_framing
 
 PENDING_SESSION_KEY = "portcullis_logout"
@@ -51,6 +53,12 @@ def verified_claims(id_token: str, issuer: str | None = None) -> dict[str, Any] 
 def hinted_subject(id_token_hint: str) -> str | None:
     claims = verified_claims(id_token_hint)
     return str(claims["sub"]) if claims else None
+
+
+def is_session_subject(subject: str | None, auth: authentication.Authentication) -> bool:
+    """Whether ``subject`` (from an ID token hint) names the session's user: subjects compared,
+    never primary keys (the session keeps the pk, tokens carry the subject)."""
+    return subject is not None and subject == subjects.subject_for_user_id(auth.user_id)
 
 
 def audiences(claims: dict[str, Any]) -> list[str]:
@@ -116,9 +124,6 @@ class EndSessionView(View):
     @staticmethod
     def check(request: HttpRequest, params: QueryDict) -> LogoutRequest | HttpResponseBase:
         """The request's hint, client and redirect URI, checked; an error page when one is wrong."""
-        from identity.validators import load_application
-        from identity.views import error_page
-
         if any(len(params.get(name, "")) > limit for name, limit in LIMITS.items()):
             return error_page(request, "invalid_request", _("The sign-out request is too large."))
         hint = params.get("id_token_hint", "")
@@ -146,9 +151,6 @@ class EndSessionView(View):
         return LogoutRequest(subject, client_id, redirect_to, application)
 
     def carried(self, request: HttpRequest, value: str) -> HttpResponseBase:
-        from identity.validators import load_application
-        from identity.views import error_page
-
         try:
             data = signing.loads(value, salt=CARRY_SALT, max_age=CARRY_SECONDS)
         except signing.BadSignature:  # also expired
@@ -160,7 +162,7 @@ class EndSessionView(View):
         """Sign out at once when nobody is signed in or the hint names the Portcullis sign-in of
         this browser; otherwise ask (a session opened elsewhere, e.g. Django admin's login, too)."""
         auth = authentication.current(request)
-        if not request.user.is_authenticated or (auth is not None and logout.subject == auth.user_id):
+        if not request.user.is_authenticated or (auth is not None and is_session_subject(logout.subject, auth)):
             sign_out(request)
             return self.done(request, logout.redirect_to, logout.application)
         key = secrets.token_urlsafe(16)
@@ -172,8 +174,6 @@ class EndSessionView(View):
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
         """The user's answer; reached through csrf_protect, and the key is bound to the session."""
-        from identity.validators import load_application
-
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
             # A stale tab or a forged answer: nothing happens, and the page says so.

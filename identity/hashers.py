@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from django.contrib.auth.hashers import BasePasswordHasher, mask_hash
 from django.utils.crypto import get_random_string
@@ -21,7 +22,8 @@ class ClientSecretHasher(BasePasswordHasher):
         return get_random_string(16)
 
     def encode(self, password: str, salt: str) -> str:
-        self._check_encode_args(password, salt)
+        if password is None or not salt or "$" in salt:
+            raise ValueError("A password and a salt without $ are needed.")
         digest = hashlib.sha256(f"{salt}${password}".encode()).hexdigest()
         return f"{self.algorithm}${salt}${digest}"
 
@@ -37,7 +39,7 @@ class ClientSecretHasher(BasePasswordHasher):
             return False
         return hmac.compare_digest(self.encode(password, decoded["salt"]), encoded)
 
-    def safe_summary(self, encoded: str) -> dict[str, str]:
+    def safe_summary(self, encoded: str) -> dict[Any, Any]:
         decoded = self.decode(encoded)
         return {"algorithm": decoded["algorithm"], "salt": mask_hash(decoded["salt"]), "hash": mask_hash(decoded["hash"])}
 

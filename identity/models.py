@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -123,11 +124,27 @@ class Consent(models.Model):
         return set(scopes) <= set(self.scopes.split())
 
 
+def new_subject() -> str:
+    """A fresh subject identifier (``sub``): 128 random bits as 32 lowercase hexadecimal characters.
+
+    Hexadecimal so that a relying party that stores it in a case-insensitive column or lower-cases it
+    still tells two users apart."""
+    return secrets.token_hex(16)
+
+
 class Profile(models.Model):
-    """Identity facts Django's user model lacks: verified flags and the phone number."""
+    """Identity facts Django's user model lacks: the subject identifier, verified flags, the phone number.
+
+    Every user has one: a data migration made them for existing users, our account-creating paths
+    make them, and :func:`identity.subjects.ensure_profile` makes a missing one on first use.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="portcullis_profile"
+    )
+    subject = models.CharField(
+        _("subject identifier"), max_length=64, unique=True, default=new_subject, editable=False,
+        help_text=_("The user's “sub” in ID tokens, userinfo and introspection: random, stable, never reused."),
     )
     email_verified = models.BooleanField(_("e-mail verified"), default=False)
     phone_number = models.CharField(_("phone number (E.164)"), max_length=20, null=True, blank=True, unique=True)
@@ -140,6 +157,37 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+class SignInIdentifier(models.Model):
+    """Every sign-in identifier (e-mail, username, phone number) of every user, by comparison key.
+
+    The keys of all kinds are one namespace: the unique constraint makes two accounts unable to hold
+    the same identifier, case-insensitively, even when two sign-ups race (on PostgreSQL and SQLite
+    alike). Rows are kept in sync by receivers of the user's and the profile's saves
+    (``identity.identifiers``). ``duplicate`` marks rows of a key that several accounts held before
+    uniqueness was enforced: sign-in by such a key refuses to guess.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portcullis_identifiers")
+    key = models.CharField(_("comparison key"), max_length=1000)
+    kinds = models.CharField(_("kinds"), max_length=40, help_text=_("email, username or phone, comma-separated"))
+    duplicate = models.BooleanField(
+        _("held by several accounts"), default=False,
+        help_text=_("Legacy data: sign-in by this identifier is refused until only one account holds it."),
+    )
+
+    class Meta:
+        verbose_name = _("sign-in identifier")
+        verbose_name_plural = _("sign-in identifiers")
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=models.Q(duplicate=False),
+                                    name="identity_identifier_one_account"),
+            models.UniqueConstraint(fields=["key", "user"], name="identity_identifier_once_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.kinds})"
 
 
 class ConsentRequest(models.Model):

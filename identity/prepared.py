@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connections
 from django.db.models import QuerySet
-from django.db.models.query import get_related_populators
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
 
 _PLACEHOLDER = "portcullis-prepared-lookup-placeholder"
 

@@ -1,21 +1,43 @@
-"""Key changes reach every process; token revocation follows account changes."""
+"""Key and allowed-origin changes reach every process; token revocation follows account changes;
+the sign-in identifier index follows the accounts' identifiers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.signals import setting_changed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from oauth2_provider.models import get_application_model
 
+from identity import cors, discovery, identifiers
+from identity.app_settings import _mount_path
 from identity.keys import keys_changed
-from identity.models import SigningKey
+from identity.models import Profile, SigningKey, SignInIdentifier
 from identity.tokens import revoke_user_tokens
+
+
+@receiver(setting_changed)
+def urls_or_issuer_changed(setting: str, **kwargs: Any) -> None:
+    """Tests (and reloads) that change the URLconf or the issuer get fresh discovery documents."""
+    if setting in ("ROOT_URLCONF", "PORTCULLIS_ISSUER"):
+        _mount_path.cache_clear()
+        discovery.document.cache_clear()
 
 
 @receiver([post_save, post_delete], sender=SigningKey)
 def signing_keys_changed(**kwargs: Any) -> None:
     keys_changed()
+
+
+@receiver([post_save, post_delete], sender=get_application_model())
+def application_changed(**kwargs: Any) -> None:
+    """Allowed origins may have changed: now for this process, and again once committed, so that
+    no process keeps what it read before the commit."""
+    cors.origins_changed()
+    transaction.on_commit(cors.origins_changed)
 
 
 @receiver(pre_save, sender=get_user_model())
@@ -33,3 +55,14 @@ def revoke_on_password_change_or_disable(
         return
     if previous["password"] != instance.password or (previous["is_active"] and not instance.is_active):
         revoke_user_tokens(instance)
+
+
+# Every sign-in identifier in one unique index (identity/identifiers.py): a taken identifier is
+# refused before the row is written, and the index's unique constraint decides a race.
+pre_save.connect(identifiers.before_user_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+post_save.connect(identifiers.after_save, sender=get_user_model(), dispatch_uid="portcullis_identifiers_user")
+pre_save.connect(identifiers.before_profile_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_save.connect(identifiers.after_save, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_profile_delete, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
+post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier,
+                    dispatch_uid="portcullis_identifiers_settle")

@@ -1,17 +1,59 @@
-"""Token lookups shared by the endpoints: introspection and revocation of a whole sign-in."""
+"""Tokens outside the token endpoint: issuing them for a sign-in the engine completed, looking them
+up for introspection, revoking a whole sign-in."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+from collections.abc import Iterable
 from typing import Any
 
+from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauthlib.common import Request as OauthlibRequest
 
 from identity.models import AuthorizationRecord
+from identity.subjects import subject_of
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
+
+
+def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: Iterable[str], amr: list[str],
+                     acr: str) -> dict[str, Any]:
+    """A token response (SPEC's UserToken) for ``user``, whom the engine has just signed in, to
+    ``application``: what the headless and auth APIs answer.
+
+    It goes through django-oauth-toolkit's own machinery (the server's token generator and
+    lifetimes, the validator's storage and ID-token signing), in a token family of its own that
+    an :class:`~identity.models.AuthorizationRecord` starts, so the tokens are refreshed, revoked
+    and introspected at the standard endpoints like any others, and a refreshed ID token keeps
+    this sign-in's ``auth_time``, ``amr`` and ``acr``.
+    """
+    core = get_oauthlib_core()
+    server = core.server
+    uri, _method, _body, headers = core._extract_params(request)
+    oauth_request = OauthlibRequest(uri, "POST", "", headers)
+    scopes = list(dict.fromkeys(scopes))
+    oauth_request.client, oauth_request.client_id = application, application.client_id
+    oauth_request.user, oauth_request.scopes = user, scopes
+    oauth_request.grant_type = "portcullis_user_token"
+    oauth_request._portcullis_record = AuthorizationRecord.objects.create(
+        application=application, user=user, auth_time=timezone.now(), amr=list(amr), acr=acr, redeemed_at=timezone.now())
+    token = server.bearer.create_token(oauth_request, refresh_token=True)
+    server.request_validator.save_user_token(token, oauth_request)
+    if "openid" in scopes:
+        id_token = {"at_hash": _left_half_hash(token["access_token"])}
+        token["id_token"] = server.request_validator.finalize_id_token(id_token, token, server.bearer, oauth_request)
+    return dict(token)
+
+
+def _left_half_hash(value: str) -> str:
+    """``at_hash`` (OpenID Connect Core 3.1.3.6): the left half of SHA-256, base64url."""
+    digest = hashlib.sha256(value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 def _checksum(token: str) -> str:
@@ -21,7 +63,7 @@ def _checksum(token: str) -> str:
 def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     """RFC 7662 answer for ``token`` as seen by ``client``: inactive unless the client owns it."""
     checksum = _checksum(token)
-    access = AccessToken.objects.select_related("user", "application").filter(token_checksum=checksum).first()
+    access = AccessToken.objects.select_related("user__portcullis_profile", "application").filter(token_checksum=checksum).first()
     if access is not None and access.application_id == client.pk and access.is_valid() and access.user.is_active:
         return {
             "active": True,
@@ -29,7 +71,7 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
             "scope": access.scope,
             "client_id": client.client_id,
             "username": access.user.get_username(),
-            "sub": str(access.user.pk),
+            "sub": subject_of(access.user),
             "exp": int(access.expires.timestamp()),
             "iat": int(access.created.timestamp()),
             "iss": issuer,
@@ -42,7 +84,7 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     )
     if refresh is not None and refresh.application_id == client.pk and refresh.user.is_active:
         return {"active": True, "token_type": "refresh_token", "client_id": client.client_id,
-                "sub": str(refresh.user.pk), "iss": issuer}
+                "sub": subject_of(refresh.user), "iss": issuer}
     return {"active": False}
 
 

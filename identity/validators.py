@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from django.db import router, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from jwcrypto import jwt
 from oauth2_provider.models import (
     AbstractApplication,
@@ -39,6 +41,7 @@ from oauthlib.oauth2.rfc6749 import errors
 
 from identity import keys
 from identity.app_settings import app_settings
+from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
@@ -62,9 +65,6 @@ def preloaded_application(application: Any) -> Iterator[None]:
         _preloaded.reset(token)
 
 
-_applications = PreparedLookup(
-    lambda client_id: Application.objects.select_related("portcullis_settings").filter(client_id=client_id)
-)
 _grants = PreparedLookup(
     lambda code: Grant.objects.select_related(
         "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
@@ -77,11 +77,30 @@ _access_tokens = PreparedLookup(
 )
 
 
-def load_application(client_id: str) -> Any | None:
-    """The application with its Portcullis settings, in one query; None when unknown."""
-    if not isinstance(client_id, str) or not client_id or "\x00" in client_id or len(client_id) > 255:
+_preloaded_token: contextvars.ContextVar[tuple[str, Any] | None] = contextvars.ContextVar(
+    "portcullis_access_token", default=None
+)
+
+
+@contextmanager
+def preloaded_access_token(token: str, access_token: Any | None) -> Iterator[None]:
+    """Let the validator reuse the row (or the absence of one) a view has already looked up."""
+    reset = _preloaded_token.set((token, access_token))
+    try:
+        yield
+    finally:
+        _preloaded_token.reset(reset)
+
+
+def load_access_token(token: str) -> Any | None:
+    """The access token row with its application and user, in one query; None when unknown."""
+    if not isinstance(token, str) or not token or "\x00" in token:
         return None
-    return _applications.get(client_id, router.db_for_read(Application))
+    preloaded = _preloaded_token.get()
+    if preloaded is not None and preloaded[0] == token:
+        return preloaded[1]
+    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return _access_tokens.get(checksum, router.db_for_read(AccessToken))
 
 
 class _Replayed(Exception):
@@ -242,22 +261,33 @@ class PortcullisValidator(OAuth2Validator):
         record: AuthorizationRecord = request._portcullis_record
         now = timezone.now()
         request.resource = request._portcullis_grant.resource or []
-        expires = now + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
+        access_token = self._write_token_pair(token, request, record.family)
+        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
+        if not consumed:
+            access_token.delete()
+            raise _Replayed(record.family)
+
+    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:
+        """The access token and (when the response has one) its refresh token, in ``family``."""
+        expires = timezone.now() + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
         access_token = self._create_access_token(expires, request, token)
         if token.get("refresh_token"):
             refresh = RefreshToken(
                 user=request.user,
                 application=request.client,
                 access_token=access_token,
-                token_family=record.family,
-                resource=request.resource,
+                token_family=family,
+                resource=getattr(request, "resource", None) or [],
             )
             self._set_token_value(refresh, token["refresh_token"])
             refresh.save()
-        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
-        if not consumed:
-            access_token.delete()
-            raise _Replayed(record.family)
+        return access_token
+
+    def save_user_token(self, token: dict[str, Any], request: Any) -> None:
+        """Store a token pair the engine issued for a signed-in user (``identity.tokens.issue_user_token``):
+        a family of its own, started by ``request._portcullis_record``, refreshed like any other."""
+        with transaction.atomic(using=router.db_for_write(AccessToken)):
+            self._write_token_pair(token, request, request._portcullis_record.family)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)
@@ -297,10 +327,7 @@ class PortcullisValidator(OAuth2Validator):
         return True
 
     def _load_access_token(self, token):
-        if not isinstance(token, str) or "\x00" in token:
-            return None
-        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-        return _access_tokens.get(checksum, router.db_for_read(AccessToken))
+        return load_access_token(token)
 
     def validate_bearer_token(self, token, scopes, request) -> bool:
         valid = super().validate_bearer_token(token, scopes, request)
@@ -349,6 +376,42 @@ class PortcullisValidator(OAuth2Validator):
 
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
+# Two URIs pasted on one line ("https://a/cb,https://b/cb", or "https://a/cb," before a space).
+_JOINED = re.compile(r",\s*[A-Za-z][A-Za-z0-9+.-]*://|,$")
+_ORIGIN_HOST = re.compile(r"[a-z0-9.-]{1,253}|[0-9a-f:.]{2,45}")  # a DNS name or IP (IPv6 without brackets)
+
+
+def validate_redirect_uri(uri: str) -> str | None:
+    """Why a redirect URI (or post-logout redirect URI) can never be used; None when it can.
+
+    The rule the authorization endpoint applies to every requested URI, so that the admin refuses
+    to register what would never match: an absolute URI with an allowed scheme, plain http only to
+    a loopback host (RFC 9700 2.1, RFC 8252), no fragment (RFC 6749 3.1.2), no credentials, and no
+    wildcard (matching is exact).
+    """
+    if not isinstance(uri, str) or not uri or any(char.isspace() or ord(char) < 32 for char in uri):
+        return gettext("Enter one absolute URI per line.")
+    if _JOINED.search(uri):
+        return gettext("Put one URI per line: this looks like several URIs joined by commas.")
+    if "*" in uri:
+        return gettext("Wildcards are not supported: register each URI exactly as the application sends it.")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return gettext("This is not a valid URI.")
+    if not parts.scheme or (parts.scheme in ("http", "https") and not parts.hostname):
+        return gettext("Enter an absolute URI with its scheme, like https://app.example.com/callback.")
+    if parts.scheme not in oauth2_settings.ALLOWED_REDIRECT_URI_SCHEMES:
+        return gettext("The scheme “%(scheme)s” is not allowed here; use https.") % {"scheme": parts.scheme}
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        return gettext("Plain http is allowed only for 127.0.0.1, [::1] and localhost; use https.")
+    if "#" in uri:
+        return gettext("A redirect URI must not contain a fragment (#…).")
+    if "@" in parts.netloc:
+        return gettext("A redirect URI must not contain a user name or password.")
+    return None
+
 
 def redirect_uri_registered(application: Any, uri: str) -> bool:
     """Simple string comparison with a registered URI (OIDC Core 3.1.2.1, RFC 9700); only a
@@ -362,9 +425,9 @@ def redirect_uri_registered(application: Any, uri: str) -> bool:
 def _redirect_uri_registered(application: Any, uri: str) -> bool:
     if not isinstance(uri, str) or not application.redirect_uri_allowed(uri):
         return False
+    if validate_redirect_uri(uri) is not None:
+        return False  # e.g. plain http to another machine (RFC 9700 2.1, RFC 8252 native apps)
     requested = urlsplit(uri)
-    if requested.scheme == "http" and requested.hostname not in LOOPBACK_HOSTS:
-        return False  # plain http only to this machine (RFC 9700 2.1, RFC 8252 native apps)
     registered = application.redirect_uris.split()
     if uri in registered:
         return True

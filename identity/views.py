@@ -40,38 +40,15 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from identity import authentication, discovery, end_session, keys, parameters, tokens
+from identity import authentication, cors, discovery, end_session, keys, parameters, tokens
 from identity.app_settings import app_settings
+from identity.applications import load_application
+from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
 from identity.models import ApplicationSettings, Consent, ConsentRequest
+from identity.pages import error_page
 from identity.security import client_targets, deny_framing
-from identity.validators import load_application, preloaded_application, redirect_uri_registered
-
-RESUME_PARAM = "resume"
-RESUME_SESSION_KEY = "portcullis_resume"
-
-
-def error_page(request: HttpRequest, error: str, description: str, status: int = 400) -> HttpResponse:
-    """An error shown to the user, for requests we must not redirect back to the client."""
-    response = render(
-        request, "identity/error.html", {"error": error, "description": description}, status=status
-    )
-    return deny_framing(response)
-
-
-def mark_resume(request: HttpRequest, authorize_params: str, **facts: bool) -> str:
-    """Remember in the session that the user has just done something (``login``, ``consent``) for
-    this very authorization request; the endpoint trusts it once, from this session, for these
-    parameters only."""
-    token = secrets.token_urlsafe(16)
-    markers = dict(request.session.get(RESUME_SESSION_KEY) or {})
-    markers = dict(list(markers.items())[-4:])
-    markers[token] = {"at": int(time.time()), "params": authorize_params, **facts}
-    request.session[RESUME_SESSION_KEY] = markers
-    return token
-
-
-def resume_url(authorize_params: str, token: str) -> str:
-    return f"{reverse('identity:authorize')}?{authorize_params}&{urlencode({RESUME_PARAM: token})}"
+from identity.transport import no_query_parameters, no_token_in_query
+from identity.validators import preloaded_application, redirect_uri_registered
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
@@ -91,6 +68,12 @@ def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
         return view(self, request, *args, **kwargs)
 
     return wrapper
+
+
+def no_store(response: HttpResponse) -> HttpResponse:
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
 
 
 def json_content_type(response: HttpResponse) -> HttpResponse:
@@ -184,7 +167,7 @@ class AuthorizationView(OAuthLibMixin, View):
     def login_needed(params: QueryDict, auth: authentication.Authentication, prompt: set[str],
                      max_age: int | None, resumed: dict[str, Any]) -> bool:
         hint = params.get("id_token_hint")
-        if hint and end_session.hinted_subject(hint) != auth.user_id:
+        if hint and not end_session.is_session_subject(end_session.hinted_subject(hint), auth):
             return True  # a hint for another user (or a token we did not sign)
         if resumed.get("login"):
             return False  # the user signed in for this very request
@@ -201,7 +184,7 @@ class AuthorizationView(OAuthLibMixin, View):
             return True
         if ApplicationSettings.for_application(application).first_party or application.skip_authorization:
             return False  # first-party (ours) or DOT's own "skip authorization" flag
-        consent = Consent.objects.filter(user=request.user, application=application).first()
+        consent = Consent.objects.filter(user_id=request.user.pk or 0, application=application).first()
         return consent is None or not consent.covers(scopes)
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -267,7 +250,7 @@ SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state",
 
 def parse_max_age(value: str | None) -> int | None:
     """None when absent, the seconds when valid, -1 when malformed (or absurdly long)."""
-    if value in (None, ""):
+    if not value:
         return None
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else -1
 
@@ -351,20 +334,21 @@ def remember_consent(user: Any, application: Any, scopes: list[str]) -> None:
             continue
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.public], name="dispatch")
 class DiscoveryView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(discovery.document(app_settings.issuer(request)), content_type="application/json",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
 
+@method_decorator(cors.public, name="dispatch")
 class JwksView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse(keys.key_set().jwks_json, content_type="application/json",
                             headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.for_clients(cors.client_of_credentials, "POST")], name="dispatch")
 class TokenView(OAuthLibMixin, View):
     """The token endpoint: oauthlib through DOT's core; every answer is uncacheable JSON.
 
@@ -375,6 +359,7 @@ class TokenView(OAuthLibMixin, View):
     grant_types = ("authorization_code", "refresh_token")
 
     @method_decorator(sensitive_post_parameters("client_secret", "code", "code_verifier", "refresh_token", "password"))
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.POST.get("grant_type") not in self.grant_types:
@@ -392,25 +377,31 @@ class TokenView(OAuthLibMixin, View):
         return response
 
 
+@method_decorator(cors.for_clients(cors.client_of_bearer, "GET, POST"), name="dispatch")
 class UserInfoView(dot_views.UserInfoView):
+    @no_token_in_query
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return json_content_type(super().get(request, *args, **kwargs))
+        return no_store(json_content_type(super().get(request, *args, **kwargs)))
 
+    @no_token_in_query
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return json_content_type(super().post(request, *args, **kwargs))
+        return no_store(json_content_type(super().post(request, *args, **kwargs)))
 
 
+@method_decorator(cors.for_clients(cors.client_of_credentials, "POST"), name="dispatch")
 class RevokeTokenView(dot_views.RevokeTokenView):
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return json_content_type(super().post(request, *args, **kwargs))
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator([csrf_exempt, cors.for_clients(cors.client_of_credentials, "POST")], name="dispatch")
 class IntrospectView(OAuthLibMixin, View):
     """RFC 7662 for authenticated clients: a client learns about its own tokens only."""
 
+    @no_query_parameters
     @readable_body
     def post(self, request: HttpRequest) -> JsonResponse:
         core = self.get_oauthlib_core()

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.test import Client
 from oauth2_provider.models import get_application_model
 
-from identity import keys
+from identity import cors, keys
 from identity.models import ApplicationSettings, Profile
 
 Application = get_application_model()
@@ -27,8 +27,10 @@ REDIRECT_URI = "https://rp.example.com/callback"
 def _fresh_cache_and_keys() -> Any:
     cache.clear()
     keys._memo = None
+    cors._memo = None  # the origins of applications a rolled-back test created
     yield
     keys._memo = None
+    cors._memo = None
 
 
 @dataclass
@@ -176,3 +178,31 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+def run_together(count: int, work: Any) -> list[Any]:
+    """Run ``work(index)`` in ``count`` threads released at once; each result, or the exception it
+    raised. Each thread closes its own database connection (transactional tests)."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = work(index)
+        except Exception as error:  # noqa: BLE001  the caller asserts on it
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    return results

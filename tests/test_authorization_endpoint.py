@@ -17,6 +17,7 @@ import pytest
 from django.test import Client
 
 from identity.models import Profile
+from identity.subjects import subject_of
 from tests.conftest import (
     PASSWORD,
     REDIRECT_URI,
@@ -425,12 +426,12 @@ def test_id_token_hint_for_another_user_sends_to_sign_in_page(signed_in, confide
     # Signing in as the hinted user completes the request, for the hinted user.
     query = assert_client_redirect(sign_in_and_follow(signed_in.client, sign_in_url, identifier="bob"))
     claims = id_token_claims(signed_in, confidential_app, query["code"], params)
-    assert claims["sub"] == str(bob.pk)
+    assert claims["sub"] == subject_of(bob)
 
 
 def test_forged_id_token_hint_answers_login_required(signed_in, confidential_app, user):
     header = base64.urlsafe_b64encode(b'{"alg":"none"}').rstrip(b"=").decode()
-    body = base64.urlsafe_b64encode(json.dumps({"sub": str(user.pk), "aud": "x"}).encode()).rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(json.dumps({"sub": subject_of(user), "aud": "x"}).encode()).rstrip(b"=").decode()
     params = authorize_params(confidential_app, prompt="none", id_token_hint=f"{header}.{body}.")
     assert_error_redirect(authorize(signed_in.client, params), "login_required", params["state"])
 

@@ -8,6 +8,7 @@ import pytest
 from oauth2_provider.models import get_application_model
 
 from identity.models import ApplicationSettings
+from identity.subjects import subject_of
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -63,7 +64,7 @@ def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client,
     page.wait_for_url(f"{live_server.url}/demo/")
     page.screenshot(path=str(tmp_path / "claims.png"), full_page=True)
     claims = page.locator("#claims").inner_text()
-    assert f"'sub': '{user.pk}'" in claims
+    assert f"'sub': '{subject_of(user)}'" in claims
     assert "'email': 'Alice@example.com'" in claims
     assert f"'iss': '{live_server.url}'" in claims
     assert "'amr': ['pwd']" in claims

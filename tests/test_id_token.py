@@ -12,6 +12,7 @@ from jwcrypto.common import JWException
 
 from identity import keys
 from identity.models import SigningKey
+from identity.subjects import subject_of
 from tests.oidc_helpers import (
     expected_at_hash,
     fetch_jwks,
@@ -47,7 +48,7 @@ def test_id_token_carries_the_required_claims(flow, confidential_app, user):
     aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     assert confidential_app.client_id in aud
     assert claims["azp"] == confidential_app.client_id
-    assert claims["sub"] == str(user.pk)
+    assert claims["sub"] == subject_of(user)
     assert claims["nonce"] == params["nonce"]
     assert before - 5 <= claims["iat"] <= int(time.time()) + 5
     assert claims["exp"] > claims["iat"]
@@ -218,7 +219,7 @@ def test_claims_follow_the_granted_scopes(flow, confidential_app, user, scope, e
     info = response.json()
 
     for claims in (id_claims, info):
-        assert claims["sub"] == str(user.pk)
+        assert claims["sub"] == subject_of(user)
         present = ALL_SCOPED & set(claims)
         assert present == expected, (scope, claims)
     if "profile" in expected:
@@ -241,7 +242,7 @@ def test_openid_only_userinfo_is_just_sub(flow, confidential_app, user):
     body, _ = issue_tokens(flow, confidential_app, scope="openid")
     response = userinfo(flow.client, body["access_token"])
     assert response.status_code == 200, response.content
-    assert response.json() == {"sub": str(user.pk)}
+    assert response.json() == {"sub": subject_of(user)}
 
 
 def test_custom_claims_hook_adds_a_claim(flow, confidential_app, user, settings):
@@ -252,12 +253,12 @@ def test_custom_claims_hook_adds_a_claim(flow, confidential_app, user, settings)
     for claims in (id_claims, info):
         assert claims["tenant"] == "acme"
         assert claims["favourite_colour"] == "teal"
-        assert claims["sub"] == str(user.pk)
+        assert claims["sub"] == subject_of(user)
 
     body, _ = issue_tokens(flow, confidential_app, scope="openid")
     id_claims = verify_id_token(flow.client, body["id_token"])
     info = userinfo(flow.client, body["access_token"]).json()
-    assert info == {"sub": str(user.pk), "tenant": "acme"}
+    assert info == {"sub": subject_of(user), "tenant": "acme"}
     assert id_claims["tenant"] == "acme"
     assert "favourite_colour" not in id_claims
 
@@ -266,12 +267,12 @@ def test_claims_hook_cannot_replace_protocol_claims(flow, confidential_app, user
     settings.PORTCULLIS_CLAIMS_HOOK = f"{__name__}.hostile_claims_hook"
     body, params = issue_tokens(flow, confidential_app, scope="openid")
     claims = verify_id_token(flow.client, body["id_token"])
-    assert claims["sub"] == str(user.pk)
+    assert claims["sub"] == subject_of(user)
     assert claims["iss"] == ISSUER
     assert claims["aud"] == confidential_app.client_id or confidential_app.client_id in claims["aud"]
     assert claims["nonce"] == params["nonce"]
     assert claims["extra"] == "kept"
-    assert userinfo(flow.client, body["access_token"]).json()["sub"] == str(user.pk)
+    assert userinfo(flow.client, body["access_token"]).json()["sub"] == subject_of(user)
 
 
 def hostile_claims_hook(user: Any, scopes: set[str], request: Any) -> dict[str, Any]:

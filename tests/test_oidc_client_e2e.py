@@ -11,6 +11,7 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.jose import JsonWebKey, jwt
 from authlib.oidc.core import CodeIDToken
 
+from identity.subjects import subject_of
 from tests.browser_session import Browser
 from tests.conftest import make_application
 
@@ -60,7 +61,7 @@ def test_authorization_code_flow_with_pkce_end_to_end(live_server, live_app, use
     assert token["token_type"].lower() == "bearer"
     assert 0 < token["expires_in"] <= 3600
     claims = verify_id_token(token["id_token"], metadata, live_app.client_id, nonce, token["access_token"])
-    assert claims["sub"] == str(user.pk)
+    assert claims["sub"] == subject_of(user)
     assert claims["aud"] == live_app.client_id
     assert claims["email"] == "Alice@example.com" and claims["email_verified"] is True
     assert claims["amr"] == ["pwd"] and claims["auth_time"] <= claims["iat"]
@@ -68,7 +69,7 @@ def test_authorization_code_flow_with_pkce_end_to_end(live_server, live_app, use
     userinfo = client.get(metadata["userinfo_endpoint"])
     assert userinfo.status_code == 200
     assert userinfo.json() == {
-        "sub": str(user.pk), "email": "Alice@example.com", "email_verified": True,
+        "sub": subject_of(user), "email": "Alice@example.com", "email_verified": True,
         "preferred_username": "alice", "name": "Alice Liddell", "given_name": "Alice",
         "family_name": "Liddell", "updated_at": userinfo.json()["updated_at"],
     }
@@ -113,5 +114,5 @@ def test_public_client_with_pkce_and_client_secret_post(live_server, transaction
     callback = Browser(live_server.url).follow(uri, CALLBACK, identifier="ALICE@example.COM")
     token = client.fetch_token(metadata["token_endpoint"], authorization_response=callback, code_verifier=verifier)
     claims = verify_id_token(token["id_token"], metadata, app.client_id, nonce, token["access_token"])
-    assert claims["sub"] == str(user.pk)
+    assert claims["sub"] == subject_of(user)
     assert "email" not in claims  # only the openid scope was asked for

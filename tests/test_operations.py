@@ -66,3 +66,11 @@ def test_bootstrap_prepares_the_embedded_server_once(settings, tmp_path, capsys,
     call_command("portcullis_bootstrap", base_url="http://127.0.0.1:8123")  # idempotent
     assert "(unchanged)" not in capsys.readouterr().out  # the saved passwords are printed again
     assert django_user_model.objects.filter(username__in=["admin", "demo"]).count() == 2
+
+
+def test_login_url_of_the_standalone_server_leads_to_the_hosted_sign_in(client, db):
+    from django.contrib.auth.views import redirect_to_login
+
+    response = redirect_to_login("/account/connected-apps/")
+    assert response["Location"] == "/sign-in/?next=/account/connected-apps/"
+    assert client.get(response["Location"]).status_code == 302  # an interaction starts

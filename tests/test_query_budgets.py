@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from identity.subjects import subject_of
 from tests.conftest import authorize_params, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +44,7 @@ def test_userinfo_makes_at_most_1_query(flow, confidential_app, user, django_ass
     access_token = flow.token(confidential_app, code, params, code_verifier=verifier).json()["access_token"]
     with django_assert_max_num_queries(1):
         response = flow.client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
-    assert response.status_code == 200 and response.json()["sub"] == str(user.pk)
+    assert response.status_code == 200 and response.json()["sub"] == subject_of(user)
 
 
 def test_discovery_and_jwks_make_no_queries_once_warm(client, db, django_assert_max_num_queries):

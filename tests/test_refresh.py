@@ -12,6 +12,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
+from identity.subjects import subject_of
 from tests.conftest import authorize_params, pkce_pair
 from tests.token_helpers import (
     checksum,
@@ -150,7 +151,7 @@ def test_refreshed_id_token_keeps_sub_aud_azp_and_original_auth_time(flow, confi
     type(user).objects.filter(pk=user.pk).update(last_login=timezone.now() + timedelta(minutes=5))
     refreshed = refresh(flow.client, confidential_app, body["refresh_token"]).json()
     claims = jwt_payload(refreshed["id_token"])
-    assert claims["sub"] == original["sub"] == str(user.pk)
+    assert claims["sub"] == original["sub"] == subject_of(user)
     assert claims["aud"] == original["aud"]
     aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     assert confidential_app.client_id in aud

@@ -23,3 +23,5 @@ def test_a_minimal_host_project_signs_a_user_in():
     assert outcome["userinfo"]["email"] == "bob@example.com"
     assert outcome["secret_hasher"] == "portcullis_sha256"  # DOT's policy came from the apps
     assert outcome["token_endpoint"] == "http://testserver/id/oauth/token"
+    # A @login_required page of the host project: the hosted sign-in, then back to the page.
+    assert outcome["login_required"] == ["/id/sign-in/?next=/account/", "/account/", "hello bob"]

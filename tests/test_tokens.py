@@ -15,6 +15,7 @@ from oauth2_provider.models import (
 )
 from oauth2_provider.settings import oauth2_settings
 
+from identity.subjects import subject_of
 from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, make_application, pkce_pair, query_of
 from tests.token_helpers import (
     TOKEN_URL,
@@ -398,7 +399,7 @@ def test_introspection_of_own_active_token(flow, confidential_app, user):
     assert response.status_code == 200, response.content
     answer = response.json()
     assert answer["active"] is True
-    assert answer["sub"] == jwt_payload(body["id_token"])["sub"] == str(user.pk)
+    assert answer["sub"] == jwt_payload(body["id_token"])["sub"] == subject_of(user)
     assert set(answer["scope"].split()) == set(body["scope"].split())
     assert answer["client_id"] == confidential_app.client_id
     assert abs(answer["exp"] - (timezone.now().timestamp() + body["expires_in"])) < 60

@@ -8,6 +8,7 @@ SECRET_KEY = "minimal-host-project-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver"]
 ROOT_URLCONF = "tests.minimal.urls"
+LOGIN_URL = "experience:sign-in-start"  # what docs/configuration.md tells a host project
 USE_TZ = True
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 INSTALLED_APPS = [

@@ -53,6 +53,12 @@ def main() -> dict:
     body = token.json()
     userinfo = client.get("/id/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").json()
     app.refresh_from_db()
+    browser = Client()  # a host page behind @login_required: LOGIN_URL leads to the hosted sign-in
+    to_login = browser.get("/account/")
+    sign_in_page = browser.get(to_login["Location"])
+    back = browser.post(sign_in_page["Location"], {"identifier": "bob", "password": "a long enough passphrase",
+                                                    "authenticator": "password"})
+    account_page = browser.get(back["Location"])
     discovery = client.get("/id/.well-known/openid-configuration").json()
     return {
         "sign_in_status": to_sign_in.status_code,
@@ -63,6 +69,7 @@ def main() -> dict:
         "secret_hasher": app.client_secret.split("$")[0],
         "password_hasher": get_user_model().objects.get(username="bob").password.split("$")[0],
         "token_endpoint": discovery["token_endpoint"],
+        "login_required": [to_login["Location"], back["Location"], account_page.content.decode()],
     }
 
 

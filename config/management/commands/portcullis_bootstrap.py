@@ -13,11 +13,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from oauth2_provider.models import get_application_model
 
 from identity import keys
-from identity.models import ApplicationSettings, Profile
+from identity.identifiers import create_user
+from identity.models import ApplicationSettings
 
 
 class Command(BaseCommand):
@@ -31,13 +33,16 @@ class Command(BaseCommand):
         path = settings.VAR_DIR / "credentials.json"
         saved = json.loads(path.read_text()) if path.exists() else {}
         users = get_user_model()._default_manager
-        if not users.filter(username="admin").exists():
-            saved["admin"] = secrets.token_urlsafe(12)
-            users.create_superuser("admin", "admin@example.com", saved["admin"])
-        if not users.filter(username="demo").exists():
-            saved["demo"] = secrets.token_urlsafe(12)
-            demo = users.create_user("demo", "demo@example.com", saved["demo"], first_name="Demo", last_name="User")
-            Profile.objects.create(user=demo, email_verified=True)
+        try:
+            if not users.filter(username="admin").exists():
+                saved["admin"] = secrets.token_urlsafe(12)
+                create_user({"username": "admin", "email": "admin@example.com"}, password=saved["admin"], superuser=True)
+            if not users.filter(username="demo").exists():
+                saved["demo"] = secrets.token_urlsafe(12)
+                create_user({"username": "demo", "email": "demo@example.com", "first_name": "Demo", "last_name": "User"},
+                            password=saved["demo"], profile={"email_verified": True})
+        except ValidationError as error:  # another account holds admin@example.com, say
+            raise CommandError("; ".join(f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items())) from None
         application = self.demo_client(base_url)
         settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(saved, indent=2))

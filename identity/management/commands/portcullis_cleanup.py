@@ -1,37 +1,27 @@
-"""Delete what has expired: interactions, consent pages left unanswered (or answered) past their
-15 minutes, and authorization records whose token family is over.
+"""Delete what has expired. Each installed app cleans its own rows: an app takes part by giving its
+AppConfig a ``portcullis_cleanup(now) -> {what: count}`` method.
 
-Run it daily beside django-oauth-toolkit's ``cleartokens``.
+Run it daily (on any node, from cron) beside django-oauth-toolkit's ``cleartokens``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.utils import timezone
-from oauth2_provider.models import get_refresh_token_model
-
-from identity.app_settings import app_settings
-from identity.models import AuthorizationRecord, ConsentRequest
 
 
 class Command(BaseCommand):
-    help = "Delete expired interactions and consent requests, and authorization records of finished token families."
+    help = "Delete expired rows of every Portcullis app (interactions, finished authorizations, ...)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from experience.models import Interaction
-
         now = timezone.now()
-        interactions, _ = Interaction.objects.filter(expires_at__lt=now).delete()
-        cutoff = now - timedelta(seconds=app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS)
-        live_families = get_refresh_token_model().objects.filter(revoked__isnull=True).values("token_family")
-        records, _ = (
-            AuthorizationRecord.objects.filter(created_at__lt=cutoff)
-            .exclude(family__in=live_families)
-            .delete()
-        )
-        consent_requests, _ = ConsentRequest.objects.filter(created_at__lt=now - ConsentRequest.TTL).delete()
-        self.stdout.write(f"Deleted {interactions} expired interactions, {consent_requests} expired consent requests "
-                          f"and {records} finished authorizations.")
+        for config in apps.get_app_configs():
+            cleanup = getattr(config, "portcullis_cleanup", None)
+            if cleanup is None:
+                continue
+            counts = cleanup(now)
+            done = ", ".join(f"{count} {what}" for what, count in counts.items()) or "nothing"
+            self.stdout.write(f"{config.label}: deleted {done}.")

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('identity', '0001_initial'),
+        ('identity', '0004_signinidentifier'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,38 @@
+"""An admin in a real browser adds an application from another model's "+" popup: the one-time
+secret page shows the secret first, then "done" closes the popup with the new application chosen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.test_browser_demo import page  # noqa: F401 - the Chromium page fixture
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_application_added_from_a_popup_shows_its_secret_then_closes_the_popup(
+        live_server: Any, admin_user: Any, page: Any) -> None:  # noqa: F811
+    page.goto(f"{live_server.url}/admin/login/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("password")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/admin/identity/consent/add/")
+    with page.expect_popup() as opened:
+        page.locator("#add_id_application").click()
+    popup = opened.value
+    popup.get_by_label("Name:", exact=True).fill("Shop")
+    popup.get_by_label("Redirect URIs:", exact=True).fill("https://shop.example.com/callback")
+    popup.get_by_label("Confidential").check()
+    popup.get_by_role("button", name="Save", exact=True).click()
+
+    secret = popup.get_by_label("Client secret").input_value()
+    assert len(secret) >= 40
+    with popup.expect_event("close"):
+        popup.get_by_role("button", name="I have copied it: done").click()
+    chosen = page.locator("#id_application option:checked")
+    assert chosen.inner_text() == "Shop"
+    page.goto(f"{live_server.url}/admin/oauth2_provider/application/{chosen.get_attribute('value')}/change/")
+    assert "Connect your application" in page.content() and secret not in page.content()
