@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import http.client
 import json
 import secrets
 import time
@@ -22,12 +23,16 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.request import split_domain_port
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from jwcrypto import jwk, jwt
 
+from identity.app_settings import app_settings
+
 COOKIE = "portcullis_demo"
 CALLBACK_PATH = "/demo/callback"
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 def demo_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -44,22 +49,58 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "config/home.html", {"demo": settings.PORTCULLIS_DEMO})
 
 
+class DemoError(Exception):
+    """Something the demo cannot go on without: shown on its page, never a 500."""
+
+
+def demo_errors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except DemoError as error:
+            return _fail(request, str(error))
+
+    return wrapper
+
+
 def _base(request: HttpRequest) -> str:
-    return f"{request.scheme}://{request.get_host()}"
+    """The site the demo talks to and lives on, never taken from what the browser claims.
+
+    The configured issuer's origin; without ISSUER (a DEBUG server) the request's own origin only
+    when it names this very server: a loopback host on the port the server listens on. Anything
+    else would make the server fetch any port of any allowed host (a server-side request forgery).
+    """
+    if app_settings.ISSUER:
+        issuer = urllib.parse.urlsplit(app_settings.ISSUER)
+        return f"{issuer.scheme}://{issuer.netloc}"
+    hostname, port = split_domain_port(request.get_host())
+    own_port = str(request.META.get("SERVER_PORT", ""))
+    if hostname in LOOPBACK and (port or ("443" if request.is_secure() else "80")) == own_port:
+        return f"{request.scheme}://{request.get_host()}"
+    raise DemoError("The demo needs ISSUER, or to be opened on a loopback address of this server "
+                    "(http://127.0.0.1:<port>/demo/).")
 
 
 def _get_json(url: str, headers: dict[str, str] | None = None, data: dict[str, str] | None = None) -> tuple[int, Any]:
     body = urllib.parse.urlencode(data).encode() if data is not None else None
     req = urllib.request.Request(url, data=body, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310  our own server
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:  # noqa: S310  our own server
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+    except (OSError, ValueError, http.client.HTTPException) as error:  # refused, timed out, not JSON
+        raise DemoError(f"{url} did not answer JSON: {error}") from None
 
 
 def _discovery(request: HttpRequest) -> dict[str, Any]:
-    return _get_json(_base(request) + "/.well-known/openid-configuration")[1]
+    status, config = _get_json(_base(request) + "/.well-known/openid-configuration")
+    needed = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint", "end_session_endpoint")
+    if status != 200 or not isinstance(config, dict) or not all(isinstance(config.get(key), str) for key in needed):
+        raise DemoError(f"The discovery document could not be read (HTTP {status}).")
+    return config
 
 
 @demo_only
@@ -77,7 +118,11 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @demo_only
 @never_cache
+@demo_errors
 def login(request: HttpRequest) -> HttpResponse:
+    base = _base(request)
+    if request.get_host().lower() != urllib.parse.urlsplit(base).netloc.lower():
+        return HttpResponseRedirect(base + "/demo/login")  # the flow's cookie must come back to one host
     config = _discovery(request)
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -85,7 +130,7 @@ def login(request: HttpRequest) -> HttpResponse:
     params = {
         "response_type": "code",
         "client_id": settings.PORTCULLIS_DEMO_CLIENT_ID,
-        "redirect_uri": _base(request) + CALLBACK_PATH,
+        "redirect_uri": base + CALLBACK_PATH,
         "scope": "openid profile email phone",
         "state": state,
         "nonce": nonce,
@@ -102,6 +147,7 @@ def login(request: HttpRequest) -> HttpResponse:
 
 @demo_only
 @never_cache
+@demo_errors
 def callback(request: HttpRequest) -> HttpResponse:
     try:
         flow = signing.loads(request.COOKIES.get(COOKIE, ""), salt="demo-flow", max_age=900)
@@ -121,10 +167,11 @@ def callback(request: HttpRequest) -> HttpResponse:
         "client_id": settings.PORTCULLIS_DEMO_CLIENT_ID,
         "code_verifier": flow["verifier"],
     })
-    if status != 200:
+    if status != 200 or not isinstance(tokens, dict) or not isinstance(tokens.get("access_token"), str):
         return _fail(request, f"token endpoint answered {status}: {tokens}")
-    jwks = jwk.JWKSet.from_json(json.dumps(_get_json(config["jwks_uri"])[1]))
+    _status, published = _get_json(config["jwks_uri"])
     try:
+        jwks = jwk.JWKSet.from_json(json.dumps(published))
         id_token = jwt.JWT(jwt=tokens["id_token"], key=jwks, algs=["RS256"],
                            check_claims={"iss": config["issuer"], "aud": settings.PORTCULLIS_DEMO_CLIENT_ID,
                                          "exp": None, "nonce": flow["nonce"]})
@@ -142,6 +189,7 @@ def callback(request: HttpRequest) -> HttpResponse:
 
 @demo_only
 @never_cache
+@demo_errors
 def logout(request: HttpRequest) -> HttpResponse:
     config = _discovery(request)
     raw = request.COOKIES.get(COOKIE + "_result")

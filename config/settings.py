@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "identity.middleware.ReadableBodyMiddleware",  # before CSRF: an unreadable form is a 400, not a 500
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -132,7 +133,10 @@ else:
 SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.cached_db")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG and os.environ.get("ISSUER", "").startswith("https://"))
+# Secure whenever the issuer is https (DEBUG or not, TLS ending here or at a proxy); a plain-http
+# loopback issuer keeps plain cookies for local runs. Without ISSUER only DEBUG runs (identity.E002).
+SESSION_COOKIE_SECURE = os.environ.get("ISSUER", "").strip().lower().startswith("https://") or env_bool(
+    "SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(14 * 24 * 3600)))
 X_FRAME_OPTIONS = "DENY"
@@ -178,8 +182,9 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Portcullis <no-reply@localhost>")
 
-# OpenID provider. The issuer is the site root unless ISSUER says otherwise.
-PORTCULLIS_ISSUER = os.environ.get("ISSUER", "")
+# OpenID provider. ISSUER is required unless DEBUG is on (identity.E002: manage.py and, through
+# config.wsgi / config.asgi, gunicorn refuse to start); with DEBUG the site root of each request.
+PORTCULLIS_ISSUER = os.environ.get("ISSUER", "").strip()
 PORTCULLIS_SIGNING_KEY_PEM = os.environ.get("SIGNING_KEY_PEM", "")
 PORTCULLIS_SIGNING_KEY_FILE = os.environ.get("SIGNING_KEY_FILE", "")
 PORTCULLIS_DEMO = env_bool("PORTCULLIS_DEMO", False)

@@ -12,3 +12,9 @@ urlpatterns = [
     path("", include("experience.urls")),
     path("demo/", include("config.demo_urls")),  # answers 404 unless PORTCULLIS_DEMO is on
 ]
+
+# Error pages that never read the request body (see config/errors.py).
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"

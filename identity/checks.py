@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
+
+
+def refuse_to_serve_with_errors() -> None:
+    """Run Django's system checks as ``manage.py runserver`` does, and refuse to start on an error.
+
+    gunicorn, uvicorn and other servers import a project's ``wsgi.py`` / ``asgi.py`` without running
+    the checks, so a server missing ``PORTCULLIS_ISSUER`` with ``DEBUG`` off (``identity.E002``)
+    would start and take its issuer from each request's Host header. Call this at the end of those
+    modules (the standalone server's ``config/wsgi.py`` does). Warnings are left to ``manage.py check``.
+    """
+    errors = [message for message in run_checks() if message.is_serious() and not message.is_silenced()]
+    if errors:
+        raise ImproperlyConfigured("System check found errors:\n" + "\n".join(str(error) for error in errors))
 
 
 @register(Tags.security)
@@ -29,6 +44,37 @@ def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
     return problems
 
 
+@register(Tags.security)
+def check_readable_body_middleware(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    from identity.middleware import CSRF, PATH
+
+    middleware = list(settings.MIDDLEWARE)
+    if PATH in middleware and (CSRF not in middleware or middleware.index(PATH) < middleware.index(CSRF)):
+        return []
+    return [Warning(f"{PATH} is not listed before {CSRF}.",
+                    hint="Without it a form body in another charset than UTF-8 answers 500 on every page. "
+                    f"Put {PATH!r} just before {CSRF!r} in MIDDLEWARE.", id="identity.W003")]
+
+
+@register(Tags.security)
+def check_issuer_configured(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """Without a fixed issuer each request's Host header (its port, case, trailing dot) becomes the
+    issuer, and http behind a TLS proxy: only a DEBUG server may go without one."""
+    issuer = getattr(settings, "PORTCULLIS_ISSUER", "") or ""
+    if not issuer:
+        if settings.DEBUG:
+            return []
+        return [Error("PORTCULLIS_ISSUER is not set and DEBUG is off.",
+                      hint="Set the public URL of the provider, e.g. https://id.example.com (the ISSUER "
+                      "environment variable of the standalone server): without it each request's Host "
+                      "header becomes the issuer.", id="identity.E002")]
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return [Error(f"PORTCULLIS_ISSUER {issuer!r} is not an absolute http(s) URL without query or fragment.",
+                      id="identity.E003")]
+    return []
+
+
 @register(Tags.security, deploy=True)
 def check_issuer(app_configs: Any, **kwargs: Any) -> list[Warning]:
     issuer = getattr(settings, "PORTCULLIS_ISSUER", "")
@@ -50,4 +96,4 @@ def positive_integer_settings(names: tuple[str, ...], check_id: str) -> list[Err
 
 @register()
 def check_integer_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
-    return positive_integer_settings(("REFRESH_TOKEN_ABSOLUTE_SECONDS",), "identity.E002")
+    return positive_integer_settings(("REFRESH_TOKEN_ABSOLUTE_SECONDS",), "identity.E004")

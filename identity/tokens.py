@@ -1,19 +1,26 @@
-"""Tokens outside the token endpoint: issuing them for a sign-in the engine completed, looking them
-up for introspection, revoking a whole sign-in."""
+"""Tokens outside the token endpoint: issuing them for a sign-in the engine completed, when a token
+is alive (one rule for the token endpoint, userinfo and introspection), introspection, and
+revocation of a whole sign-in."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.http import HttpRequest
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_refresh_token_model,
+    refresh_token_expire_timedelta,
+)
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauthlib.common import Request as OauthlibRequest
 
+from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
 from identity.subjects import subject_of
 
@@ -60,11 +67,55 @@ def _checksum(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def user_active(user: Any) -> bool:
+    return user is not None and user.is_active
+
+
+def access_token_alive(access: Any) -> bool:
+    """The rule for an access token, at userinfo (the validator) and at introspection: not
+    expired, and its user still active."""
+    return not access.is_expired() and user_active(access.user)
+
+
+def family_record(refresh: Any) -> AuthorizationRecord | None:
+    """The sign-in a refresh token's family came from (None for a token Portcullis did not issue)."""
+    if not refresh.token_family:
+        return None
+    return AuthorizationRecord.objects.filter(family=refresh.token_family).first()
+
+
+def refresh_token_expires_at(refresh: Any, record: AuthorizationRecord) -> datetime | None:
+    """The earlier of the idle expiry, REFRESH_TOKEN_EXPIRE_SECONDS after the token's access token
+    expires (as django-oauth-toolkit's validate_refresh_token measures it: the expiry slides with
+    every refresh), and the absolute expiry, PORTCULLIS_REFRESH_TOKEN_ABSOLUTE_SECONDS after the
+    sign-in however often the family was refreshed. None when neither lifetime is set."""
+    deadlines = []
+    idle = refresh_token_expire_timedelta()
+    if idle and refresh.access_token is not None:
+        deadlines.append(refresh.access_token.expires + idle)
+    absolute = app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS
+    if absolute:
+        deadlines.append(record.created_at + timedelta(seconds=absolute))
+    return min(deadlines, default=None)
+
+
+def refresh_token_alive(refresh: Any, record: AuthorizationRecord | None) -> bool:
+    """The one rule for a refresh token, at the token endpoint and at introspection: not revoked,
+    from a sign-in Portcullis recorded, still paired with its access token (an orphan has nothing
+    to refresh, as DOT says), its user active, and not past ``refresh_token_expires_at``."""
+    if refresh.revoked is not None or record is None or refresh.access_token is None:
+        return False
+    if not user_active(refresh.user):
+        return False
+    expires_at = refresh_token_expires_at(refresh, record)
+    return expires_at is None or timezone.now() < expires_at
+
+
 def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     """RFC 7662 answer for ``token`` as seen by ``client``: inactive unless the client owns it."""
     checksum = _checksum(token)
     access = AccessToken.objects.select_related("user__portcullis_profile", "application").filter(token_checksum=checksum).first()
-    if access is not None and access.application_id == client.pk and access.is_valid() and access.user.is_active:
+    if access is not None and access.application_id == client.pk and access_token_alive(access):
         return {
             "active": True,
             "token_type": "Bearer",
@@ -82,10 +133,15 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
         .filter(token_checksum=checksum, revoked__isnull=True)
         .first()
     )
-    if refresh is not None and refresh.application_id == client.pk and refresh.user.is_active:
-        return {"active": True, "token_type": "refresh_token", "client_id": client.client_id,
-                "sub": subject_of(refresh.user), "iss": issuer}
-    return {"active": False}
+    record = family_record(refresh) if refresh is not None and refresh.application_id == client.pk else None
+    if refresh is None or record is None or not refresh_token_alive(refresh, record):
+        return {"active": False}
+    answer = {"active": True, "token_type": "refresh_token", "client_id": client.client_id,
+              "sub": subject_of(refresh.user), "iss": issuer}
+    expires_at = refresh_token_expires_at(refresh, record)
+    if expires_at is not None:
+        answer["exp"] = int(expires_at.timestamp())  # the earlier of the idle and absolute expiry
+    return answer
 
 
 def revoke_session_families(sid: str) -> None:

@@ -39,7 +39,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import _PhonyHttpRequest, oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from identity import keys
+from identity import client_auth, keys, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import Authentication
@@ -129,6 +129,30 @@ class PortcullisValidator(OAuth2Validator):
             return None
         request.client = client
         return client
+
+    # One client authentication method per request (RFC 6749 2.3): identity.client_auth. DOT would
+    # fall back from a failed Basic header to the body, accept both at once, and let oauthlib answer
+    # a client_id mismatch with server_error.
+    def client_authentication_required(self, request, *args, **kwargs) -> bool:
+        if client_auth.from_oauthlib(request).method != client_auth.NONE:
+            return True
+        return super().client_authentication_required(request, *args, **kwargs)
+
+    def authenticate_client(self, request, *args, **kwargs) -> bool:
+        """True when the request's one method names a client and proves its secret; raises
+        ``client_auth.InvalidClient`` (401) or ``client_auth.TwoMethods`` (400) otherwise, which
+        oauthlib's endpoints turn into the answer (so callers outside them catch ``OAuth2Error``)."""
+        credentials = client_auth.from_oauthlib(request)
+        client = self._load_application(credentials.client_id, request) if credentials.client_id else None
+        if client is None or not credentials.secret or not self._check_secret(credentials.secret, client.client_secret):
+            request.client = None
+            raise client_auth.InvalidClient()
+        return True
+
+    def authenticate_client_id(self, client_id, request, *args, **kwargs) -> bool:
+        if not super().authenticate_client_id(client_id, request, *args, **kwargs):
+            raise client_auth.InvalidClient()  # unknown, or confidential without its secret
+        return True
 
     def validate_response_type(self, client_id, response_type, client, request, *args, **kwargs) -> bool:
         # Only the authorization code flow: no implicit, no hybrid (RFC 9700).
@@ -316,12 +340,11 @@ class PortcullisValidator(OAuth2Validator):
             return False
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
             return False
+        # DOT found the token, detected a replay and checked the client; the liveness rule is ours,
+        # the same one introspection applies (DOT's idle lifetime included).
         rt = request.refresh_token_instance
-        record = AuthorizationRecord.objects.filter(family=rt.token_family).first() if rt.token_family else None
-        absolute = app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS
-        if record is None or (absolute and record.created_at + timedelta(seconds=absolute) <= timezone.now()):
-            return False
-        if not rt.user.is_active:
+        record = tokens.family_record(rt)
+        if not tokens.refresh_token_alive(rt, record):
             return False
         request._portcullis_record = record
         return True
@@ -331,7 +354,7 @@ class PortcullisValidator(OAuth2Validator):
 
     def validate_bearer_token(self, token, scopes, request) -> bool:
         valid = super().validate_bearer_token(token, scopes, request)
-        if valid and not request.user.is_active:
+        if valid and not tokens.access_token_alive(request.access_token):  # the rule introspection applies
             self._set_oauth2_error_on_request(request, None, scopes)
             return False
         return valid

@@ -337,8 +337,10 @@ def remember_consent(user: Any, application: Any, scopes: list[str]) -> None:
 @method_decorator([csrf_exempt, cors.public], name="dispatch")
 class DiscoveryView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
+        # Without ISSUER (DEBUG only) the document follows the Host header: no shared cache may keep it.
+        cache = {"Cache-Control": "public, max-age=300"} if app_settings.ISSUER else {"Cache-Control": "private, max-age=300", "Vary": "Host"}
         return HttpResponse(discovery.document(app_settings.issuer(request)), content_type="application/json",
-                            headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+                            headers={**cache, "Access-Control-Allow-Origin": "*"})
 
 
 @method_decorator(cors.public, name="dispatch")
@@ -410,9 +412,12 @@ class IntrospectView(OAuthLibMixin, View):
 
         oauth_request = OauthlibRequest(uri, method, body, headers)
         validator = core.server.request_validator
-        if not validator.authenticate_client(oauth_request):
-            response = oauth_error("invalid_client", "Client authentication failed.", status=401)
-            response["WWW-Authenticate"] = 'Basic realm="introspection"'
+        try:
+            validator.authenticate_client(oauth_request)  # raises unless the client proves itself
+        except oauth_errors.OAuth2Error as error:
+            response = oauth_error(error.error, error.description, status=error.status_code)
+            for header, value in error.headers.items():
+                response[header] = value
             return response
         token = request.POST.get("token")
         if not token:

@@ -64,6 +64,8 @@ GARBAGE_AUTH_HEADERS = {
     "basic_bare": "Basic",
     "basic_huge": "Basic " + b64(HUGE + ":" + HUGE),
     "basic_percent_garbage": "Basic " + b64("%ZZ%:%ff"),
+    "basic_non_ascii": "Basic \u00e9\u00e8",
+    "basic_lowercase_garbage": "basic !!!",
     "bearer_garbage": "Bearer garbage",
     "bearer_bare": "Bearer",
     "bearer_spaces": "Bearer    ",
@@ -653,3 +655,121 @@ def test_code_redeemed_with_garbage_companions(flow, confidential_app, user):
         response = client.post(TOKEN, {**base, **extra})
         assert 400 <= response.status_code < 500, (extra, response.status_code, response.content[:300])
         _oauth_error(response)
+
+
+# -- form bodies Django cannot read, with CSRF enforced as a browser meets it -----------------------
+CSRF_SECRET = "A" * 32  # a well-formed CSRF cookie; the form repeats it, as a real page would
+FORM = f"identifier=alice&password=x&key=k&decision=allow&consent=1&token=x&csrfmiddlewaretoken={CSRF_SECRET}"
+URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART_UTF16 = ("--b\r\nContent-Disposition: form-data; name=\"identifier\"\r\n\r\nalice\r\n--b--\r\n").encode("utf-16")
+UNREADABLE_FORMS: dict[str, tuple[str, bytes]] = {
+    "utf-16": (f"{URLENCODED}; charset=utf-16", FORM.encode("utf-16")),
+    "utf-16-declared-utf-8-sent": (f"{URLENCODED}; charset=utf-16", FORM.encode()),
+    "utf-32": (f"{URLENCODED}; charset=utf-32", FORM.encode("utf-32")),
+    "latin-1": (f"{URLENCODED}; charset=iso-8859-1", FORM.encode("latin-1")),
+    "too-many-fields": (URLENCODED, ("&".join(f"f{i}=x" for i in range(1500)) + "&" + FORM).encode()),
+    "multipart-too-many-fields": ("multipart/form-data; boundary=b", (
+        "".join(f"--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n" for i in range(1500)) + "--b--\r\n").encode()),
+}
+# Django ignores a charset it does not know and reads UTF-8, and finds no parts in a multipart body
+# sent in UTF-16: not unreadable (an empty or garbled form), but never a 500 either.
+ODD_FORMS: dict[str, tuple[str, bytes]] = {
+    "multipart-utf-16": ("multipart/form-data; boundary=b; charset=utf-16", MULTIPART_UTF16),
+    "multipart-ascii-declared-utf-16": ("multipart/form-data; boundary=b; charset=utf-16", (
+        "--b\r\nContent-Disposition: form-data; name=\"identifier\"\r\n\r\n\xff\r\n--b--\r\n").encode("latin-1")),
+    "unknown-charset": (f"{URLENCODED}; charset=no-such-charset", FORM.encode("utf-16")),
+    "unknown-charset-utf-8": (f"{URLENCODED}; charset=no-such-charset", FORM.encode()),
+}
+HTML_POST_ENDPOINTS = {
+    "sign-in": None,  # an interaction's page, made by an authorization request
+    "sign-in-start": "/sign-in/",
+    "authorize": AUTHORIZE,
+    "consent": CONSENT,
+    "logout": LOGOUT,
+    "connected-apps": "/account/connected-apps/",
+    "admin-login": "/admin/login/",
+}
+OAUTH_POST_ENDPOINTS = {"token": TOKEN, "revoke": REVOKE, "introspect": INTROSPECT, "userinfo": USERINFO}
+
+
+def csrf_enforcing_browser(signed_in_as: Client | None) -> Client:
+    browser = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    if signed_in_as is not None:
+        browser.cookies = signed_in_as.cookies
+    return browser
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "signed-in"])
+@pytest.mark.parametrize("endpoint", [*HTML_POST_ENDPOINTS, *OAUTH_POST_ENDPOINTS])
+def test_an_unreadable_form_is_400_never_500(request, context, confidential_app, endpoint, signed_in):
+    """With a CSRF cookie Django's CSRF check read the body, raised, and its 400 handler read it again
+    under requires_csrf_token and raised once more: a 500 on every page."""
+    browser = csrf_enforcing_browser(request.getfixturevalue("signed_in_client") if signed_in else None)
+    path = HTML_POST_ENDPOINTS.get(endpoint) or OAUTH_POST_ENDPOINTS.get(endpoint)
+    if endpoint == "sign-in":
+        path = Client().get(AUTHORIZE + "?" + urlencode(authorize_params(confidential_app)))["Location"]
+    for cookie in (True, False):
+        if cookie:
+            browser.cookies["csrftoken"] = CSRF_SECRET
+        else:
+            browser.cookies.pop("csrftoken", None)
+        for name, (content_type, body) in {**UNREADABLE_FORMS, **ODD_FORMS}.items():
+            response = browser.generic("POST", path, body, content_type=content_type)
+            where = (endpoint, name, "cookie" if cookie else "no cookie", response.status_code)
+            assert response.status_code < 500, where
+            if name in UNREADABLE_FORMS:
+                assert response.status_code == 400, where
+            if endpoint in OAUTH_POST_ENDPOINTS:
+                assert _oauth_error(response)["error"], where
+            elif response.status_code == 400:
+                assert response["Content-Type"].startswith("text/html"), where
+                assert response["X-Frame-Options"] == "DENY", where
+
+
+def test_the_standalone_error_pages_never_read_the_body(context, settings):
+    """config.urls's own handlers hold even without the middleware: Django's default 400 handler read
+    request.POST again and turned the 400 into a 500."""
+    settings.MIDDLEWARE = [name for name in settings.MIDDLEWARE if name != "identity.middleware.ReadableBodyMiddleware"]
+    browser = csrf_enforcing_browser(None)
+    browser.cookies["csrftoken"] = CSRF_SECRET
+    content_type, body = UNREADABLE_FORMS["utf-16"]
+    response = browser.generic("POST", CONSENT, body, content_type=content_type)
+    assert response.status_code == 400, response.content[:300]
+    assert b"Bad request" in response.content
+
+
+def test_the_500_page_does_not_read_the_body_either():
+    from django.test import RequestFactory
+
+    from config import errors, urls
+
+    assert urls.handler500 == "config.errors.server_error"
+    content_type, body = UNREADABLE_FORMS["utf-16"]
+    broken = RequestFactory().generic("POST", CONSENT, body, content_type=content_type)
+    response = errors.server_error(broken)
+    assert response.status_code == 500
+    assert b"Server error" in response.content
+
+
+@pytest.mark.parametrize("order", ["missing", "after-csrf"])
+def test_a_project_without_the_middleware_before_csrf_is_warned(settings, order):
+    from identity.checks import check_readable_body_middleware
+    from identity.middleware import CSRF, PATH
+
+    middleware = [name for name in settings.MIDDLEWARE if name != PATH]
+    if order == "after-csrf":
+        middleware.insert(middleware.index(CSRF) + 1, PATH)
+    settings.MIDDLEWARE = middleware
+    assert [warning.id for warning in check_readable_body_middleware(None)] == ["identity.W003"]
+
+
+def test_the_apps_put_the_middleware_before_csrf_themselves():
+    from types import SimpleNamespace
+
+    from identity.middleware import CSRF, PATH, install
+
+    host = SimpleNamespace(MIDDLEWARE=("django.contrib.sessions.middleware.SessionMiddleware", CSRF))
+    install(host)
+    assert host.MIDDLEWARE == ["django.contrib.sessions.middleware.SessionMiddleware", PATH, CSRF]
+    install(host)  # once only
+    assert host.MIDDLEWARE.count(PATH) == 1

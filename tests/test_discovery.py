@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
+from django.utils.cache import has_vary_header
 
 ISSUER = "http://testserver"
 ENDPOINT_KEYS = [
@@ -80,6 +81,25 @@ def test_discovery_is_public_and_cacheable(client, db):
     jwks = client.get("/.well-known/jwks.json")
     assert jwks.status_code == 200
     assert jwks["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_fixed_issuers_document_is_publicly_cacheable(client, db, settings):
+    settings.PORTCULLIS_ISSUER = "https://id.example.com"
+    response = client.get("/.well-known/openid-configuration")
+    assert response["Cache-Control"] == "public, max-age=300"
+    assert not has_vary_header(response, "Host")
+
+
+def test_a_host_derived_document_is_never_shared_across_hosts(client, db, settings):
+    """Without ISSUER (a DEBUG server), the Host header's port, case and trailing dot become the
+    issuer: a shared cache that kept one host's document would serve it to the others."""
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.PORTCULLIS_ISSUER = ""
+    for host, issuer in (("testserver:8443", "http://testserver:8443"), ("TestServer.", "http://TestServer.")):
+        response = client.get("/.well-known/openid-configuration", HTTP_HOST=host)
+        assert response.json()["issuer"] == issuer
+        assert has_vary_header(response, "Host"), response.headers
+        assert "public" not in response["Cache-Control"] and "private" in response["Cache-Control"]
 
 
 @pytest.mark.parametrize("key", ENDPOINT_KEYS)

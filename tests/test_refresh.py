@@ -3,9 +3,12 @@ idle and absolute lifetimes, and what a refreshed ID token says."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from oauth2_provider.settings import oauth2_settings
@@ -211,6 +214,78 @@ def test_absolute_lifetime_is_configurable(flow, confidential_app, user, setting
     record = record_of(body["refresh_token"])
     AuthorizationRecord.objects.filter(pk=record.pk).update(created_at=timezone.now() - timedelta(seconds=601))
     assert_refused(refresh(flow.client, confidential_app, body["refresh_token"]))
+
+
+# -- one liveness rule: the token endpoint and introspection never disagree ---------------------------------
+def idle_seconds() -> int:
+    idle = oauth2_settings.REFRESH_TOKEN_EXPIRE_SECONDS
+    return idle if isinstance(idle, int) else int(idle.total_seconds())
+
+
+def _idle_expired(body: dict[str, Any]) -> None:
+    AccessToken.objects.filter(token_checksum=checksum(body["access_token"])).update(
+        expires=timezone.now() - timedelta(seconds=idle_seconds() + 60))
+
+
+def _absolute_expired(body: dict[str, Any]) -> None:
+    AuthorizationRecord.objects.filter(pk=record_of(body["refresh_token"]).pk).update(
+        created_at=timezone.now() - timedelta(seconds=app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS + 60))
+
+
+def _user_disabled(body: dict[str, Any]) -> None:
+    # An update, not save(): the rule itself, not the revocation the account-disable signal adds.
+    get_user_model().objects.filter(pk=RefreshToken.objects.get(token_checksum=checksum(body["refresh_token"])).user_id).update(is_active=False)
+
+
+def _revoked(body: dict[str, Any]) -> None:
+    RefreshToken.objects.filter(token_checksum=checksum(body["refresh_token"])).update(revoked=timezone.now())
+
+
+def _orphaned(body: dict[str, Any]) -> None:
+    AccessToken.objects.filter(token_checksum=checksum(body["access_token"])).delete()
+
+
+REFRESH_STATES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "fresh": lambda body: None,
+    "idle-expired": _idle_expired,
+    "absolute-expired": _absolute_expired,
+    "user-disabled": _user_disabled,
+    "revoked": _revoked,
+    "orphaned": _orphaned,
+}
+
+
+@pytest.mark.parametrize("state", REFRESH_STATES)
+def test_introspection_and_the_token_endpoint_agree_on_a_refresh_token(flow, confidential_app, user, state):
+    """Introspection said an expired refresh token was active while the token endpoint refused it:
+    a resource server trusting introspection kept a session alive that had ended."""
+    body = tokens_for(flow, confidential_app)
+    REFRESH_STATES[state](body)
+    answer = introspect(flow.client, confidential_app, body["refresh_token"]).json()
+    response = refresh(flow.client, confidential_app, body["refresh_token"])
+    assert answer["active"] is (state == "fresh"), answer
+    if state == "fresh":
+        assert response.status_code == 200, response.content
+    else:
+        assert answer == {"active": False}
+        assert_refused(response)
+
+
+def test_introspection_gives_a_refresh_tokens_expiry(flow, confidential_app, user):
+    """``exp`` is the earlier of the idle expiry (sliding with the access token) and the absolute
+    expiry of the sign-in."""
+    body = tokens_for(flow, confidential_app)
+    access = AccessToken.objects.get(token_checksum=checksum(body["access_token"]))
+    answer = introspect(flow.client, confidential_app, body["refresh_token"]).json()
+    assert answer["active"] is True and answer["token_type"] == "refresh_token"
+    assert answer["exp"] == int((access.expires + timedelta(seconds=idle_seconds())).timestamp())
+
+    # Near the end of the sign-in's absolute lifetime, that end comes first.
+    signed_in_at = timezone.now() - timedelta(seconds=app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS - 600)
+    AuthorizationRecord.objects.filter(pk=record_of(body["refresh_token"]).pk).update(created_at=signed_in_at)
+    answer = introspect(flow.client, confidential_app, body["refresh_token"]).json()
+    expected = signed_in_at + timedelta(seconds=app_settings.REFRESH_TOKEN_ABSOLUTE_SECONDS)
+    assert answer["exp"] == int(expected.timestamp())
 
 
 def test_refresh_tokens_are_hashed_at_rest(flow, confidential_app, user):

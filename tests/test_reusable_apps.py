@@ -25,3 +25,11 @@ def test_a_minimal_host_project_signs_a_user_in():
     assert outcome["token_endpoint"] == "http://testserver/id/oauth/token"
     # A @login_required page of the host project: the hosted sign-in, then back to the page.
     assert outcome["login_required"] == ["/id/sign-in/?next=/account/", "/account/", "hello bob"]
+    # The host project lists no middleware of ours: the apps put it before CSRF themselves, so a
+    # form in another charset than UTF-8 is a 400, not a 500 from Django's own 400 handler.
+    middleware = outcome["middleware"]
+    assert middleware.index("identity.middleware.ReadableBodyMiddleware") + 1 == middleware.index(
+        "django.middleware.csrf.CsrfViewMiddleware")
+    assert outcome["utf16_form_status"] == 400
+    assert "identity.W003" not in outcome["check_ids"]
+    assert "identity.E002" in outcome["check_ids"]  # DEBUG off and no PORTCULLIS_ISSUER: it must set one

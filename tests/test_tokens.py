@@ -425,6 +425,15 @@ def test_introspection_of_revoked_or_expired_token_is_inactive(flow, confidentia
     assert introspect(flow.client, confidential_app, "no-such-token").json() == {"active": False}
 
 
+def test_a_disabled_users_access_token_is_dead_at_userinfo_and_introspection(flow, confidential_app, user, django_user_model):
+    """One rule for an access token (not expired, user active) at userinfo and introspection. An
+    update, not save(): the rule itself, not the revocation the account-disable signal adds."""
+    body = tokens_for(flow, confidential_app)
+    django_user_model.objects.filter(pk=user.pk).update(is_active=False)
+    assert userinfo_status(flow.client, body["access_token"]) == 401
+    assert introspect(flow.client, confidential_app, body["access_token"]).json() == {"active": False}
+
+
 @pytest.mark.parametrize("auth", ["none", "bad-secret", "public-client"])
 def test_introspection_needs_client_authentication(flow, confidential_app, public_app, user, auth):
     body = tokens_for(flow, confidential_app)

@@ -60,7 +60,17 @@ def main() -> dict:
                                                     "authenticator": "password"})
     account_page = browser.get(back["Location"])
     discovery = client.get("/id/.well-known/openid-configuration").json()
+    browser = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    browser.cookies["csrftoken"] = "A" * 32
+    utf16 = browser.generic("POST", "/id/oauth/authorize/consent", f"key=k&csrfmiddlewaretoken={'A' * 32}".encode("utf-16"),
+                            content_type="application/x-www-form-urlencoded; charset=utf-16")
+    from django.conf import settings
+    from django.core import checks
+
     return {
+        "middleware": settings.MIDDLEWARE,
+        "utf16_form_status": utf16.status_code,
+        "check_ids": sorted(message.id for message in checks.run_checks()),
         "sign_in_status": to_sign_in.status_code,
         "consent_shown": 'name="decision" value="allow"' in consent_page,
         "iss": query["iss"][0],
