@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -22,7 +22,7 @@ from experience.models import Interaction
 from experience.policy import policy_for
 from identity import end_session, languages
 from identity.applications import load_application
-from identity.security import deny_framing
+from identity.security import client_targets, deny_framing
 
 
 def see_other(url: str) -> HttpResponse:
@@ -120,7 +120,10 @@ class SignInView(View):
             "current": current,
             "form": form,
         }
-        return deny_framing(render(request, self.template_name, context, status=status))
+        # Signing in ends in a redirect to the client (through the authorization endpoint).
+        redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
+        targets = client_targets(application, redirect_uri) if application else []
+        return deny_framing(render(request, self.template_name, context, status=status), form_action=targets)
 
     @staticmethod
     def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:

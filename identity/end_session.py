@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from jwcrypto import jws
 from jwcrypto.common import JWException
 
@@ -70,18 +74,59 @@ def sign_out(request: HttpRequest) -> None:
     authentication.sign_out(request)
 
 
-@method_decorator(never_cache, name="dispatch")
+LIMITS = {"id_token_hint": 8192, "client_id": 255, "post_logout_redirect_uri": 2000, "state": 2048,
+          "logout_hint": 254, "ui_locales": 255}
+CARRY_PARAM = "logout"
+CARRY_SALT = "portcullis.end-session"
+CARRY_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class LogoutRequest:
+    """A checked logout request: the hint's subject (when a hint came), the client, and where to go
+    afterwards (registered, with the state)."""
+
+    subject: str | None
+    client_id: str
+    redirect_to: str
+    application: Any = None
+
+
+@method_decorator([csrf_exempt, never_cache], name="dispatch")
 class EndSessionView(View):
+    """RP-initiated logout by GET or by POST. A relying party may POST its parameters from its own
+    site (RP-Initiated Logout §2), so the request itself is exempt from Django's CSRF check; the
+    user's answer to "Sign out?" is not (see :meth:`post`)."""
+
+    # No HEAD: Django would answer it with the GET handler, which signs out.
+    http_method_names = ["get", "post", "options"]
+
     def get(self, request: HttpRequest) -> HttpResponseBase:
+        if CARRY_PARAM in request.GET:
+            return self.carried(request, request.GET[CARRY_PARAM])
         return self.handle(request, request.GET)
 
     def post(self, request: HttpRequest) -> HttpResponseBase:
         if "confirm" in request.POST:
-            return self.confirm(request)
+            return csrf_protect(self.confirm)(request)
         return self.handle(request, request.POST)
 
     def handle(self, request: HttpRequest, params: QueryDict) -> HttpResponseBase:
         languages.use_ui_locales(request, params.get("ui_locales", ""))
+        checked = self.check(request, params)
+        if isinstance(checked, HttpResponseBase):
+            return checked
+        if request.method == "POST" and settings.SESSION_COOKIE_NAME not in request.COOKIES:
+            # A cross-site POST carries no SameSite=Lax session cookie: we cannot see who is signed
+            # in. Carry the checked request over to a GET, which the browser sends with the cookie.
+            return deny_framing(HttpResponse(status=303, headers={"Location": carry_url(checked)}))
+        return self.decide(request, checked)
+
+    @staticmethod
+    def check(request: HttpRequest, params: QueryDict) -> LogoutRequest | HttpResponseBase:
+        """The request's hint, client and redirect URI, checked; an error page when one is wrong."""
+        if any(len(params.get(name, "")) > limit for name, limit in LIMITS.items()):
+            return error_page(request, "invalid_request", _("The sign-out request is too large."))
         hint = params.get("id_token_hint", "")
         claims = None
         if hint:
@@ -103,16 +148,33 @@ class EndSessionView(View):
             state = params.get("state")
             if state:
                 redirect_to = _with_state(redirect_to, state)
+        subject = str(claims["sub"]) if claims is not None else None
+        return LogoutRequest(subject, client_id, redirect_to, application)
+
+    def carried(self, request: HttpRequest, value: str) -> HttpResponseBase:
+        try:
+            data = signing.loads(value, salt=CARRY_SALT, max_age=CARRY_SECONDS)
+        except signing.BadSignature:  # also expired
+            return error_page(request, "invalid_request", _("This sign-out request has expired. Go back to the application."))
+        application = load_application(data["c"]) if data["c"] else None
+        return self.decide(request, LogoutRequest(data["s"], data["c"], data["r"], application))
+
+    def decide(self, request: HttpRequest, logout: LogoutRequest) -> HttpResponseBase:
+        """Sign out at once when nobody is signed in or the hint names the Portcullis sign-in of
+        this browser; otherwise ask (a session opened elsewhere, e.g. Django admin's login, too)."""
         auth = authentication.current(request)
-        if auth is None or (claims is not None and is_session_subject(str(claims["sub"]), auth)):
+        if not request.user.is_authenticated or (auth is not None and is_session_subject(logout.subject, auth)):
             sign_out(request)
-            return self.done(request, redirect_to, application)
+            return self.done(request, logout.redirect_to, logout.application)
         key = secrets.token_urlsafe(16)
-        request.session[PENDING_SESSION_KEY] = {"key": key, "redirect_to": redirect_to, "client_id": client_id}
-        context = {"key": key, "application": application}
-        return deny_framing(render(request, "identity/logout_confirm.html", context))
+        request.session[PENDING_SESSION_KEY] = {"key": key, "redirect_to": logout.redirect_to,
+                                                "client_id": logout.client_id}
+        context = {"key": key, "application": logout.application}
+        targets = [logout.redirect_to] if logout.redirect_to else []  # where "Sign out" ends
+        return deny_framing(render(request, "identity/logout_confirm.html", context), form_action=targets)
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
+        """The user's answer; reached through csrf_protect, and the key is bound to the session."""
         languages.use_ui_locales(request, request.GET.get("ui_locales", ""))
         pending = request.session.get(PENDING_SESSION_KEY) or {}
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
@@ -146,3 +208,14 @@ def _with_state(uri: str, state: str) -> str:
     from urllib.parse import urlencode
 
     return uri + ("&" if "?" in uri else "?") + urlencode({"state": state})
+
+
+def carry_url(logout: LogoutRequest) -> str:
+    """Our own end-session URL carrying the checked request, signed, for ten minutes. The ID token
+    hint itself stays out of the URL: only its subject travels."""
+    from urllib.parse import urlencode
+
+    from django.urls import reverse
+
+    data = {"s": logout.subject, "c": logout.client_id, "r": logout.redirect_to}
+    return f"{reverse('identity:end-session')}?{urlencode({CARRY_PARAM: signing.dumps(data, salt=CARRY_SALT, compress=True)})}"

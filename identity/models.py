@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -187,3 +188,38 @@ class SignInIdentifier(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.kinds})"
+
+
+class ConsentRequest(models.Model):
+    """A consent page shown and not answered yet. It belongs to the sign-in that saw it, and one
+    answer consumes it: a conditional UPDATE, so of parallel answers exactly one counts."""
+
+    TTL = timedelta(minutes=15)
+
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    sid = models.CharField(max_length=64)
+    client_id = models.CharField(max_length=255)
+    params = models.TextField()
+    scopes = models.JSONField(default=list)
+    login = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("consent request")
+        verbose_name_plural = _("consent requests")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.client_id}"
+
+    @classmethod
+    def consume(cls, key: str, user_id: str, sid: str) -> ConsentRequest | None:
+        """The pending request ``key`` of this user's sign-in ``sid``, once; None when unknown,
+        expired, someone else's, or already answered (by this request's rivals too)."""
+        if not key or len(key) > 64:
+            return None
+        now = timezone.now()
+        won = cls.objects.filter(key=key, user_id=user_id, sid=sid, consumed_at__isnull=True,
+                                 created_at__gt=now - cls.TTL).update(consumed_at=now)
+        return cls.objects.filter(key=key).first() if won else None

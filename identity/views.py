@@ -18,6 +18,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
     ValidationError,
 )
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
@@ -39,17 +40,15 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from oauthlib.openid.connect.core import exceptions as oidc_errors
 
-from identity import authentication, cors, discovery, end_session, keys, languages, tokens
+from identity import authentication, cors, discovery, end_session, keys, languages, parameters, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
-from identity.models import ApplicationSettings, Consent
+from identity.models import ApplicationSettings, Consent, ConsentRequest
 from identity.pages import error_page
-from identity.security import deny_framing
+from identity.security import client_targets, deny_framing
 from identity.transport import no_query_parameters, no_token_in_query
 from identity.validators import preloaded_application, redirect_uri_registered
-
-CONSENT_SESSION_KEY = "portcullis_consent"
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
@@ -88,6 +87,9 @@ def json_content_type(response: HttpResponse) -> HttpResponse:
 class AuthorizationView(OAuthLibMixin, View):
     """The authorization endpoint (GET or POST), ``response_type=code`` only."""
 
+    # No HEAD: Django would answer it with the GET handler, which signs in, stores and issues codes.
+    http_method_names = ["get", "post", "options"]
+
     def get(self, request: HttpRequest) -> HttpResponseBase:
         return self.authorize(request, request.GET)
 
@@ -100,9 +102,16 @@ class AuthorizationView(OAuthLibMixin, View):
             return error_page(request, "invalid_request", _("The request is malformed."))
         if any(len(params.getlist(name)) > 1 for name in SINGLE_VALUED):
             return error_page(request, "invalid_request", _("A parameter was repeated."))
+        params, refusal = parameters.bounded(params)
+        self.expose_only(request, params)
+        if refusal is not None and not refusal.trusted:
+            return error_page(request, "invalid_request", refusal.description)
         application = load_application(params.get("client_id", ""))
         if application is None:
             return error_page(request, "invalid_client", _("The application is unknown."))
+        if refusal is not None:
+            return self.redirect_error(request, application, client_error(
+                oauth_errors.InvalidRequestError, params, refusal.description))
         with preloaded_application(application):
             try:
                 scopes, credentials = self.validate_authorization_request(request)
@@ -111,6 +120,17 @@ class AuthorizationView(OAuthLibMixin, View):
             except OAuthToolkitError as error:
                 return self.redirect_error(request, application, error.oauthlib_error)
             return self.decide(request, params, application, scopes, credentials)
+
+    @staticmethod
+    def expose_only(request: HttpRequest, params: QueryDict) -> None:
+        """oauthlib reads the request itself: let it see the kept parameters only."""
+        kept = QueryDict(params.urlencode())  # immutable, as Django's own
+        if request.method == "POST":
+            request.POST = kept
+            request.META["QUERY_STRING"] = ""
+        else:
+            request.GET = kept
+            request.META["QUERY_STRING"] = params.urlencode()
 
     def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
         prompt = set(params.get("prompt", "").split())
@@ -177,18 +197,20 @@ class AuthorizationView(OAuthLibMixin, View):
     def ask_consent(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str],
                     resumed: dict[str, Any]) -> HttpResponse:
         key = secrets.token_urlsafe(16)
-        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
-        pending = dict(list(pending.items())[-4:])
-        pending[key] = {"params": authorize_params(params), "client_id": application.client_id,
-                        "scopes": scopes, "login": bool(resumed.get("login"))}
-        request.session[CONSENT_SESSION_KEY] = pending
+        auth = authentication.current(request)
+        assert auth is not None  # decide() asks for consent only after a sign-in
+        ConsentRequest.objects.create(key=key, user_id=auth.user_id, sid=auth.sid, client_id=application.client_id,
+                                      params=authorize_params(params), scopes=scopes,
+                                      login=bool(resumed.get("login")))
         descriptions = get_scopes_backend().get_all_scopes()
         context = {
             "application": application,
             "scopes": [(scope, descriptions.get(scope, scope)) for scope in scopes],
             "key": key,
         }
-        return deny_framing(render(request, "identity/consent.html", context))
+        # Allow, and deny too, end in a redirect to the client, which the form's CSP must allow.
+        targets = client_targets(application, params.get("redirect_uri", ""))
+        return deny_framing(render(request, "identity/consent.html", context), form_action=targets)
 
     def issue_code(self, request: HttpRequest, application: Any, scopes: list[str], credentials: dict,
                    auth: authentication.Authentication | None) -> HttpResponseBase:
@@ -278,27 +300,39 @@ class ConsentView(View):
     """The answer to the consent page: remember the grant, then resume the authorization request."""
 
     def post(self, request: HttpRequest) -> HttpResponseBase:
-        key = request.POST.get("key", "")
-        pending = dict(request.session.get(CONSENT_SESSION_KEY) or {})
-        entry = pending.pop(key, None)
-        request.session[CONSENT_SESSION_KEY] = pending
-        if entry is None or not request.user.is_authenticated:
+        auth = authentication.current(request)
+        # Consumed in the database, not the session: parallel answers each read the session
+        # before any of them writes it, and all of them would count.
+        entry = ConsentRequest.consume(request.POST.get("key", ""), auth.user_id, auth.sid) if auth else None
+        if entry is None:
             return error_page(request, "invalid_request", _("This consent request has expired. Start again from the application."))
-        application = load_application(entry["client_id"])
+        application = load_application(entry.client_id)
         if application is None:
             return error_page(request, "invalid_client", _("The application is unknown."))
         if request.POST.get("decision") != "allow":
-            params = QueryDict(entry["params"])
+            params = QueryDict(entry.params)
             error = client_error(oauth_errors.AccessDeniedError, params)
             return AuthorizationView().redirect_error(request, application, error)
-        consent, _created = Consent.objects.get_or_create(
-            user=request.user, application=application, defaults={"scopes": " ".join(entry["scopes"])}
-        )
-        if not consent.covers(entry["scopes"]):
-            consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(entry["scopes"])))
-            consent.save(update_fields=["scopes", "updated_at"])
-        token = mark_resume(request, entry["params"], consent=True, login=entry["login"])
-        return HttpResponse(status=303, headers={"Location": resume_url(entry["params"], token)})
+        remember_consent(request.user, application, entry.scopes)
+        token = mark_resume(request, entry.params, consent=True, login=entry.login)
+        return HttpResponse(status=303, headers={"Location": resume_url(entry.params, token)})
+
+
+def remember_consent(user: Any, application: Any, scopes: list[str]) -> None:
+    """Record the grant, widening a remembered one; two consent pages of one application may be
+    answered at once, and neither answer is lost."""
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                consent = Consent.objects.select_for_update().filter(user=user, application=application).first()
+                if consent is None:
+                    Consent.objects.create(user=user, application=application, scopes=" ".join(scopes))
+                elif not consent.covers(scopes):
+                    consent.scopes = " ".join(sorted(set(consent.scopes.split()) | set(scopes)))
+                    consent.save(update_fields=["scopes", "updated_at"])
+                return
+        except IntegrityError:  # the other answer created it first: widen that one
+            continue
 
 
 @method_decorator([csrf_exempt, cors.public], name="dispatch")

@@ -702,3 +702,255 @@ def test_an_out_of_range_loopback_port_is_an_error_page(flow, user):
     response = flow.authorize({**authorize_params(app), "redirect_uri": "http://127.0.0.1:99999/callback"})
     assert response.status_code == 400
     assert not response.has_header("Location")
+
+
+# -- bounded requests (nothing huge is stored or sent back) -------------------------------------------------------
+JUNK = "J" * 2_000_000
+A_FEW_KB = 8192
+
+
+def largest_stored_row() -> int:
+    """The largest interaction state or session row, in characters."""
+    from django.contrib.sessions.models import Session
+
+    from experience.models import Interaction
+
+    sizes = [len(json.dumps(interaction.state)) for interaction in Interaction.objects.all()]
+    sizes += [len(session.session_data) for session in Session.objects.all()]
+    return max(sizes, default=0)
+
+
+def send_authorization(client: Client, method: str, params: dict[str, str]) -> Any:
+    if method == "GET":
+        return client.get("/oauth/authorize?" + urlencode(params))
+    return client.post("/oauth/authorize", params)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_two_megabyte_junk_parameter_is_neither_stored_nor_sent_back(client, confidential_app, user, method):
+    params = authorize_params(confidential_app, junk=JUNK)
+    sign_in_url = assert_sign_in_redirect(send_authorization(client, method, params))
+    assert largest_stored_row() < A_FEW_KB
+    signed = sign_in_on_page(client, sign_in_url)
+    assert signed.status_code == 303
+    assert len(signed["Location"]) < A_FEW_KB
+    assert "junk" not in signed["Location"]
+    assert largest_stored_row() < A_FEW_KB
+    query = assert_client_redirect(client.get(signed["Location"]))
+    assert query.get("code") and query["state"] == params["state"]
+    assert len(client.get(signed["Location"]).get("Location", "")) < A_FEW_KB
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_two_megabyte_junk_parameter_is_dropped_for_a_signed_in_user(signed_in, confidential_app, method):
+    params = authorize_params(confidential_app, junk=JUNK)
+    response = send_authorization(signed_in.client, method, params)
+    query = assert_client_redirect(response)
+    assert query.get("code") and query["state"] == params["state"]
+    assert len(response["Location"]) < A_FEW_KB
+    assert largest_stored_row() < A_FEW_KB
+
+
+def test_unknown_parameters_are_dropped_silently(flow, confidential_app, user):
+    from experience.models import Interaction
+
+    params = authorize_params(confidential_app, unknown_parameter="whatever", claims='{"userinfo": {}}',
+                              request="eyJhbGciOiJub25lIn0.e30.", csrfmiddlewaretoken="x")
+    sign_in_url = assert_sign_in_redirect(authorize(flow.client, params))
+    stored = Interaction.objects.get().state["authorize"]
+    for dropped in ("unknown_parameter", "claims", "request", "csrfmiddlewaretoken"):
+        assert dropped + "=" not in stored, stored
+    signed = sign_in_on_page(flow.client, sign_in_url)
+    assert "unknown_parameter" not in signed["Location"]
+    query = assert_client_redirect(flow.client.get(signed["Location"]))
+    claims = id_token_claims(flow, confidential_app, query["code"], params)
+    assert claims["nonce"] == params["nonce"]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("name, length", [("state", 2049), ("redirect_uri", 2001), ("client_id", 256)])
+def test_an_over_long_value_that_decides_the_answer_gets_an_error_page(client, confidential_app, user, method,
+                                                                       name, length):
+    """A state cut short would not be the client's, and a redirect URI or client that long is none of ours."""
+    from experience.models import Interaction
+
+    value = {"state": "s" * length, "redirect_uri": REDIRECT_URI + "?" + "r" * length,
+             "client_id": confidential_app.client_id + "c" * length}[name]
+    response = send_authorization(client, method, authorize_params(confidential_app, **{name: value}))
+    assert_error_page(response)
+    assert not Interaction.objects.exists()
+    assert largest_stored_row() < A_FEW_KB
+
+
+def test_the_longest_state_allowed_is_echoed_whole(flow, confidential_app, user):
+    state = "s" * 2048
+    code, params = flow.code_for(confidential_app, authorize_params(confidential_app, state=state))
+    assert code
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("name, value", [
+    ("scope", "openid " + "x" * 2000),
+    ("id_token_hint", "h" * 4097),
+    ("code_challenge", "c" * 129),
+    ("prompt", "login " * 20),
+    ("response_type", "code " * 30),
+])
+def test_an_over_long_protocol_parameter_is_invalid_request_to_the_client(client, confidential_app, user, method,
+                                                                          name, value):
+    from experience.models import Interaction
+
+    params = authorize_params(confidential_app, **{name: value})
+    response = send_authorization(client, method, params)
+    query = assert_error_redirect(response, "invalid_request", params["state"])
+    assert "too long" in query["error_description"]
+    assert len(response["Location"]) < A_FEW_KB
+    assert not Interaction.objects.exists()
+
+
+def test_a_request_too_large_in_total_is_invalid_request_to_the_client(client, confidential_app, user):
+    """Each value within its limit, all of them together over 6144 characters."""
+    from experience.models import Interaction
+
+    params = authorize_params(confidential_app, state="s" * 2000, id_token_hint="h" * 4000,
+                              acr_values="a" * 500)
+    response = client.post("/oauth/authorize", params)
+    query = assert_error_redirect(response, "invalid_request", params["state"])
+    assert "too large" in query["error_description"]
+    assert not Interaction.objects.exists()
+
+
+def test_too_many_resource_values_are_invalid_request(client, confidential_app, user):
+    params = list(authorize_params(confidential_app).items())
+    params += [("resource", f"https://api{i}.example.com/") for i in range(11)]
+    response = client.get("/oauth/authorize?" + urlencode(params))
+    assert_error_redirect(response, "invalid_request")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("login_hint", "alice@example.com" + "x" * 300),
+    ("ui_locales", "en " * 100),
+    ("acr_values", "urn:x " * 100),
+    ("display", "page" * 10),
+])
+def test_an_over_long_hint_is_ignored_and_the_flow_goes_on(flow, confidential_app, user, name, value):
+    from experience.models import Interaction
+
+    params = authorize_params(confidential_app, **{name: value})
+    sign_in_url = assert_sign_in_redirect(authorize(flow.client, params))
+    from django.http import QueryDict
+
+    assert name not in QueryDict(Interaction.objects.get().state["authorize"])
+    page = flow.client.get(sign_in_url)
+    assert 'value="alice@example.com' not in identifier_input(page.content.decode())
+    code, _ = flow.code_for(confidential_app, params)
+    assert code
+
+
+def test_a_post_cannot_smuggle_parameters_in_its_query_string(signed_in, confidential_app):
+    """The body of a POST is the request: a redirect_uri in the URL's query is not looked at."""
+    params = authorize_params(confidential_app)
+    response = signed_in.client.post("/oauth/authorize?" + urlencode({"redirect_uri": "https://evil.example.com/"}),
+                                     params)
+    assert assert_client_redirect(response).get("code")
+
+
+# -- HEAD has no side effects ------------------------------------------------------------------------------------------
+def test_head_issues_no_code_for_a_signed_in_user(signed_in, confidential_app):
+    from oauth2_provider.models import get_grant_model
+
+    from identity.models import AuthorizationRecord
+
+    grants, records = get_grant_model().objects.count(), AuthorizationRecord.objects.count()
+    response = signed_in.client.head("/oauth/authorize?" + urlencode(authorize_params(confidential_app)))
+    assert response.status_code == 405
+    assert "HEAD" not in response["Allow"] and "GET" in response["Allow"]
+    assert not response.has_header("Location")
+    assert get_grant_model().objects.count() == grants
+    assert AuthorizationRecord.objects.count() == records
+
+
+def test_head_starts_no_sign_in_and_no_session(client, confidential_app, db):
+    from django.contrib.sessions.models import Session
+
+    from experience.models import Interaction
+
+    response = client.head("/oauth/authorize?" + urlencode(authorize_params(confidential_app)))
+    assert response.status_code == 405
+    assert not Interaction.objects.exists()
+    assert not Session.objects.exists()
+    assert "sessionid" not in response.cookies
+
+
+# -- the pages' content security policy --------------------------------------------------------------------------------
+def csp(response: Any) -> dict[str, str]:
+    policy = response["Content-Security-Policy"]
+    return {part.split()[0]: " ".join(part.split()[1:]) for part in policy.split(";") if part.strip()}
+
+
+def assert_strict_policy(response: Any) -> dict[str, str]:
+    """Scripts none, everything else from this site, the page's inline styles by their hash."""
+    import hashlib
+
+    policy = csp(response)
+    assert policy["default-src"] == "'self'"
+    assert policy["script-src"] == "'none'"
+    assert policy["img-src"] == "'self' data:"
+    assert policy["frame-ancestors"] == "'none'" and policy["object-src"] == "'none'"
+    styles = re.findall(r"<style[^>]*>(.*?)</style", response.content.decode(), re.S)
+    assert styles, "the pages carry their CSS inline"
+    hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'" for style in styles}
+    assert set(policy["style-src"].split()) == {"'self'", *hashes}
+    assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+    for wildcard in ("*", "http:", "https:"):
+        assert wildcard not in policy["form-action"].split(), policy["form-action"]
+    return policy
+
+
+def test_the_sign_in_page_may_only_send_its_form_here_and_on_to_the_client(client, confidential_app, user):
+    page = client.get(assert_sign_in_redirect(authorize(client, authorize_params(confidential_app))))
+    assert assert_strict_policy(page)["form-action"] == "'self' https://rp.example.com"
+
+
+def test_a_sign_in_page_without_an_application_may_only_send_its_form_here(client, user):
+    page = client.get(client.get("/sign-in/?next=/account/connected-apps/")["Location"])
+    assert assert_strict_policy(page)["form-action"] == "'self'"
+
+
+def test_the_consent_page_may_send_its_answer_on_to_the_client(client, third_party_app, user):
+    sign_in_url = assert_sign_in_redirect(authorize(client, authorize_params(third_party_app)))
+    page = sign_in_and_follow(client, sign_in_url)
+    assert b'name="decision"' in page.content
+    assert assert_strict_policy(page)["form-action"] == "'self' https://rp.example.com"
+
+
+def test_a_loopback_client_on_another_port_is_allowed_on_that_port(client, user, db):
+    app = make_application(redirect_uri="http://127.0.0.1/callback", first_party=False)
+    params = {**authorize_params(app), "redirect_uri": "http://127.0.0.1:53412/callback"}
+    page = sign_in_and_follow(client, assert_sign_in_redirect(authorize(client, params)))
+    assert b'name="decision"' in page.content
+    assert assert_strict_policy(page)["form-action"] == "'self' http://127.0.0.1 http://127.0.0.1:53412"
+
+
+def test_the_error_page_allows_no_form_elsewhere(client, confidential_app):
+    page = authorize(client, authorize_params(confidential_app, redirect_uri="https://evil.example.com/cb"))
+    assert_error_page(page)
+    assert assert_strict_policy(page)["form-action"] == "'self'"
+
+
+@pytest.mark.parametrize("uri, source", [
+    ("https://RP.example.com/cb?x=1", "https://rp.example.com"),
+    ("https://rp.example.com:8443/cb", "https://rp.example.com:8443"),
+    ("http://127.0.0.1:8080/cb", "http://127.0.0.1:8080"),
+    ("http://[::1]:8080/cb", "http:"),  # a CSP source cannot name an IPv6 literal
+    ("com.example.app:/oauth/callback", "com.example.app:"),
+    ("https://rp.example.com;script-src *", None),
+    ("https://rp.example.com:99999/cb", None),
+    ("javascript:alert(1)", None),
+    ("data:text/html,x", None),
+    ("no scheme", None),
+])
+def test_a_redirect_uri_becomes_the_csp_source_of_its_origin(uri, source):
+    from identity.security import source_of
+
+    assert source_of(uri) == source

@@ -1,13 +1,15 @@
-"""Races on the token endpoint, against a real server and real threads (SECURITY.md: 20 parallel
-redemptions of one code give exactly one success; 10 parallel refreshes of one token give exactly one
-success and no 500). Meant for PostgreSQL; they also run on SQLite."""
+"""Races against a real server and real threads (SECURITY.md: 20 parallel redemptions of one code give
+exactly one success; 10 parallel refreshes of one token give exactly one success and no 500; one
+consent page is answered once). Meant for PostgreSQL; they also run on SQLite."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import threading
 from collections import Counter
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import pytest
 import requests
@@ -50,7 +52,7 @@ def race(count: int, send: Any) -> list[tuple[int, dict[str, Any]]]:
             try:
                 body = response.json()
             except ValueError:
-                body = {"raw": response.text[:300]}
+                body = {"raw": response.text[:300], "location": response.headers.get("Location", "")}
             results[index] = (response.status_code, body)
         except Exception as error:  # noqa: BLE001  reported by the assertions below
             results[index] = (-1, {"exception": repr(error)})
@@ -116,3 +118,74 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(live_app):
     assert not any(status >= 500 or status < 0 for status in statuses), results
     assert statuses[200] == 1, results
     assert all(body.get("error") == "invalid_grant" for status, body in results if status != 200), results
+
+
+# -- one consent page, answered in parallel -----------------------------------------------------------
+def consent_page(base_url: str, app: ClientApp) -> tuple[Browser, str, dict[str, str]]:
+    """Sign in through the hosted pages up to the consent page; the browser, the authorization
+    request's state and the form's fields (CSRF token and key)."""
+    browser = Browser(base_url)
+    params = authorize_params(app)
+    start = browser.session.get(f"{base_url}/oauth/authorize?{urlencode(params)}", allow_redirects=False, timeout=TIMEOUT)
+    assert start.status_code == 303, start.text[:300]
+    sign_in = browser.session.get(urljoin(base_url, start.headers["Location"]), timeout=TIMEOUT)
+    page = browser.session.get(browser.sign_in(sign_in, "alice", PASSWORD), allow_redirects=False, timeout=TIMEOUT)
+    assert page.status_code == 200 and 'name="decision"' in page.text, (page.status_code, page.text[:300])
+    fields = dict(re.findall(r'name="(csrfmiddlewaretoken|key)" value="([^"]+)"', page.text))
+    assert set(fields) == {"csrfmiddlewaretoken", "key"}, page.text
+    return browser, params["state"], fields
+
+
+def answer_in_parallel(base_url: str, browser: Browser, fields: dict[str, str],
+                       decisions: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    cookies = browser.session.cookies.get_dict()
+    turn = itertools.count()
+
+    def send() -> Any:
+        decision = decisions[next(turn)]
+        return requests.post(f"{base_url}/oauth/authorize/consent", data={**fields, "decision": decision},
+                             cookies=cookies, allow_redirects=False, timeout=TIMEOUT)
+
+    return race(len(decisions), send)
+
+
+@pytest.fixture
+def live_third_party_app(live_app: tuple[str, ClientApp]) -> tuple[str, ClientApp]:
+    base_url, _first_party = live_app
+    return base_url, make_application(first_party=False, name="Third party")
+
+
+def test_parallel_approvals_of_one_consent_page_give_exactly_one_resume(live_third_party_app):
+    from identity.models import Consent
+
+    base_url, app = live_third_party_app
+    browser, state, fields = consent_page(base_url, app)
+    results = answer_in_parallel(base_url, browser, fields, ["allow"] * 10)
+    statuses = Counter(status for status, _body in results)
+    assert statuses == {303: 1, 400: 9}, results
+    winner = next(body["location"] for status, body in results if status == 303)
+    assert winner.startswith("/oauth/authorize?") and "resume=" in winner, winner
+    assert all(not body["location"] for status, body in results if status == 400), results  # error pages
+    assert Consent.objects.count() == 1
+    callback = browser.follow(winner, REDIRECT_URI)
+    assert "code" in query_of(callback) and query_of(callback)["state"] == state
+
+
+def test_allow_and_deny_in_parallel_never_both_count(live_third_party_app):
+    from identity.models import Consent
+
+    base_url, app = live_third_party_app
+    browser, state, fields = consent_page(base_url, app)
+    results = answer_in_parallel(base_url, browser, fields, ["allow", "deny"] * 5)
+    statuses = Counter(status for status, _body in results)
+    assert statuses == {303: 1, 400: 9}, results
+    winner = next(body["location"] for status, body in results if status == 303)
+    denials = [body for status, body in results if "error=access_denied" in body.get("location", "")]
+    if winner.startswith(REDIRECT_URI):  # the denial won: nothing was granted
+        assert query_of(winner)["error"] == "access_denied" and query_of(winner)["state"] == state
+        assert not Consent.objects.exists()
+    else:  # the approval won: the grant is remembered and a code follows, and nobody was told "denied"
+        assert not denials, results
+        assert Consent.objects.count() == 1
+        callback = browser.follow(winner, REDIRECT_URI)
+        assert "code" in query_of(callback), callback

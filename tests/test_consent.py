@@ -305,3 +305,55 @@ def test_the_consent_page_speaks_the_users_language(client, third_party_app, use
     page = sign_in_to_consent(client, third_party_app).content.decode()
     assert "запитує доступ до вашого облікового запису" in page
     assert "Ваша адреса ел. пошти" in page and "Дозволити" in page
+
+
+# -- the pending consent request: server-side, single-use, bound to the sign-in, expiring --------------
+def test_a_consent_key_only_works_in_the_sign_in_that_saw_it(third_party_app, user):
+    """The same account signed in on another browser (or again) cannot answer this page."""
+    first, second = Client(), Client()
+    key = consent_key(sign_in_to_consent(first, third_party_app))
+    consent_key(sign_in_to_consent(second, third_party_app))
+    assert_error_page(answer(second, key, "allow"))
+    assert not Consent.objects.exists()
+    assert allow(first, key).get("code")
+
+
+def test_a_consent_page_expires_after_15_minutes(client, third_party_app, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity.models import ConsentRequest
+
+    key = consent_key(sign_in_to_consent(client, third_party_app))
+    ConsentRequest.objects.update(created_at=timezone.now() - timedelta(minutes=15, seconds=1))
+    assert_error_page(answer(client, key, "allow"))
+    assert not Consent.objects.exists()
+
+
+def test_an_answered_consent_request_stays_answered(client, third_party_app, user):
+    from identity.models import ConsentRequest
+
+    key = consent_key(sign_in_to_consent(client, third_party_app))
+    response = answer(client, key, "deny")
+    assert client_redirect_query(response)["error"] == "access_denied"
+    assert ConsentRequest.objects.get(key=key).consumed_at is not None
+    assert_error_page(answer(client, key, "allow"))
+    assert not Consent.objects.exists()
+
+
+def test_cleanup_deletes_old_consent_requests_only(client, third_party_app, user):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from identity.models import ConsentRequest
+
+    old_key = consent_key(sign_in_to_consent(client, third_party_app))
+    ConsentRequest.objects.update(created_at=timezone.now() - timedelta(minutes=16))
+    fresh_key = consent_key(authorize(client, authorize_params(third_party_app)))
+    call_command("portcullis_cleanup")
+    assert list(ConsentRequest.objects.values_list("key", flat=True)) == [fresh_key]
+    assert old_key != fresh_key
+    assert allow(client, fresh_key).get("code")

@@ -387,6 +387,163 @@ def test_rejected_logout_leaves_tokens_working(flow, confidential_app, user):
     assert userinfo(Client(), body["access_token"]).status_code == 200
 
 
+# -- logout CSRF: a session opened elsewhere, a cross-site POST, a forged answer ---------------------
+def admin_session(client: Client, user) -> Client:
+    """Signed in through Django admin's own login form, not through the sign-in experience."""
+    user.is_staff = True
+    user.save()
+    login = client.post("/admin/login/", {"username": "alice", "password": "correct horse battery staple",
+                                          "next": "/admin/"})
+    assert login.status_code == 302, login.content[:300]
+    assert client.get("/admin/").status_code == 200
+    return client
+
+
+@pytest.mark.parametrize("extra", [{}, {"client_id": "$CID", "post_logout_redirect_uri": BYE}])
+def test_a_hintless_logout_asks_before_ending_an_admin_session(client, confidential_app, user, extra):
+    """A cross-site link to /oauth/logout must not sign out whoever is signed in without asking."""
+    admin_session(client, user)
+    params = {key: value.replace("$CID", confidential_app.client_id) for key, value in extra.items()}
+    page = logout(client, **params)
+    assert page.status_code == 200
+    assert b"Sign out?" in page.content
+    assert not page.has_header("Location")
+    assert client.get("/admin/").status_code == 200  # still signed in
+
+
+def test_confirming_ends_an_admin_session_too(client, confidential_app, user):
+    browser = strict_browser(admin_session(client, user))
+    csrf, key = csrf_and_key(logout(browser))
+    response = browser.post("/oauth/logout", {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert b"You are signed out" in response.content
+    assert browser.get("/admin/").status_code == 302  # to the admin's login page
+
+
+def test_a_relying_party_may_post_its_logout_request_cross_site(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    response = browser.post("/oauth/logout", {"id_token_hint": body["id_token"], "post_logout_redirect_uri": BYE,
+                                              "state": "s1"}, HTTP_ORIGIN="https://rp.example.com")
+    assert response.status_code == 303
+    assert response["Location"] == BYE + "?state=s1"
+    assert_signed_out(browser, confidential_app)
+
+
+def without_cookies() -> Client:
+    """The same browser posting from another site: SameSite=Lax keeps the session cookie back."""
+    return Client(enforce_csrf_checks=True)
+
+
+def test_a_cross_site_post_without_the_session_cookie_continues_as_a_get(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    carried = without_cookies().post("/oauth/logout", {"id_token_hint": body["id_token"], "state": "s2",
+                                                       "post_logout_redirect_uri": BYE},
+                                     HTTP_ORIGIN="https://rp.example.com")
+    assert carried.status_code == 303
+    location = carried["Location"]
+    assert location.startswith("/oauth/logout?logout=")
+    assert body["id_token"] not in location and body["id_token"].split(".")[1] not in location
+    assert_signed_in(flow.client, confidential_app)  # nothing happened yet
+    response = flow.client.get(location)  # the browser follows with its cookie
+    assert response.status_code == 302
+    assert response["Location"] == BYE + "?state=s2"
+    assert_signed_out(flow.client, confidential_app)
+
+
+def test_a_carried_logout_without_a_hint_still_asks(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    carried = without_cookies().post("/oauth/logout", {"client_id": confidential_app.client_id,
+                                                       "post_logout_redirect_uri": BYE, "state": "s3"})
+    browser = strict_browser(flow.client)
+    page = browser.get(carried["Location"])
+    assert b"Sign out?" in page.content
+    assert_signed_in(browser, confidential_app)
+    csrf, key = csrf_and_key(page)
+    response = browser.post(carried["Location"], {"csrfmiddlewaretoken": csrf, "key": key, "confirm": "yes"})
+    assert response.status_code == 303 and response["Location"] == BYE + "?state=s3"
+    assert_signed_out(browser, confidential_app)
+
+
+def test_a_cross_site_post_with_a_bad_request_is_refused_at_once(client, confidential_app, db):
+    response = without_cookies().post("/oauth/logout", {"client_id": confidential_app.client_id,
+                                                        "post_logout_redirect_uri": "https://evil.example.com/"})
+    assert_no_redirect(response)
+
+
+@pytest.mark.parametrize("tamper", ["flip", "expired", "garbage"])
+def test_a_tampered_or_stale_carried_logout_is_refused(flow, confidential_app, user, monkeypatch, tamper):
+    import time
+
+    from django.core import signing
+
+    body = signed_in(flow, confidential_app)
+    data = {"id_token_hint": body["id_token"], "post_logout_redirect_uri": BYE}
+    if tamper == "expired":
+        with monkeypatch.context() as patch:
+            eleven_minutes_ago = signing.b62_encode(int(time.time()) - 601)
+            patch.setattr(signing.TimestampSigner, "timestamp", lambda self: eleven_minutes_ago)
+            location = without_cookies().post("/oauth/logout", data)["Location"]
+    else:
+        location = without_cookies().post("/oauth/logout", data)["Location"]
+        value = location.split("logout=", 1)[1]
+        location = "/oauth/logout?logout=" + (value[:-3] + ("AAA" if value[-3:] != "AAA" else "BBB")
+                                              if tamper == "flip" else "garbage")
+    response = flow.client.get(location)
+    assert_no_redirect(response)
+    assert_signed_in(flow.client, confidential_app)
+
+
+@pytest.mark.parametrize("forgery", [{}, {"HTTP_ORIGIN": "https://evil.example.com"}])
+def test_a_forged_cross_site_confirmation_signs_nobody_out(flow, confidential_app, user, forgery):
+    """The attacker knows the form (even the key, say): without this site's CSRF token, or from
+    another origin, the answer is refused."""
+    signed_in(flow, confidential_app)
+    browser = strict_browser(flow.client)
+    csrf, key = csrf_and_key(logout(browser, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE))
+    fields = {"key": key, "confirm": "yes"}
+    if forgery:
+        fields["csrfmiddlewaretoken"] = csrf
+    response = browser.post("/oauth/logout", fields, **forgery)
+    assert response.status_code == 403
+    assert not response.has_header("Location")
+    assert_signed_in(browser, confidential_app)
+
+
+def test_an_over_long_logout_request_is_refused_and_not_stored(flow, confidential_app, user):
+    from django.contrib.sessions.models import Session
+
+    signed_in(flow, confidential_app)
+    response = logout(flow.client, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE,
+                      state="s" * 2_000_000)
+    assert_no_redirect(response)
+    assert max(len(session.session_data) for session in Session.objects.all()) < 8192
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_head_on_logout_signs_nobody_out(flow, confidential_app, user):
+    body = signed_in(flow, confidential_app)
+    response = flow.client.head("/oauth/logout?" + urlencode({"id_token_hint": body["id_token"]}))
+    assert response.status_code == 405
+    assert_signed_in(flow.client, confidential_app)
+
+
+def test_the_sign_out_question_may_send_its_answer_on_to_the_registered_uri_only(flow, confidential_app, user):
+    signed_in(flow, confidential_app)
+    page = logout(flow.client, client_id=confidential_app.client_id, post_logout_redirect_uri=BYE)
+    policy = page["Content-Security-Policy"]
+    assert "form-action 'self' https://rp.example.com;" in policy
+    assert "script-src 'none'" in policy and "default-src 'self'" in policy
+    bare = logout(flow.client)
+    assert "form-action 'self';" in bare["Content-Security-Policy"]
+
+
+def test_a_stale_sign_out_request_is_explained_in_the_users_language(client, db):
+    client.defaults["HTTP_ACCEPT_LANGUAGE"] = "uk"
+    response = client.get("/oauth/logout?logout=garbage")
+    assert_no_redirect(response)
+    assert "Термін запиту на вихід минув" in response.content.decode()
+
+
 # -- the last page offers a way on -------------------------------------------------------------------
 def test_the_signed_out_page_leads_back_to_the_application(flow, confidential_app, user):
     signed_in(flow, confidential_app)
