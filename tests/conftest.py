@@ -1,27 +1,18 @@
-"""Shared fixtures: applications, users, and helpers that speak the protocol."""
+"""Shared fixtures: applications, users, flows. The helpers they use are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
 from django.utils import translation
-from oauth2_provider.models import get_application_model
 
 from identity import cors, keys
-from identity.models import ApplicationSettings, Profile
-
-Application = get_application_model()
-PASSWORD = "correct horse battery staple"
-REDIRECT_URI = "https://rp.example.com/callback"
+from identity.models import Profile
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, ClientApp, Flow, make_application
 
 
 @pytest.fixture(autouse=True)
@@ -43,29 +34,8 @@ def _default_language() -> Any:
     translation.deactivate()
 
 
-@dataclass
-class ClientApp:
-    application: Any
-    client_id: str
-    client_secret: str | None
 
 
-def make_application(*, public: bool = False, first_party: bool = True, redirect_uri: str = REDIRECT_URI,
-                     post_logout: str = "https://rp.example.com/bye", name: str = "Relying party") -> ClientApp:
-    secret = None if public else secrets.token_urlsafe(32)
-    application = Application(
-        name=name,
-        client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=redirect_uri,
-        post_logout_redirect_uris=post_logout,
-        algorithm=Application.RS256_ALGORITHM,
-    )
-    if secret:
-        application.client_secret = secret
-    application.save()
-    ApplicationSettings.objects.create(application=application, first_party=first_party)
-    return ClientApp(application, application.client_id, secret)
 
 
 @pytest.fixture
@@ -109,65 +79,14 @@ def user(db: Any, django_user_model: Any, password_authenticator: Any) -> Any:
     return account
 
 
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
-def query_of(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
 
 
-def authorize_params(app: ClientApp, challenge: str | None = None, **extra: str) -> dict[str, str]:
-    params = {
-        "response_type": "code",
-        "client_id": app.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile email phone",
-        "state": secrets.token_urlsafe(8),
-        "nonce": secrets.token_urlsafe(8),
-    }
-    if challenge:
-        params.update(code_challenge=challenge, code_challenge_method="S256")
-    params.update(extra)
-    return params
 
 
-def sign_in_on_page(client: Client, sign_in_url: str, identifier: str = "alice", password: str = PASSWORD) -> Any:
-    page = client.get(sign_in_url)
-    assert page.status_code == 200, page.content
-    return client.post(sign_in_url, {"identifier": identifier, "password": password, "authenticator": "password"})
 
 
-@dataclass
-class Flow:
-    """Drives a browser through authorize → sign-in → code with the Django test client."""
-
-    client: Client
-
-    def authorize(self, params: dict[str, str]) -> Any:
-        return self.client.get("/oauth/authorize?" + urlencode(params))
-
-    def code_for(self, app: ClientApp, params: dict[str, str] | None = None, *, identifier: str = "alice",
-                 password: str = PASSWORD) -> tuple[str, dict[str, str]]:
-        params = params or authorize_params(app)
-        response = self.authorize(params)
-        while response.status_code in (302, 303) and "/sign-in/" in response["Location"]:
-            response = sign_in_on_page(self.client, response["Location"], identifier, password)
-            assert response.status_code == 303, response.content
-            response = self.client.get(response["Location"])
-        assert response.status_code == 302, getattr(response, "content", b"")[:500]
-        query = query_of(response["Location"])
-        assert "code" in query, query
-        return query["code"], params
-
-    def token(self, app: ClientApp, code: str, params: dict[str, str], **extra: str) -> Any:
-        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": params["redirect_uri"],
-                "client_id": app.client_id, **extra}
-        if app.client_secret:
-            data["client_secret"] = app.client_secret
-        return self.client.post("/oauth/token", data)
 
 
 @pytest.fixture
@@ -175,17 +94,8 @@ def flow(client: Client) -> Flow:
     return Flow(client)
 
 
-def form_errors(html: str) -> list[str]:
-    """The messages of a page's error summary (the element a failed form focuses on load)."""
-    summary = re.search(r'<div class="error-summary" id="form-error" role="alert" tabindex="-1" autofocus[^>]*>(.*?)</div>', html, re.S)
-    assert summary, html
-    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary.group(1), re.S)]
 
 
-def sign_in_url_from(response: Any) -> str:
-    location = response["Location"]
-    assert re.search(r"/sign-in/[^/]+/$", location), location
-    return location
 
 
 @pytest.fixture(scope="session")
@@ -197,29 +107,16 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
-def run_together(count: int, work: Any) -> list[Any]:
-    """Run ``work(index)`` in ``count`` threads released at once; each result, or the exception it
-    raised. Each thread closes its own database connection (transactional tests)."""
-    import threading
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A Playwright page in headless Chromium (15 s per action, for a busy machine)."""
+    from playwright.sync_api import sync_playwright
 
-    from django.db import connection
-
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def worker(index: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = work(index)
-        except Exception as error:  # noqa: BLE001  the caller asserts on it
-            results[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        yield page
+        context.close()
+        browser.close()

@@ -16,8 +16,7 @@ from django.utils import timezone
 
 from experience.models import Interaction
 from identity.models import Consent
-from tests.conftest import PASSWORD, authorize_params, make_application
-from tests.test_browser_demo import ARGS, CHROMIUM
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, authorize_params, make_application
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +33,7 @@ def chromium() -> Iterator[Any]:
     # tests (and the database flush after each) are plain synchronous code all the same.
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

@@ -12,8 +12,16 @@ from oauth2_provider.models import get_application_model
 
 from authenticators.models import Authenticator
 from identity.models import ApplicationSettings, SigningKey
-from tests.conftest import REDIRECT_URI, ClientApp, authorize_params, pkce_pair
-from tests.token_helpers import TOKEN_URL, basic_auth, error_of, tokens_for
+from tests.helpers import (
+    REDIRECT_URI,
+    TOKEN_URL,
+    ClientApp,
+    authorize_params,
+    basic_auth,
+    error_of,
+    pkce_pair,
+    tokens_for,
+)
 
 pytestmark = pytest.mark.django_db
 Application = get_application_model()
@@ -192,7 +200,7 @@ def test_a_uri_that_can_never_match_is_a_field_error(admin_client, field, uri, p
 @pytest.mark.parametrize(("uri", "problem"), NEVER_MATCHING_URIS[:4])
 def test_the_authorization_endpoint_refuses_what_the_admin_refuses(flow, user, uri, problem):
     """The same rule at both ends: registered behind the admin's back, such a URI still never redirects."""
-    from tests.conftest import make_application
+    from tests.helpers import make_application
 
     app = make_application(redirect_uri=uri)
     response = flow.authorize(authorize_params(app, pkce_pair()[1], redirect_uri=uri))

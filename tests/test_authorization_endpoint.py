@@ -18,10 +18,14 @@ from django.test import Client
 
 from identity.models import Profile
 from identity.subjects import subject_of
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     REDIRECT_URI,
+    assert_error_page,
+    assert_no_framing,
+    authorize,
     authorize_params,
+    jwt_payload,
     make_application,
     pkce_pair,
     query_of,
@@ -33,10 +37,6 @@ SIGN_IN_RE = re.compile(r"^(?:http://testserver)?/sign-in/[^/?#]+/$")
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def assert_error_page(response: Any) -> None:
-    """An error shown in the browser: never a redirect anywhere."""
-    assert response.status_code == 400, (response.status_code, response.get("Location"))
-    assert not response.has_header("Location"), response["Location"]
 
 
 def assert_client_redirect(response: Any, redirect_uri: str = REDIRECT_URI) -> dict[str, str]:
@@ -64,21 +64,6 @@ def assert_sign_in_redirect(response: Any) -> str:
     location = response["Location"]
     assert SIGN_IN_RE.match(location), location
     return location
-
-
-def assert_no_framing(response: Any) -> None:
-    assert response["X-Frame-Options"] == "DENY"
-    assert "frame-ancestors 'none'" in response.get("Content-Security-Policy", ""), response.get(
-        "Content-Security-Policy")
-
-
-def authorize(client: Client, params: dict[str, str]) -> Any:
-    return client.get("/oauth/authorize?" + urlencode(params))
-
-
-def jwt_payload(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def id_token_claims(flow: Any, app: Any, code: str, params: dict[str, str], **extra: str) -> dict[str, Any]:
@@ -404,7 +389,7 @@ def test_invalid_max_age_without_session_answers_invalid_request(client, confide
 
 # -- id_token_hint ----------------------------------------------------------------------------------------------
 def id_token_for(app: Any, identifier: str) -> str:
-    from tests.conftest import Flow
+    from tests.helpers import Flow
 
     other = Flow(Client())
     code, params = other.code_for(app, identifier=identifier)
@@ -684,10 +669,9 @@ def test_next_on_sign_in_page_keeps_same_site_path(client, user):
     assert response["Location"] == "/admin/?tab=1"
 
 
-
 @pytest.mark.parametrize("registered", ["http://rp.example.com/callback", "http://10.0.0.5/callback"])
 def test_plain_http_redirect_uris_are_refused_unless_loopback(flow, user, registered):
-    from tests.conftest import make_application
+    from tests.helpers import make_application
 
     app = make_application(redirect_uri=registered)
     response = flow.authorize({**authorize_params(app), "redirect_uri": registered})
@@ -696,7 +680,7 @@ def test_plain_http_redirect_uris_are_refused_unless_loopback(flow, user, regist
 
 
 def test_an_out_of_range_loopback_port_is_an_error_page(flow, user):
-    from tests.conftest import make_application
+    from tests.helpers import make_application
 
     app = make_application(redirect_uri="http://127.0.0.1/callback")
     response = flow.authorize({**authorize_params(app), "redirect_uri": "http://127.0.0.1:99999/callback"})

@@ -17,8 +17,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 from django.test import Client
 
-from tests.conftest import REDIRECT_URI, Flow, authorize_params
-from tests.oidc_helpers import issue_tokens
+from tests.helpers import REDIRECT_URI, Flow, authorize_params, issue_tokens
 
 BYE = "https://rp.example.com/bye"
 HUGE = "A" * 100_000
@@ -639,7 +638,7 @@ def test_real_tokens_with_garbage_around_them(flow, confidential_app, public_app
 
 
 def test_code_redeemed_with_garbage_companions(flow, confidential_app, user):
-    from tests.conftest import pkce_pair
+    from tests.helpers import pkce_pair
 
     verifier, challenge = pkce_pair()
     code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))

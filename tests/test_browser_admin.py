@@ -7,8 +7,6 @@ from typing import Any
 
 import pytest
 
-from tests.test_browser_demo import page  # noqa: F401 - the Chromium page fixture
-
 pytestmark = pytest.mark.browser
 
 

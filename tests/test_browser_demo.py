@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from oauth2_provider.models import get_application_model
 
 from identity.models import ApplicationSettings
 from identity.subjects import subject_of
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -31,20 +27,6 @@ def demo_client(live_server, settings, transactional_db):
     )
     ApplicationSettings.objects.create(application=application, first_party=True)
     return application
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(15000)
-        yield page
-        context.close()
-        browser.close()
 
 
 def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client, user, page, tmp_path):
@@ -163,7 +145,7 @@ def csp_violations(page) -> list[str]:
 def start_authorization(page, live_server, application, other_origin, **extra: str) -> dict[str, str]:
     from urllib.parse import urlencode
 
-    from tests.conftest import pkce_pair
+    from tests.helpers import pkce_pair
 
     verifier, challenge = pkce_pair()
     params = {**authorize_params_for(application, other_origin, challenge), **extra}
@@ -188,7 +170,7 @@ def sign_in_on_hosted_page(page) -> None:
 
 
 def callback_query(page, other_origin: OtherOrigin, path: str = "/callback") -> dict[str, str]:
-    from tests.conftest import query_of
+    from tests.helpers import query_of
 
     page.wait_for_url(f"{other_origin.url}{path}?*")
     assert page.locator("#reached").is_visible()

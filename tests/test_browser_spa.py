@@ -20,8 +20,7 @@ from oauth2_provider.models import get_application_model
 
 from identity.models import ApplicationSettings
 from identity.subjects import subject_of
-from tests.conftest import PASSWORD
-from tests.test_browser_demo import page  # noqa: F401  the Playwright page (headless Chromium)
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -3,7 +3,6 @@ method per request, judged on its own, each rule written as the attack it stops.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -11,14 +10,16 @@ import pytest
 from django.test import Client
 from oauth2_provider.models import get_access_token_model
 
-from tests.conftest import ClientApp, make_application
-from tests.token_helpers import (
+from tests.helpers import (
     INTROSPECT_URL,
     REVOKE_URL,
     TOKEN_URL,
+    ClientApp,
+    b64,
     basic_auth,
     error_of,
     introspect,
+    make_application,
     refresh,
     revoke,
     tokens_for,
@@ -27,10 +28,6 @@ from tests.token_helpers import (
 
 AccessToken = get_access_token_model()
 ENDPOINTS = ["token", "revocation", "introspection"]
-
-
-def b64(raw: bytes | str) -> str:
-    return base64.b64encode(raw.encode() if isinstance(raw, str) else raw).decode()
 
 
 UNREADABLE_BASIC = {
@@ -152,7 +149,7 @@ def test_a_body_client_id_other_than_basics_is_invalid_client(flow, confidential
 
 
 def test_a_body_client_id_other_than_basics_cannot_redeem_a_code(flow, confidential_app, other_app, user):
-    from tests.conftest import authorize_params, pkce_pair
+    from tests.helpers import authorize_params, pkce_pair
 
     verifier, challenge = pkce_pair()
     code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))

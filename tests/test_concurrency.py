@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.browser_session import Browser
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     REDIRECT_URI,
     ClientApp,

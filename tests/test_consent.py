@@ -10,7 +10,16 @@ import pytest
 from django.test import Client
 
 from identity.models import Consent
-from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, query_of, sign_in_on_page
+from tests.helpers import (
+    PASSWORD,
+    REDIRECT_URI,
+    assert_error_page,
+    assert_no_framing,
+    authorize,
+    authorize_params,
+    query_of,
+    sign_in_on_page,
+)
 
 ISSUER = "http://testserver"
 SIGN_IN_RE = re.compile(r"^(?:http://testserver)?/sign-in/[^/?#]+/$")
@@ -18,8 +27,6 @@ CONSENT_URL = "/oauth/authorize/consent"
 
 
 # -- helpers (kept local to this file) ----------------------------------------------------------------
-def authorize(client: Client, params: dict[str, str]) -> Any:
-    return client.get("/oauth/authorize?" + urlencode(params))
 
 
 def consent_key(response: Any) -> str:
@@ -39,16 +46,6 @@ def client_redirect_query(response: Any) -> dict[str, str]:
     query = query_of(response["Location"])
     assert query.get("iss") == ISSUER, query
     return query
-
-
-def assert_error_page(response: Any) -> None:
-    assert response.status_code == 400, (response.status_code, response.get("Location"))
-    assert not response.has_header("Location")
-
-
-def assert_no_framing(response: Any) -> None:
-    assert response["X-Frame-Options"] == "DENY"
-    assert "frame-ancestors 'none'" in response.get("Content-Security-Policy", "")
 
 
 def sign_in_to_consent(client: Client, app: Any, params: dict[str, str] | None = None) -> Any:
@@ -158,7 +155,7 @@ def test_more_scopes_than_granted_asks_again(client, third_party_app, user):
 
 
 def test_consent_for_one_app_does_not_cover_another(client, third_party_app, user):
-    from tests.conftest import make_application
+    from tests.helpers import make_application
 
     allow(client, consent_key(sign_in_to_consent(client, third_party_app)))
     other = make_application(first_party=False, name="Another third party")
@@ -188,7 +185,7 @@ def test_first_party_app_never_shows_consent(flow, confidential_app, user):
 
 
 def test_first_party_public_app_never_shows_consent(flow, public_app, user):
-    from tests.conftest import pkce_pair
+    from tests.helpers import pkce_pair
 
     _verifier, challenge = pkce_pair()
     code, _params = flow.code_for(public_app, authorize_params(public_app, challenge))

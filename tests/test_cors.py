@@ -14,8 +14,19 @@ from django.test import Client
 
 from identity import cors
 from identity.subjects import subject_of
-from tests.conftest import ClientApp, Flow, authorize_params, make_application, pkce_pair
-from tests.token_helpers import INTROSPECT_URL, REVOKE_URL, TOKEN_URL, USERINFO_URL, basic_auth, tokens_for
+from tests.helpers import (
+    INTROSPECT_URL,
+    REVOKE_URL,
+    TOKEN_URL,
+    USERINFO_URL,
+    ClientApp,
+    Flow,
+    authorize_params,
+    basic_auth,
+    make_application,
+    pkce_pair,
+    tokens_for,
+)
 
 SPA = "https://spa.example.com"
 OTHER_SPA = "https://other-spa.example.com"

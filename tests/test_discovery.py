@@ -145,7 +145,7 @@ def test_issuer_follows_the_host_when_not_configured(client, db, settings):
 
 
 def test_configured_issuer_is_the_id_token_iss(flow, confidential_app, user, settings):
-    from tests.oidc_helpers import issue_tokens, verify_id_token
+    from tests.helpers import issue_tokens, verify_id_token
 
     settings.PORTCULLIS_ISSUER = "https://id.example.com"
     body, _ = issue_tokens(flow, confidential_app)

@@ -25,8 +25,7 @@ from experience.errors import EngineError
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import MfaPolicy, Policy, policy_for
-from tests.conftest import PASSWORD
-from tests.token_helpers import introspect, jwt_payload, refresh
+from tests.helpers import PASSWORD, introspect, jwt_payload, refresh
 
 OUTBOX: list[tuple[str, str]] = []
 

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from authenticators.base import AuthError, BaseAuth
 from authenticators.models import Authenticator
 from authenticators.registry import AlreadyRegistered, registry
-from tests.conftest import authorize_params, query_of
+from tests.helpers import authorize_params, query_of
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from jwcrypto.common import JWException
 from identity import keys
 from identity.models import SigningKey
 from identity.subjects import subject_of
-from tests.oidc_helpers import (
+from tests.helpers import (
     expected_at_hash,
     fetch_jwks,
     issue_tokens,

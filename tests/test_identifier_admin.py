@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 
 from identity.identifiers import create_user, find_user
 from identity.models import Profile
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

@@ -17,7 +17,7 @@ from experience.models import AuditEvent
 from identity import identifiers
 from identity.identifiers import EMAIL, PHONE, USERNAME, comparison_key, create_user, find_user
 from identity.models import Profile, SignInIdentifier
-from tests.conftest import PASSWORD, authorize_params, form_errors, run_together, sign_in_url_from
+from tests.helpers import PASSWORD, authorize_params, form_errors, run_together, sign_in_url_from
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

@@ -15,8 +15,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from identity.models import Profile, SignInIdentifier
-from tests.conftest import PASSWORD, authorize_params, sign_in_url_from
-from tests.oidc_helpers import issue_tokens, userinfo
+from tests.helpers import PASSWORD, authorize_params, issue_tokens, sign_in_url_from, userinfo
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEFORE = [("identity", "0001_initial")]

@@ -11,8 +11,17 @@ import pytest
 from django.test import Client
 
 from identity import keys
-from tests.conftest import REDIRECT_URI, Flow, authorize_params, make_application, query_of
-from tests.oidc_helpers import b64url_decode, b64url_encode, issue_tokens, userinfo
+from tests.helpers import (
+    REDIRECT_URI,
+    Flow,
+    authorize_params,
+    b64url_decode,
+    b64url_encode,
+    issue_tokens,
+    make_application,
+    query_of,
+    userinfo,
+)
 
 BYE = "https://rp.example.com/bye"
 OTHER_BYE = "https://other.example.com/bye"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import sign_in_on_page
+from tests.helpers import sign_in_on_page
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from authlib.oidc.core import CodeIDToken
 
 from identity.subjects import subject_of
 from tests.browser_session import Browser
-from tests.conftest import make_application
+from tests.helpers import make_application
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never contacted: the browser stops at the redirect
 

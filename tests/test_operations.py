@@ -12,8 +12,7 @@ from jwcrypto import jwk
 
 from experience.models import Interaction
 from identity.models import AuthorizationRecord, SigningKey
-from tests.conftest import authorize_params, pkce_pair
-from tests.oidc_helpers import jwt_header
+from tests.helpers import authorize_params, jwt_header, pkce_pair
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 
 from identity.prepared import PreparedLookup
 from identity.validators import AccessToken
-from tests.conftest import authorize_params, pkce_pair
+from tests.helpers import authorize_params, pkce_pair
 
 pytestmark = pytest.mark.django_db
 

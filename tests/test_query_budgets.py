@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import pytest
 
 from identity.subjects import subject_of
-from tests.conftest import authorize_params, pkce_pair, query_of
+from tests.helpers import authorize_params, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

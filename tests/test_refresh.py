@@ -16,13 +16,14 @@ from oauth2_provider.settings import oauth2_settings
 from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
 from identity.subjects import subject_of
-from tests.conftest import authorize_params, pkce_pair
-from tests.token_helpers import (
+from tests.helpers import (
+    authorize_params,
     checksum,
     entropy_bits,
     error_of,
     introspect,
     jwt_payload,
+    pkce_pair,
     refresh,
     tokens_for,
     userinfo_status,

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from authenticators.models import Authenticator
 from experience.models import AuditEvent, Interaction
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     REDIRECT_URI,
     authorize_params,

@@ -1,4 +1,4 @@
-from tests.conftest import authorize_params, pkce_pair
+from tests.helpers import authorize_params, pkce_pair
 
 
 def test_code_flow_with_test_client(flow, confidential_app, user):

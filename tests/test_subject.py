@@ -16,9 +16,18 @@ from identity.identifiers import create_user
 from identity.models import Profile
 from identity.subjects import subject_of, user_for_subject
 from identity.validators import sign
-from tests.conftest import PASSWORD, authorize_params, query_of, run_together
-from tests.oidc_helpers import issue_tokens, userinfo, verify_id_token
-from tests.token_helpers import INTROSPECT_URL, basic_auth, jwt_payload, refresh
+from tests.helpers import (
+    PASSWORD,
+    authorize_params,
+    introspect,
+    issue_tokens,
+    jwt_payload,
+    query_of,
+    refresh,
+    run_together,
+    userinfo,
+    verify_id_token,
+)
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -26,8 +35,8 @@ ISSUER = "http://testserver"
 BYE = "https://rp.example.com/bye"
 
 
-def introspect(client: Any, app: Any, token: str) -> dict[str, Any]:
-    response = client.post(INTROSPECT_URL, {"token": token}, HTTP_AUTHORIZATION=basic_auth(app))
+def introspected(client: Any, app: Any, token: str) -> dict[str, Any]:
+    response = introspect(client, app, token)
     assert response.status_code == 200, response.content
     return response.json()
 
@@ -44,8 +53,8 @@ def test_sub_is_an_opaque_random_string_and_the_same_in_every_answer(flow, confi
     assert re.fullmatch(r"[0-9a-f]{32}", sub), sub
     assert sub != str(user.pk)
     assert userinfo(flow.client, body["access_token"]).json()["sub"] == sub
-    assert introspect(flow.client, confidential_app, body["access_token"])["sub"] == sub
-    assert introspect(flow.client, confidential_app, body["refresh_token"])["sub"] == sub
+    assert introspected(flow.client, confidential_app, body["access_token"])["sub"] == sub
+    assert introspected(flow.client, confidential_app, body["refresh_token"])["sub"] == sub
     assert Profile.objects.get(user=user).subject == sub and user_for_subject(sub) == user
 
 

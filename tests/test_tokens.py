@@ -16,15 +16,20 @@ from oauth2_provider.models import (
 from oauth2_provider.settings import oauth2_settings
 
 from identity.subjects import subject_of
-from tests.conftest import PASSWORD, REDIRECT_URI, authorize_params, make_application, pkce_pair, query_of
-from tests.token_helpers import (
+from tests.helpers import (
+    PASSWORD,
+    REDIRECT_URI,
     TOKEN_URL,
+    authorize_params,
     basic_auth,
     checksum,
     entropy_bits,
     error_of,
     introspect,
     jwt_payload,
+    make_application,
+    pkce_pair,
+    query_of,
     refresh,
     revoke,
     tokens_for,

@@ -13,14 +13,15 @@ from urllib.parse import urlencode
 import pytest
 
 from identity.subjects import subject_of
-from tests.conftest import authorize_params, pkce_pair
-from tests.token_helpers import (
+from tests.helpers import (
     INTROSPECT_URL,
     REVOKE_URL,
     TOKEN_URL,
     USERINFO_URL,
+    authorize_params,
     basic_auth,
     introspect,
+    pkce_pair,
     refresh,
     tokens_for,
     userinfo_status,

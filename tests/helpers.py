@@ -1,0 +1,332 @@
+"""The tests' helpers, in one module: applications and flows that speak the protocol, checks of JWTs
+the way a relying party makes them (with the published JWKS only), token-endpoint calls, page
+assertions. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import secrets
+import shutil
+import string
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from django.test import Client
+from jwcrypto import jwk, jwt
+from oauth2_provider.models import get_application_model
+
+from identity.models import ApplicationSettings
+
+Application = get_application_model()
+PASSWORD = "correct horse battery staple"
+# Debian's Chromium, driven by Playwright (which cannot download browsers here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REDIRECT_URI = "https://rp.example.com/callback"
+
+
+
+
+
+
+@dataclass
+class ClientApp:
+    application: Any
+    client_id: str
+    client_secret: str | None
+
+
+def make_application(*, public: bool = False, first_party: bool = True, redirect_uri: str = REDIRECT_URI,
+                     post_logout: str = "https://rp.example.com/bye", name: str = "Relying party") -> ClientApp:
+    secret = None if public else secrets.token_urlsafe(32)
+    application = Application(
+        name=name,
+        client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=redirect_uri,
+        post_logout_redirect_uris=post_logout,
+        algorithm=Application.RS256_ALGORITHM,
+    )
+    if secret:
+        application.client_secret = secret
+    application.save()
+    ApplicationSettings.objects.create(application=application, first_party=first_party)
+    return ClientApp(application, application.client_id, secret)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+def authorize_params(app: ClientApp, challenge: str | None = None, **extra: str) -> dict[str, str]:
+    params = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email phone",
+        "state": secrets.token_urlsafe(8),
+        "nonce": secrets.token_urlsafe(8),
+    }
+    if challenge:
+        params.update(code_challenge=challenge, code_challenge_method="S256")
+    params.update(extra)
+    return params
+
+
+def sign_in_on_page(client: Client, sign_in_url: str, identifier: str = "alice", password: str = PASSWORD) -> Any:
+    page = client.get(sign_in_url)
+    assert page.status_code == 200, page.content
+    return client.post(sign_in_url, {"identifier": identifier, "password": password, "authenticator": "password"})
+
+
+@dataclass
+class Flow:
+    """Drives a browser through authorize → sign-in → code with the Django test client."""
+
+    client: Client
+
+    def authorize(self, params: dict[str, str]) -> Any:
+        return self.client.get("/oauth/authorize?" + urlencode(params))
+
+    def code_for(self, app: ClientApp, params: dict[str, str] | None = None, *, identifier: str = "alice",
+                 password: str = PASSWORD) -> tuple[str, dict[str, str]]:
+        params = params or authorize_params(app)
+        response = self.authorize(params)
+        while response.status_code in (302, 303) and "/sign-in/" in response["Location"]:
+            response = sign_in_on_page(self.client, response["Location"], identifier, password)
+            assert response.status_code == 303, response.content
+            response = self.client.get(response["Location"])
+        assert response.status_code == 302, getattr(response, "content", b"")[:500]
+        query = query_of(response["Location"])
+        assert "code" in query, query
+        return query["code"], params
+
+    def token(self, app: ClientApp, code: str, params: dict[str, str], **extra: str) -> Any:
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": params["redirect_uri"],
+                "client_id": app.client_id, **extra}
+        if app.client_secret:
+            data["client_secret"] = app.client_secret
+        return self.client.post("/oauth/token", data)
+
+
+
+
+def form_errors(html: str) -> list[str]:
+    """The messages of a page's error summary (the element a failed form focuses on load)."""
+    summary = re.search(r'<div class="error-summary" id="form-error" role="alert" tabindex="-1" autofocus[^>]*>(.*?)</div>', html, re.S)
+    assert summary, html
+    return [re.sub(r"<[^>]+>", "", item) for item in re.findall(r"<li>(.*?)</li>", summary.group(1), re.S)]
+
+
+def sign_in_url_from(response: Any) -> str:
+    location = response["Location"]
+    assert re.search(r"/sign-in/[^/]+/$", location), location
+    return location
+
+
+
+
+def run_together(count: int, work: Any) -> list[Any]:
+    """Run ``work(index)`` in ``count`` threads released at once; each result, or the exception it
+    raised. Each thread closes its own database connection (transactional tests)."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = work(index)
+        except Exception as error:  # noqa: BLE001  the caller asserts on it
+            results[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+# -- ID tokens and JWTs ------------------------------------------------------------------------------
+def b64url_decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_header(token: str) -> dict[str, Any]:
+    return json.loads(b64url_decode(token.split(".")[0]))
+
+
+def jwt_payload(token: str) -> dict[str, Any]:
+    """The claims, unverified (for tests that build tampered tokens)."""
+    return json.loads(b64url_decode(token.split(".")[1]))
+
+
+def fetch_jwks(client: Client) -> tuple[dict[str, Any], jwk.JWKSet]:
+    response = client.get("/.well-known/jwks.json")
+    assert response.status_code == 200, response.content
+    document = response.json()
+    return document, jwk.JWKSet.from_json(response.content)
+
+
+def verify_id_token(client: Client, id_token: str) -> dict[str, Any]:
+    """Verify the signature against the published JWKS, as a relying party would; the claims."""
+    _document, keyset = fetch_jwks(client)
+    token = jwt.JWT(jwt=id_token, key=keyset, algs=["RS256"], check_claims=False)
+    return json.loads(token.claims)
+
+
+def expected_at_hash(access_token: str) -> str:
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return b64url_encode(digest[: len(digest) // 2])
+
+
+def issue_tokens(flow: Flow, app: ClientApp, scope: str = "openid profile email phone", **extra: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run authorize → sign-in → token for ``app``; the token response body and the request."""
+    verifier, challenge = pkce_pair()
+    params = authorize_params(app, challenge, scope=scope, **extra)
+    code, params = flow.code_for(app, params)
+    response = flow.token(app, code, params, code_verifier=verifier)
+    assert response.status_code == 200, response.content
+    return response.json(), params
+
+
+def userinfo(client: Client, access_token: str) -> Any:
+    return client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
+
+
+# -- the token endpoint --------------------------------------------------------------------------------
+TOKEN_URL = "/oauth/token"
+USERINFO_URL = "/oauth/userinfo"
+REVOKE_URL = "/oauth/revoke"
+INTROSPECT_URL = "/oauth/introspect"
+
+UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
+
+
+def basic_auth(app: ClientApp, secret: str | None = None) -> str:
+    raw = f"{app.client_id}:{secret if secret is not None else app.client_secret}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+
+
+def error_of(response: Any) -> str | None:
+    try:
+        return response.json().get("error")
+    except ValueError:
+        return None
+
+
+def tokens_for(flow: Flow, app: ClientApp, *, pkce: bool = True, **authorize_extra: str) -> dict[str, Any]:
+    """Authorize (signing in when needed) and redeem the code; the token response body."""
+    verifier, challenge = pkce_pair() if pkce else (None, None)
+    code, params = flow.code_for(app, authorize_params(app, challenge, **authorize_extra))
+    extra = {"code_verifier": verifier} if verifier else {}
+    response = flow.token(app, code, params, **extra)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def refresh(client: Client, app: ClientApp, refresh_token: str, *, secret: str | None = None) -> Any:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": app.client_id}
+    secret = secret if secret is not None else app.client_secret
+    if secret:
+        data["client_secret"] = secret
+    return client.post(TOKEN_URL, data)
+
+
+def userinfo_status(client: Client, access_token: str) -> int:
+    return client.get(USERINFO_URL, HTTP_AUTHORIZATION=f"Bearer {access_token}").status_code
+
+
+def revoke(client: Client, app: ClientApp, token: str, hint: str | None = None) -> Any:
+    data = {"token": token}
+    if hint:
+        data["token_type_hint"] = hint
+    return client.post(REVOKE_URL, data, HTTP_AUTHORIZATION=basic_auth(app))
+
+
+def introspect(client: Client, app: ClientApp | None, token: str, *, secret: str | None = None) -> Any:
+    headers = {} if app is None else {"HTTP_AUTHORIZATION": basic_auth(app, secret)}
+    return client.post(INTROSPECT_URL, {"token": token}, **headers)
+
+
+def entropy_bits(samples: list[str]) -> float:
+    """A lower bound of the randomness of tokens shaped like ``samples``: the shortest length times
+    log2 of the smallest usual alphabet that holds every character seen."""
+    seen = set("".join(samples))
+    alphabets = [
+        set(string.digits),
+        set(string.hexdigits.lower()),
+        set(string.hexdigits),
+        set(string.ascii_letters + string.digits),
+        set(string.ascii_letters + string.digits + "-_"),
+        UNRESERVED,
+    ]
+    for alphabet in alphabets:
+        if seen <= alphabet:
+            return min(len(s) for s in samples) * math.log2(len(alphabet))
+    raise AssertionError(f"unexpected characters in tokens: {sorted(seen - UNRESERVED)}")
+
+
+def checksum(token: str) -> str:
+    """How DOT finds a token stored hashed at rest."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# -- pages ---------------------------------------------------------------------------------------------
+def authorize(client: Client, params: dict[str, str]) -> Any:
+    """GET the authorization endpoint with ``params``."""
+    return client.get("/oauth/authorize?" + urlencode(params))
+
+
+def assert_error_page(response: Any) -> None:
+    """An error shown in the browser: never a redirect anywhere."""
+    assert response.status_code == 400, (response.status_code, response.get("Location"))
+    assert not response.has_header("Location"), response["Location"]
+
+
+def assert_no_framing(response: Any) -> None:
+    assert response["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.get("Content-Security-Policy", ""), response.get(
+        "Content-Security-Policy")
+
+
+def b64(raw: bytes | str) -> str:
+    """Standard base64 of ``raw`` (an HTTP Basic credential, say)."""
+    return base64.b64encode(raw.encode() if isinstance(raw, str) else raw).decode()
