@@ -217,8 +217,8 @@ class ConsentRequest(models.Model):
     def consume(cls, key: str, user_id: str, sid: str) -> ConsentRequest | None:
         """The pending request ``key`` of this user's sign-in ``sid``, once; None when unknown,
         expired, someone else's, or already answered (by this request's rivals too)."""
-        if not key or len(key) > 64:
-            return None
+        if not isinstance(key, str) or not key or len(key) > 64 or not key.isascii() or not key.isprintable():
+            return None  # never a key we made (and a NUL cannot even be queried on PostgreSQL)
         now = timezone.now()
         won = cls.objects.filter(key=key, user_id=user_id, sid=sid, consumed_at__isnull=True,
                                  created_at__gt=now - cls.TTL).update(consumed_at=now)
