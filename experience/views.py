@@ -40,6 +40,9 @@ def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | N
 class SignInStartView(View):
     """``/sign-in/`` without an interaction: sign in to Portcullis itself, then go to ``next``."""
 
+    # No HEAD: Django would answer it with the GET handler, which starts an interaction.
+    http_method_names = ["get", "options"]
+
     def get(self, request: HttpRequest) -> HttpResponseBase:
         already = signed_in.for_start(request, request.GET.get("next", ""))
         if already is not None:

@@ -26,3 +26,11 @@ def test_a_non_ascii_next_is_percent_encoded_not_mime_encoded(client, user):
 @pytest.mark.parametrize("next_url", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"])
 def test_a_next_leaving_the_site_goes_to_the_default_page(client, user, next_url):
     assert sign_in_with_next(client, next_url) == "/"
+
+
+def test_head_on_the_sign_in_start_starts_nothing(client):
+    from experience.models import Interaction
+
+    response = client.head("/sign-in/", {"next": "/account/connected-apps/"})
+    assert response.status_code == 405
+    assert not Interaction.objects.exists()
