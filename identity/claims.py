@@ -22,14 +22,6 @@ SUPPORTED_CLAIMS = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "ac
 ]
 
 
-def profile_of(user: Any) -> Profile:
-    """The user's profile row, or an unsaved one with the defaults. No query when select_related."""
-    try:
-        return user.portcullis_profile
-    except Profile.DoesNotExist:
-        return Profile(user=user)
-
-
 def _profile_claims(user: Any, profile: Profile) -> dict[str, Any]:
     given = getattr(user, "first_name", "") or ""
     family = getattr(user, "last_name", "") or ""
