@@ -41,23 +41,21 @@ from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 from django.core.cache import cache
-from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from django.http.multipartparser import MultiPartParserError
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext
 
 from identity import applications, validators
+from identity.middleware import UNREADABLE
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 MAX_ORIGIN_LENGTH = 255
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
+# The redirect URIs' loopback hosts, as an Origin header writes them (an IPv6 literal in brackets).
+LOOPBACK_HOSTS = frozenset(f"[{host}]" if ":" in host else host for host in validators.LOOPBACK_HOSTS)
 ANY_PORT_HOSTS = frozenset({"127.0.0.1", "[::1]"})  # loopback IPs: the port may vary (RFC 8252 7.3)
 DEFAULT_PORTS = {"https": 443, "http": 80}
-UNREADABLE_BODY = (BadRequest, MultiPartParserError, TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig,
-                   UnicodeDecodeError)
 _ORIGIN = re.compile(r"(?P<scheme>https?)://(?P<host>[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?")
 
 # The origins of all applications, for the preflight: kept per process under a version number that
@@ -232,7 +230,7 @@ def _form_value(request: HttpRequest, name: str) -> str:
         return ""
     try:
         return str(request.POST.get(name) or "")
-    except UNREADABLE_BODY:  # the view answers invalid_request
+    except UNREADABLE:  # the view answers invalid_request
         return ""
 
 

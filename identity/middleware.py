@@ -16,13 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils.translation import gettext as _
 
 from identity.security import deny_framing
+from identity.transport import oauth_error
 
 PATH = "identity.middleware.ReadableBodyMiddleware"
 CSRF = "django.middleware.csrf.CsrfViewMiddleware"
@@ -48,8 +49,7 @@ class ReadableBodyMiddleware:
 
 def unreadable(request: HttpRequest) -> HttpResponse:
     if _is_oauth_endpoint(request):
-        return JsonResponse({"error": "invalid_request", "error_description": "The request body cannot be read."},
-                            status=400, headers={"Cache-Control": "no-store"})
+        return oauth_error("invalid_request", "The request body cannot be read.")
     context = {"error": "invalid_request", "description": _("The form could not be read. Go back and try again.")}
     return deny_framing(render(request, "identity/error.html", context, status=400))
 

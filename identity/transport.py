@@ -33,9 +33,14 @@ def _query(request: HttpRequest) -> QueryDict | None:
         return None
 
 
+def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
+    """An OAuth error in the RFCs' shape (``error``, ``error_description``), never cached."""
+    return JsonResponse({"error": error, "error_description": description}, status=status,
+                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
 def invalid_request(description: str, *, bearer: bool = False) -> JsonResponse:
-    response = JsonResponse({"error": "invalid_request", "error_description": description}, status=400,
-                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    response = oauth_error("invalid_request", description)
     if bearer:
         response["WWW-Authenticate"] = f'Bearer error="invalid_request", error_description="{description}"'
     return response

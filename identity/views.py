@@ -12,15 +12,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import (
-    BadRequest,
-    RequestDataTooBig,
-    TooManyFieldsSent,
-    TooManyFilesSent,
     ValidationError,
 )
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
-from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -44,16 +39,12 @@ from identity import authentication, cors, discovery, end_session, keys, languag
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
+from identity.middleware import UNREADABLE
 from identity.models import ApplicationSettings, Consent, ConsentRequest
 from identity.pages import error_page
 from identity.security import client_targets, deny_framing
-from identity.transport import no_query_parameters, no_token_in_query
+from identity.transport import no_query_parameters, no_token_in_query, oauth_error
 from identity.validators import preloaded_application, redirect_uri_registered
-
-
-def oauth_error(error: str, description: str, status: int = 400) -> JsonResponse:
-    return JsonResponse({"error": error, "error_description": description}, status=status,
-                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
 def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -63,7 +54,7 @@ def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     def wrapper(self: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             request.POST  # noqa: B018  parse now, inside the try
-        except (BadRequest, MultiPartParserError, TooManyFieldsSent, TooManyFilesSent, RequestDataTooBig, UnicodeDecodeError):
+        except UNREADABLE:
             return oauth_error("invalid_request", "The request body cannot be read.")
         return view(self, request, *args, **kwargs)
 
