@@ -123,9 +123,12 @@ class IdentifyGate(Gate):
             identified = bool((ctx.state.get("profile") or {}).get("verified"))
         else:
             identified = ctx.user is not None and bool(ctx.verifications("first"))
-        if identified:
-            return None
-        return Requirement(self.code, tuple(a.name for a in ctx.policy.first_factors()))
+        return None if identified else identify_requirement(ctx)
+
+
+def identify_requirement(ctx: Context) -> Requirement:
+    """What identifying takes: one of the policy's first factors."""
+    return Requirement(IdentifyGate.code, tuple(a.name for a in ctx.policy.first_factors()))
 
 
 class NewPasswordGate(Gate):

@@ -29,7 +29,7 @@ from experience import audit
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
-from experience.gates import Context, Requirement, RequirementMissing, next_requirement
+from experience.gates import Context, RequirementMissing, identify_requirement, next_requirement
 from experience.models import AuditEvent, Interaction
 from experience.policy import policy_for
 
@@ -118,6 +118,11 @@ def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authe
     """Audit a failed step; the error as the engine reports it."""
     audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
                  client_id=interaction.client_id, reason=error.reason)
+    return engine_error(error)
+
+
+def engine_error(error: AuthError) -> EngineError:
+    """A type's failure as the engine reports it (its code, its own message if any, its data)."""
     return EngineError(error.code, error.message, **error.data)
 
 
@@ -164,7 +169,7 @@ def verify_second_factor(request: HttpRequest, interaction: Interaction, authent
     ctx = context(request, interaction)
     user = ctx.user
     if user is None or not ctx.verifications("first"):
-        raise RequirementMissing(Requirement("identify", tuple(a.name for a in ctx.policy.first_factors())))
+        raise RequirementMissing(identify_requirement(ctx))
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, SecondFactorAuth) or authenticator.auth_type not in ctx.policy.mfa.factors:
         raise EngineError("unknown_authenticator")
@@ -185,7 +190,7 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     try:
         return auth.send_code(data)
     except AuthError as error:
-        raise EngineError(error.code, error.message, **error.data) from None
+        raise engine_error(error) from None
 
 
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
