@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from oauth2_provider.models import (
@@ -144,12 +145,26 @@ def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     return answer
 
 
+def revoke_family(family: Any, *, access_token: Any = None) -> None:
+    """Revoke one token family (and ``access_token``, a pair written for a replayed code).
+
+    Revocations of one family are serialised on its ``AuthorizationRecord`` row: two of them at
+    once (parallel redemptions of a leaked code each revoke the family) would otherwise lock the
+    family's refresh tokens in different orders, which PostgreSQL answers with a deadlock.
+    """
+    with transaction.atomic(using=router.db_for_write(RefreshToken)):
+        list(AuthorizationRecord.objects.select_for_update().filter(family=family).values_list("pk", flat=True))
+        if access_token is not None:
+            access_token.delete()
+        RefreshToken.revoke_family(family)
+
+
 def revoke_session_families(sid: str) -> None:
     """Revoke every token family that came from one browser sign-in (sign-out)."""
     if not sid:
         return
     for family in AuthorizationRecord.objects.filter(sid=sid).values_list("family", flat=True):
-        RefreshToken.revoke_family(family)
+        revoke_family(family)
 
 
 def revoke_user_tokens(user: Any, application: Any = None) -> None:

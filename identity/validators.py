@@ -106,8 +106,9 @@ def load_access_token(token: str) -> Any | None:
 class _Replayed(Exception):
     """A code or refresh token was used again: its family must be revoked."""
 
-    def __init__(self, family: Any) -> None:
+    def __init__(self, family: Any, access_token: Any = None) -> None:
         self.family = family
+        self.access_token = access_token  # the loser's own pair, written before it lost
 
 
 class PortcullisValidator(OAuth2Validator):
@@ -223,7 +224,7 @@ class PortcullisValidator(OAuth2Validator):
         if record is None:
             return False
         if record.redeemed_at is not None:
-            RefreshToken.revoke_family(record.family)
+            tokens.revoke_family(record.family)
             return False
         if grant.is_expired() or not grant.user.is_active:
             return False
@@ -267,8 +268,8 @@ class PortcullisValidator(OAuth2Validator):
             with transaction.atomic(using=router.db_for_write(AccessToken)):
                 return self._save_bearer_token(token, request, *args, **kwargs)
         except _Replayed as replay:
-            # Outside any transaction, so it sees (and revokes) what the winner wrote.
-            RefreshToken.revoke_family(replay.family)
+            # Outside any other transaction, so it sees (and revokes) what the winner wrote.
+            tokens.revoke_family(replay.family, access_token=replay.access_token)
             raise errors.InvalidGrantError(request=request) from None
 
     def _save_code_tokens(self, token, request) -> None:
@@ -288,8 +289,7 @@ class PortcullisValidator(OAuth2Validator):
         access_token = self._write_token_pair(token, request, record.family)
         consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
         if not consumed:
-            access_token.delete()
-            raise _Replayed(record.family)
+            raise _Replayed(record.family, access_token)
 
     def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:
         """The access token and (when the response has one) its refresh token, in ``family``."""
