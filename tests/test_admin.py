@@ -359,6 +359,9 @@ def one_of_each(flow, user, confidential_app, third_party_app) -> None:
     get_id_token_model().objects.create(user=user, application=confidential_app.application,
                                         expires=timezone.now() + timedelta(hours=1), scope="openid")
     UserAuthenticator.objects.create(authenticator=Authenticator.objects.get(name="password"), user=user, uuid="alice")
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
 
 
 def admin_links(html: str, base: str) -> set[str]:
