@@ -15,19 +15,18 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import errors, signed_in
+from experience import errors, signed_in, steps
 from experience import interaction as engine
 from experience.errors import EngineError
+from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
+from experience.steps import see_other
 from identity import end_session, languages
 from identity.applications import load_application
 from identity.security import client_targets, deny_framing
 
 
-def see_other(url: str) -> HttpResponse:
-    """303: after a POST that carried credentials the browser must GET the next page (never 307)."""
-    return deny_framing(HttpResponse(status=303, headers={"Location": url}))
 
 
 def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | None:
@@ -91,6 +90,11 @@ class SignInView(View):
             completed = engine.sign_in(request, interaction, current, form.cleaned_data)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
+        except RequirementMissing as missing:
+            if steps.has_page(missing.gate):  # identified: the next step has a page of its own
+                return see_other(steps.step_url(interaction, missing.gate))
+            errors.add_to_form(form, missing)
+            return self.render(request, interaction, authenticators, current, form, status=400)
         except EngineError as error:
             errors.add_to_form(form, error)
             return self.render(request, interaction, authenticators, current, form, status=400)
