@@ -27,8 +27,6 @@ from identity.applications import load_application
 from identity.security import client_targets, deny_framing
 
 
-
-
 def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | None:
     """The sign-in form of the authenticator's type, if it has one."""
     auth_type = authenticator.type if authenticator is not None else None
