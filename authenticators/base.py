@@ -174,7 +174,10 @@ class CodeAuth(BaseAuth):
     """
 
     kind = "code"
-    purpose: ClassVar[str] = "sign_in"
+    # What the code is for (stored with it): "sign_in", "forgot_password", or "sign_up", which
+    # verifies an address that has no account yet, so its code is delivered to every address (the
+    # engine sets it per interaction; the answer is the same whether or not an account exists).
+    purpose: str = "sign_in"
 
     # -- what a type writes ------------------------------------------------------------------
     @abstractmethod
@@ -187,7 +190,8 @@ class CodeAuth(BaseAuth):
 
     @abstractmethod
     def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
-        """Send ``code`` to ``destination`` (never log it)."""
+        """Send ``code`` to ``destination`` (never log it). ``user`` is None for a sign-up's code
+        to an address without an account (:attr:`purpose` ``"sign_up"``)."""
 
     def deliver_unknown(self, destination: str, *, timeout: int) -> None:
         """Called instead of :meth:`deliver` for an address without an account: by default nothing
@@ -220,7 +224,7 @@ class CodeAuth(BaseAuth):
         code_id, code = secrets.token_urlsafe(24), f"{secrets.randbelow(10**6):06d}"
         self._store_code(destination, code_id, code)
         user = self.user_for(destination)
-        if user is not None:
+        if user is not None or self.purpose == "sign_up":
             self.deliver(destination, code, user=user, timeout=self.code_ttl)
         else:
             self.deliver_unknown(destination, timeout=self.code_ttl)

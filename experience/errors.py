@@ -55,6 +55,7 @@ ERRORS: dict[str, ErrorSpec] = {
     # validation: a value refused by a rule
     "invalid": ErrorSpec("validation", _("Some of the values are not valid.")),
     "invalid_input": ErrorSpec("validation", _("Please fill in every field."), code="invalid"),
+    "step_not_expected": ErrorSpec("validation", _("This step is not part of this sign-in."), code="invalid"),
     # captcha_answer
     "captcha_missing": ErrorSpec("captcha_answer", _("Solve the captcha to continue."), code="required"),
     "captcha_wrong": ErrorSpec("captcha_answer", _("The captcha answer is wrong. Try the new one."), code="invalid"),
@@ -68,6 +69,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "email_domain_denied": ErrorSpec("forbidden", _("Accounts of this e-mail domain may not sign in here.")),
     "ip_denied": ErrorSpec("forbidden", _("Signing in from this network is not allowed.")),
     "region_denied": ErrorSpec("forbidden", _("Signing in from this region is not allowed.")),
+    "sign_up_disabled": ErrorSpec("forbidden", _("New accounts cannot be created here.")),
     # not_found
     "not_found": ErrorSpec("not_found", _("Not found.")),
     "unknown_authenticator": ErrorSpec("not_found", _("This sign-in method does not exist."), code="authenticator"),

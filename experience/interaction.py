@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator
-from experience import audit
+from experience import accounts, audit
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
@@ -37,8 +37,8 @@ SESSION_KEY = "portcullis_interactions"
 
 __all__ = [
     "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "context",
-    "describe", "identify", "load", "record_verification", "safe_next", "send_code", "sign_in", "start", "submit", "verify",
-    "verify_second_factor",
+    "describe", "identify", "load", "record_verification", "safe_next", "send_code", "set_event", "set_profile", "sign_in",
+    "start", "submit", "verify", "verify_second_factor",
 ]
 
 
@@ -52,7 +52,9 @@ class InteractionError(EngineError):
 # -- lifecycle ------------------------------------------------------------------------------------
 def start(request: HttpRequest, event: str = Interaction.SIGN_IN, *, authorize_params: str = "",
           client_id: str = "", login_hint: str = "", next_url: str = "") -> Interaction:
-    """A new interaction, bound to this browser session."""
+    """A new interaction, bound to this browser session. Refuses an unknown event and a sign-up the
+    experience switched off."""
+    accounts.check_event(policy_for(client_id, request), event)
     now = timezone.now()
     login_hint, next_url = printable(login_hint)[:254], printable(next_url)[:2000]
     interaction = Interaction.objects.create(
@@ -152,6 +154,8 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
     auth = _auth(request, interaction, authenticator)
+    if interaction.event == Interaction.SIGN_UP:
+        return _verify_new_address(request, interaction, authenticator, auth, data, save=save)
     try:
         user = auth.sign_in(data)
     except AuthError as error:
@@ -161,6 +165,45 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     if save:
         interaction.save(update_fields=["state"])
     return user
+
+
+def _verify_new_address(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, auth: Any,
+                        data: dict[str, Any], *, save: bool) -> None:
+    """Sign-up: a code verifies the address it was sent to; no account is identified (none exists yet)."""
+    if not isinstance(auth, CodeAuth):
+        raise EngineError("unknown_authenticator")  # sign-up verifies an address, it signs nobody in
+    accounts.verify_address(request, context(request, interaction), authenticator, auth, data)
+    record_verification(interaction, authenticator, auth.amr(), "first")
+    if save:
+        interaction.save(update_fields=["state"])
+
+
+def set_event(request: HttpRequest, interaction: Interaction, event: str) -> None:
+    """Switch the interaction to ``event`` (``sign_in``, ``sign_up``, ``forgot_password``): a new
+    event starts over (no user, verifications or profile; a demanded captcha stays). Refuses an
+    unknown event and a sign-up the experience switched off."""
+    accounts.check_event(policy_for(interaction.client_id, request), event)
+    if event == interaction.event:
+        return
+    interaction.event = event
+    interaction.state = accounts.state_for_event(interaction.state)
+    interaction.identified_user = None
+    interaction.save(update_fields=["event", "state"])
+
+
+def set_profile(request: HttpRequest, interaction: Interaction, data: dict[str, Any]) -> None:
+    """Sign-up: record ``username``, ``name``, ``password`` (checked, all or nothing); forgot-password:
+    save the identified user's new ``password`` (every session and token of the user ends). Raises
+    the requirement not met yet, or ``EngineError("invalid", fields=...)``; the interaction is then
+    unchanged."""
+    ctx = context(request, interaction)
+    if interaction.event == Interaction.FORGOT_PASSWORD:
+        accounts.reset_password(request, ctx, data)
+        return
+    if interaction.event != Interaction.SIGN_UP:
+        raise EngineError("step_not_expected")
+    accounts.sign_up_profile(ctx, data)  # writes the state only once every value checked out
+    interaction.save(update_fields=["state"])
 
 
 def verify_second_factor(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
@@ -187,6 +230,9 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")
+    if interaction.event == Interaction.SIGN_UP:
+        accounts.check_event(policy_for(interaction.client_id, request), interaction.event)
+    auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     try:
         return auth.send_code(data)
     except AuthError as error:
@@ -214,13 +260,15 @@ def submit(request: HttpRequest, interaction: Interaction, completion: Completio
     if requirement is not None:
         raise RequirementMissing(requirement)
     user = ctx.user
-    assert user is not None  # the identify gate is met
     with transaction.atomic():
         finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(
-            completed_at=timezone.now(), state=interaction.state
+            completed_at=timezone.now(), state=accounts.stored_state(interaction.state)
         )
         if not finished:
             raise InteractionError("completed")
+        if interaction.event == Interaction.SIGN_UP:
+            user = accounts.create_account(request, ctx)  # rolled back with the completion if refused
+        assert user is not None  # the identify gate is met
         completed = (completion or BrowserSession()).complete(ctx, user, *authentication_methods(ctx))
     verifications = interaction.state["verifications"]
     audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier=user.get_username(),

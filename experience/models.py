@@ -45,6 +45,10 @@ class AuditEvent(models.Model):
 
     SIGN_IN_SUCCEEDED = "sign_in.succeeded"
     SIGN_IN_FAILED = "sign_in.failed"
+    # part signup
+    SIGN_UP = "sign_up.succeeded"
+    SIGN_UP_FAILED = "sign_up.failed"
+    PASSWORD_RESET = "password.reset"
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
