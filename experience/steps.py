@@ -19,6 +19,9 @@ from identity.security import deny_framing
 STEP_PAGES: dict[str, str] = {
     "identify": "experience:sign-in",
     "captcha_required": "experience:sign-in",
+    # part signup (experience/account_views.py)
+    "profile_incomplete": "experience:profile",
+    "new_password_required": "experience:new-password",
 }
 
 

@@ -124,6 +124,7 @@ class SignInView(View):
             "tabs": authenticators,
             "current": current,
             "form": form,
+            "sign_up_enabled": policy_for(interaction.client_id, request).sign_up.enabled,
         }
         # Signing in ends in a redirect to the client (through the authorization endpoint).
         redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")

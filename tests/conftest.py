@@ -120,3 +120,15 @@ def page() -> Iterator[Any]:
         yield page
         context.close()
         browser.close()
+
+
+@pytest.fixture
+def mail_code(db: Any) -> Any:
+    """Part signup: a code-kind authenticator that e-mails its codes (read them from mailoutbox)."""
+    from authenticators.models import Authenticator
+    from authenticators.registry import registry
+    from tests.helpers import MailCodeAuth, MailCodeForm
+
+    registry.register("test-mail-code", MailCodeAuth, sign_in_form=MailCodeForm, replace=True)
+    yield Authenticator.objects.create(name="mail", auth_type="test-mail-code", title="E-mail code", sort_order=5)
+    registry.unregister("test-mail-code")
