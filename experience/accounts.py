@@ -35,6 +35,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Field
 from django.utils.translation import gettext_lazy as _
 
 from experience import audit
@@ -207,7 +208,8 @@ def _clean_username(value: str) -> str:
     model = get_user_model()
     username = normalise(USERNAME, value)
     field = model._meta.get_field(model.USERNAME_FIELD)
-    field.run_validators(username)  # the model's own rules (characters, length)
+    if isinstance(field, Field):
+        field.run_validators(username)  # the model's own rules (characters, length)
     return _first_error(lambda: clean_identifiers({USERNAME: username}))[USERNAME]
 
 

@@ -79,7 +79,7 @@ def validate_password(password: Any, policy: Policy, user_or_values: Any = None)
     if len(password) > MAX_LENGTH:
         message = ngettext("Use at most %(count)d character.", "Use at most %(count)d characters.", MAX_LENGTH)
         raise EngineError("invalid", fields={FIELD: [message % {"count": MAX_LENGTH}]})
-    values = _Values(**{name: value for name, value in values_of(user_or_values).items() if value})
+    values: Any = _Values(**{name: value for name, value in values_of(user_or_values).items() if value})
     try:
         password_validation.validate_password(password, values, validators(policy))
     except ValidationError as error:
