@@ -130,6 +130,15 @@ def load(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
     return interaction
 
 
+def empty_with(form_class: type[forms.Form], error: EngineError) -> forms.Form:
+    """An empty form that shows ``error`` (a step that failed without the form's own input)."""
+    form = form_class(data={})
+    form.is_valid()
+    form.errors.clear()
+    errors.add_to_form(form, error)
+    return form
+
+
 def advance(request: HttpRequest, interaction: Interaction, on_error: Any) -> HttpResponse:
     """``steps.advance``; a refusal at submit (an identifier taken meanwhile) goes back to the page."""
     try:
@@ -207,9 +216,7 @@ class AddressCodeView(View):
         try:
             sent = engine.send_code(request, interaction, authenticator, {pending["field"]: pending["address"]})
         except EngineError as error:
-            form = CodeForm()
-            errors.add_to_form(form, error)
-            return self.render_code(request, interaction, pending, form, status=error.status)
+            return self.render_code(request, interaction, pending, empty_with(CodeForm, error), status=error.status)
         self.remember(request, interaction, {**pending, "code_id": sent.code_id})
         return see_other(reverse(self.url_name, args=[interaction.uid]))
 
@@ -231,7 +238,8 @@ class AddressCodeView(View):
             exists = error.name == "account_exists"
             return self.render_code(request, interaction, pending, form, status=error.status, account_exists=exists)
         self.forget(request, interaction)
-        return advance(request, interaction, lambda error: self.render_code(request, interaction, pending, CodeForm()))
+        return advance(request, interaction, lambda error: self.render_code(
+            request, interaction, pending, empty_with(CodeForm, error), status=error.status))
 
     def start_without_code(self, request: HttpRequest, interaction: Interaction) -> HttpResponseBase:
         """A sign-up that verifies no address (username only): straight to the profile."""

@@ -43,6 +43,7 @@ from experience.errors import EngineError
 from experience.gates import GATES, Context, RequirementMissing
 from experience.models import AuditEvent, Interaction
 from experience.passwords import MAX_LENGTH, validate_password
+from experience.policy import policy_for
 from identity import tokens
 from identity.identifiers import (
     E164,
@@ -76,11 +77,12 @@ KEPT_ON_EVENT = ("authorize", "login_hint", "next", "captcha")
 
 
 # -- events -------------------------------------------------------------------------------------------
-def check_event(ctx_policy: Any, event: Any) -> None:
-    """Refuse an unknown event, and sign-up when the experience switched it off."""
+def check_event(request: HttpRequest, client_id: str, event: Any) -> None:
+    """Refuse an unknown event, and sign-up when the application's experience switched it off (the
+    policy is only resolved for a sign-up)."""
     if event not in {value for value, _label in Interaction.EVENTS}:
         raise EngineError("invalid", fields={"event": [str(_("Choose sign_in, sign_up or forgot_password."))]})
-    if event == Interaction.SIGN_UP and not ctx_policy.sign_up.enabled:
+    if event == Interaction.SIGN_UP and not policy_for(client_id, request).sign_up.enabled:
         raise EngineError("sign_up_disabled")
 
 

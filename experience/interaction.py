@@ -54,7 +54,7 @@ def start(request: HttpRequest, event: str = Interaction.SIGN_IN, *, authorize_p
           client_id: str = "", login_hint: str = "", next_url: str = "") -> Interaction:
     """A new interaction, bound to this browser session. Refuses an unknown event and a sign-up the
     experience switched off."""
-    accounts.check_event(policy_for(client_id, request), event)
+    accounts.check_event(request, client_id, event)
     now = timezone.now()
     login_hint, next_url = printable(login_hint)[:254], printable(next_url)[:2000]
     interaction = Interaction.objects.create(
@@ -182,7 +182,7 @@ def set_event(request: HttpRequest, interaction: Interaction, event: str) -> Non
     """Switch the interaction to ``event`` (``sign_in``, ``sign_up``, ``forgot_password``): a new
     event starts over (no user, verifications or profile; a demanded captcha stays). Refuses an
     unknown event and a sign-up the experience switched off."""
-    accounts.check_event(policy_for(interaction.client_id, request), event)
+    accounts.check_event(request, interaction.client_id, event)
     if event == interaction.event:
         return
     interaction.event = event
@@ -231,7 +231,7 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")
     if interaction.event == Interaction.SIGN_UP:
-        accounts.check_event(policy_for(interaction.client_id, request), interaction.event)
+        accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     try:
         return auth.send_code(data)

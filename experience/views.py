@@ -85,6 +85,8 @@ class SignInView(View):
         if not form.is_valid():
             return self.render(request, interaction, authenticators, current, form, status=400)
         try:
+            if interaction.event != Interaction.SIGN_IN:  # back from sign-up or forgot-password
+                engine.set_event(request, interaction, Interaction.SIGN_IN)
             completed = engine.sign_in(request, interaction, current, form.cleaned_data)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
+from django import forms
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from authenticators.base import AuthError, CodeAuth
+from authenticators.models import Authenticator
+from authenticators.registry import registry
 from experience import errors
 from experience import interaction as engine
 from experience.errors import EngineError
@@ -18,6 +23,7 @@ from experience.gates import RequirementMissing
 from experience.models import AuditEvent, Interaction
 from experience.passwords import describe_rules
 from experience.policy import PasswordPolicy, Policy, SignUpPolicy
+from identity.identifiers import PHONE, find_user
 from tests.helpers import (
     PASSWORD,
     authorize_params,
@@ -26,9 +32,11 @@ from tests.helpers import (
     jwt_payload,
     pkce_pair,
     query_of,
+    sign_in_on_page,
     sign_in_url_from,
     userinfo,
 )
+from tests.test_bad_input import HUGE, NUL, UNREADABLE_FORMS
 from tests.test_engine import browser_request
 
 pytestmark = pytest.mark.django_db
@@ -328,3 +336,116 @@ def test_a_sign_up_switched_off_midway_creates_no_account(db, monkeypatch, mail_
         engine.submit(browser_request(request.session), interaction)
     assert refused.value.code == "sign_up_disabled"
     assert get_user_model().objects.count() == 0
+
+
+# -- a phone number, verified by an SMS-like code type -----------------------------------------------------------
+TEXTS: list[tuple[str, str]] = []
+
+
+class TextCodeAuth(CodeAuth):
+    """A code type that 'texts' its code to an E.164 number (kept in TEXTS)."""
+
+    def destination(self, data: dict[str, Any]) -> str:
+        number = str(data.get("phone_number") or "").replace(" ", "")
+        if not number.startswith("+"):
+            raise AuthError("invalid_input")
+        return number
+
+    def user_for(self, destination: str) -> Any | None:
+        return find_user(destination, [PHONE])
+
+    def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
+        TEXTS.append((destination, code))
+
+
+class TextCodeForm(forms.Form):
+    phone_number = forms.CharField()
+
+
+@pytest.fixture
+def text_code(db: Any) -> Any:
+    registry.register("test-text-code", TextCodeAuth, sign_in_form=TextCodeForm, replace=True)
+    TEXTS.clear()
+    yield Authenticator.objects.create(name="text", auth_type="test-text-code", title="Text", sort_order=6)
+    registry.unregister("test-text-code")
+
+
+def test_a_sign_up_by_phone_verifies_the_number_and_the_account_has_it_verified(db, monkeypatch, text_code):
+    use_policy(monkeypatch, Policy(sign_up=SignUpPolicy(identifiers=("phone",))))
+    request = browser_request()
+    interaction = engine.start(request, Interaction.SIGN_UP)
+    sent = engine.send_code(request, interaction, text_code, {"phone_number": "+1 555 000 1111"})
+    assert TEXTS[-1][0] == "+15550001111"
+    engine.verify(request, interaction, text_code, {"code_id": sent.code_id, "code": TEXTS[-1][1]})
+    assert interaction.state["profile"] == {"phone": "+15550001111", "phone_verified": True, "verified": True}
+    engine.set_profile(request, interaction, {"password": NEW_PASSWORD})
+    engine.submit(request, interaction)
+    profile = get_user_model().objects.get().portcullis_profile
+    assert (profile.phone_number, profile.phone_number_verified, profile.email_verified) == ("+15550001111", True, False)
+
+
+def test_a_phone_with_an_account_is_told_so_after_its_code(user, monkeypatch, text_code):
+    use_policy(monkeypatch, Policy(sign_up=SignUpPolicy(identifiers=("phone",))))
+    request = browser_request()
+    interaction = engine.start(request, Interaction.SIGN_UP)
+    sent = engine.send_code(request, interaction, text_code, {"phone_number": "+15551234567"})
+    with pytest.raises(EngineError) as exists:
+        engine.verify(request, interaction, text_code, {"code_id": sent.code_id, "code": TEXTS[-1][1]})
+    assert (exists.value.code, str(exists.value.message)) == (
+        "account_exists", "An account with this phone number exists. Sign in to it first.")
+
+
+def test_a_sign_up_never_signs_in_with_a_password(user):
+    request = browser_request()
+    interaction = engine.start(request, Interaction.SIGN_UP)
+    with pytest.raises(EngineError) as refused:
+        engine.verify(request, interaction, Authenticator.objects.get(name="password"),
+                      {"identifier": "alice", "password": PASSWORD})
+    assert refused.value.code == "authenticator" and interaction.state.get("user_id") is None
+
+
+def test_back_on_the_sign_in_page_the_password_signs_in(flow, confidential_app, user, mail_code):
+    sign_up = sign_up_page(flow, confidential_app)
+    flow.client.post(sign_up, {"authenticator": "mail", "email": "new@example.com", "action": "send"})
+    assert Interaction.objects.get().event == "sign_up"
+    signed_in = sign_in_on_page(flow.client, reverse("experience:sign-in", args=[uid_of(sign_up)]))
+    assert signed_in.status_code == 303 and "/oauth/authorize" in signed_in["Location"]
+
+
+# -- bad input on the pages --------------------------------------------------------------------------------------------
+GARBAGE = [
+    {"action": "send", "authenticator": "mail", "email": NUL},
+    {"action": "send", "authenticator": NUL, "email": HUGE},
+    {"action": ["send", "verify"], "email": ["a@example.com", "b@example.com"]},
+    {"action": "verify", "code": NUL},
+    {"action": "verify", "code": HUGE},
+    {"action": "resend"},
+    {"action": "continue"},
+    {"action": NUL},
+    {"username": NUL, "password": NUL, "name": HUGE},
+    {"password": HUGE},
+    {"password": ["a", "b"]},
+    {},
+]
+
+
+@pytest.mark.parametrize("page", ["sign-up", "forgot-password", "profile", "new-password"])
+def test_garbage_on_the_pages_is_a_clear_4xx_never_a_500(flow, confidential_app, user, mail_code, mailoutbox, page):
+    flow.client.raise_request_exception = False
+    sign_up = sign_up_page(flow, confidential_app)
+    uid = uid_of(sign_up)
+    url = reverse(f"experience:{page}", args=[uid])
+    for stage in ("fresh", "code sent", "verified"):
+        if stage == "code sent":
+            flow.client.post(sign_up, {"authenticator": "mail", "email": "new@example.com", "action": "send"})
+        if stage == "verified":
+            flow.client.post(sign_up, {"action": "verify", "code": code_in_mail(mailoutbox[-1])})
+        for data in GARBAGE:
+            response = flow.client.post(url, data)
+            assert response.status_code < 500, (stage, data, response.status_code)
+            assert response["X-Frame-Options"] == "DENY"
+        for content_type, body in UNREADABLE_FORMS.values():
+            assert flow.client.generic("POST", url, body, content_type=content_type).status_code == 400
+        assert flow.client.get(url, {"authenticator": NUL, "change": HUGE}).status_code < 500
+    for unknown in ("unknown-uid", "%00", "u" * 5000):
+        assert flow.client.get(f"/sign-in/{unknown}/{page.replace('sign-up', 'create-account')}/").status_code in (400, 404)
