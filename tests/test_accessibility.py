@@ -119,6 +119,55 @@ class Site:
         self.go("/sign-in/")
         self.page.get_by_role("link", name="Continue").wait_for()
 
+    # -- part signup: sign-up and forgot password (a code type that e-mails its codes) ---------------
+    def mail_code(self) -> None:
+        from authenticators.models import Authenticator
+        from authenticators.registry import registry
+        from tests.helpers import MailCodeAuth, MailCodeForm
+
+        registry.register("test-mail-code", MailCodeAuth, sign_in_form=MailCodeForm, replace=True)
+        Authenticator.objects.get_or_create(name="mail", defaults={"auth_type": "test-mail-code", "title": "E-mail code"})
+
+    def code_sent(self, address: str) -> str:
+        """Send a code to ``address`` on the page; the code, from the mail outbox."""
+        from django.core import mail
+
+        from tests.helpers import code_in_mail
+
+        self.page.get_by_label("E-mail address").fill(address)
+        self.page.get_by_role("button", name="Send code").click()
+        self.page.get_by_label("Code").wait_for()
+        return code_in_mail(mail.outbox[-1])
+
+    def sign_up_address(self) -> None:
+        self.mail_code()
+        self.sign_in_page()
+        self.page.get_by_role("link", name="Create an account").click()
+        self.page.get_by_label("E-mail address").wait_for()
+
+    def sign_up_code_with_errors(self) -> None:
+        self.sign_up_address()
+        code = self.code_sent("new@example.com")
+        self.page.get_by_label("Code").fill(f"{(int(code) + 1) % 10**6:06d}")
+        self.page.get_by_role("button", name="Continue").click()
+        self.page.get_by_role("alert").wait_for()
+
+    def profile_with_errors(self) -> None:
+        self.sign_up_address()
+        self.page.get_by_label("Code").fill(self.code_sent("new@example.com"))
+        self.page.get_by_role("button", name="Continue").click()
+        self.page.get_by_label("New password").fill("password1")
+        self.page.get_by_role("button", name="Create account").click()
+        self.page.get_by_role("alert").wait_for()
+
+    def new_password(self) -> None:
+        self.mail_code()
+        self.sign_in_page()
+        self.page.get_by_role("link", name="Forgot password?").click()
+        self.page.get_by_label("Code").fill(self.code_sent("alice@example.com"))
+        self.page.get_by_role("button", name="Continue").click()
+        self.page.get_by_label("New password").wait_for()
+
 
 PAGES: dict[str, Callable[[Site], None]] = {
     "sign-in": Site.sign_in_page,
@@ -130,6 +179,10 @@ PAGES: dict[str, Callable[[Site], None]] = {
     "connected apps": Site.connected_apps,
     "error": Site.error_page,
     "signed in": Site.signed_in,
+    "sign-up address": Site.sign_up_address,
+    "sign-up code with errors": Site.sign_up_code_with_errors,
+    "profile with errors": Site.profile_with_errors,
+    "new password": Site.new_password,
 }
 
 
