@@ -127,8 +127,12 @@ class IdentifyGate(Gate):
 
 
 def identify_requirement(ctx: Context) -> Requirement:
-    """What identifying takes: one of the policy's first factors."""
-    return Requirement(IdentifyGate.code, tuple(a.name for a in ctx.policy.first_factors()))
+    """What identifying takes: one of the policy's first factors (sign-up and forgot-password: a
+    code to an address)."""
+    methods = ctx.policy.first_factors()
+    if ctx.interaction.event in (Interaction.SIGN_UP, Interaction.FORGOT_PASSWORD):
+        methods = [a for a in methods if a.type is not None and a.type.kind == "code"]
+    return Requirement(IdentifyGate.code, tuple(a.name for a in methods))
 
 
 class NewPasswordGate(Gate):

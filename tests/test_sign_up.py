@@ -255,13 +255,15 @@ def test_an_address_is_only_recorded_through_its_code_when_the_policy_verifies(d
 
 
 # -- out of order ------------------------------------------------------------------------------------------------
-def test_a_profile_before_the_address_is_verified_answers_the_requirement_and_changes_nothing(db, mail_code):
+def test_a_profile_before_the_address_is_verified_answers_the_requirement_and_changes_nothing(
+        db, password_authenticator, mail_code):
     request = browser_request()
     interaction = engine.start(request, Interaction.SIGN_UP)
     before = dict(interaction.state)
     with pytest.raises(RequirementMissing) as missing:
         engine.set_profile(request, interaction, {"password": NEW_PASSWORD})
-    assert missing.value.gate == "identify"
+    assert (missing.value.gate, missing.value.data["methods"]) == ("identify", ["mail"])  # a code, not a password
+    assert engine.describe(request, interaction)["methods"] == ["mail"]
     assert json.loads(errors.as_json(missing.value).content)["requirement"]["code"] == "identify"
     interaction.refresh_from_db()
     assert interaction.state == before
