@@ -28,7 +28,7 @@ from authenticators.models import Authenticator
 from experience import accounts, errors, signed_in, steps
 from experience import interaction as engine
 from experience.errors import EngineError
-from experience.gates import RequirementMissing
+from experience.gates import RequirementMissing, next_requirement
 from experience.models import Interaction
 from experience.passwords import MAX_LENGTH, describe_rules
 from experience.policy import Policy, policy_for
@@ -96,17 +96,26 @@ def code_authenticators(policy: Policy, event: str) -> list[Authenticator]:
     addresses its identifiers ask for)."""
     found = [a for a in policy.first_factors() if a.type is not None and a.type.kind == "code"]
     if event == Interaction.SIGN_UP:
-        wanted = {"email" if "email" in policy.sign_up.identifiers else "", "phone" if "phone" in policy.sign_up.identifiers else ""}
-        found = [a for a in found if ("phone" if address_field(a) == PHONE_FIELD else "email") in wanted]
+        kinds = {PHONE_FIELD: "phone", "email": "email"}
+        found = [a for a in found if kinds[address_field(a)] in policy.sign_up.identifiers]
     return found
 
 
 def address_field(authenticator: Authenticator) -> str:
-    """Which address a code type sends to: the field its sign-in form names (``email`` or
-    ``phone_number``), e-mail when it names neither."""
+    """Which address a code type sends to: ``phone_number`` when its sign-in form has that field
+    (or, without a form, when it is an SMS type), ``email`` otherwise."""
     auth_type = authenticator.type
     form = auth_type.sign_in_form if auth_type is not None else None
-    return PHONE_FIELD if form is not None and PHONE_FIELD in form.base_fields else "email"
+    if form is not None:
+        return PHONE_FIELD if PHONE_FIELD in form.base_fields else "email"
+    return PHONE_FIELD if "sms" in authenticator.auth_type else "email"
+
+
+def refusal(response: HttpResponse, error: EngineError) -> HttpResponse:
+    """A page that shows a refusal; a rate limit says when to come back."""
+    if error.kind == "rate_limited" and "retry_after" in error.data:
+        response["Retry-After"] = str(int(error.data["retry_after"]))
+    return response
 
 
 def page_response(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
@@ -203,7 +212,7 @@ class AddressCodeView(View):
             sent = engine.send_code(request, interaction, authenticator, {field: address})
         except EngineError as error:
             errors.add_to_form(form, error)
-            return self.render_address(request, interaction, policy, form, status=error.status)
+            return refusal(self.render_address(request, interaction, policy, form, status=error.status), error)
         self.remember(request, interaction, {"authenticator": authenticator.name, "code_id": sent.code_id,
                                              "field": field, "address": address})
         return see_other(reverse(self.url_name, args=[interaction.uid]))
@@ -216,7 +225,8 @@ class AddressCodeView(View):
         try:
             sent = engine.send_code(request, interaction, authenticator, {pending["field"]: pending["address"]})
         except EngineError as error:
-            return self.render_code(request, interaction, pending, empty_with(CodeForm, error), status=error.status)
+            return refusal(self.render_code(request, interaction, pending, empty_with(CodeForm, error),
+                                            status=error.status), error)
         self.remember(request, interaction, {**pending, "code_id": sent.code_id})
         return see_other(reverse(self.url_name, args=[interaction.uid]))
 
@@ -321,6 +331,7 @@ class PasswordStepView(View):
 
     template_name: ClassVar[str]
     gate: ClassVar[str]
+    event: ClassVar[str]
 
     def form(self, policy: Policy, data: Any = None) -> forms.Form:
         raise NotImplementedError
@@ -338,6 +349,8 @@ class PasswordStepView(View):
         interaction = load(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
+        if interaction.event != self.event:
+            return see_other(self.start_url(interaction))
         form = self.form(policy_for(interaction.client_id, request), request.POST)
         if not form.is_valid():
             return self.render(request, interaction, form, status=400)
@@ -358,10 +371,9 @@ class PasswordStepView(View):
 
     def too_early(self, request: HttpRequest, interaction: Interaction) -> HttpResponse | None:
         """Back to where the flow starts when this gate is not the next one."""
-        ctx = engine.context(request, interaction)
-        from experience.gates import next_requirement
-
-        requirement = next_requirement(ctx)
+        if interaction.event != self.event:
+            return see_other(self.start_url(interaction))
+        requirement = next_requirement(engine.context(request, interaction))
         if requirement is None or requirement.code == self.gate:
             return None
         if steps.has_page(requirement.code):
@@ -378,6 +390,7 @@ class PasswordStepView(View):
 class ProfileView(PasswordStepView):
     template_name = "experience/profile.html"
     gate = "profile_incomplete"
+    event = Interaction.SIGN_UP
 
     def form(self, policy: Policy, data: Any = None) -> forms.Form:
         return ProfileForm(policy, data=data)
@@ -395,6 +408,7 @@ class ProfileView(PasswordStepView):
 class NewPasswordView(PasswordStepView):
     template_name = "experience/new_password.html"
     gate = "new_password_required"
+    event = Interaction.FORGOT_PASSWORD
 
     def form(self, policy: Policy, data: Any = None) -> forms.Form:
         return NewPasswordForm(policy, data=data)

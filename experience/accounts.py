@@ -128,6 +128,8 @@ def verify_address(request: HttpRequest, ctx: Context, authenticator: Authentica
     if not ctx.policy.sign_up.enabled:
         raise EngineError("sign_up_disabled")
     pending_before(ctx, "identify")
+    if not authenticator.enabled:
+        raise EngineError("disabled")
     try:
         destination = auth.check_code(str(data.get("code_id") or ""), str(data.get("code") or ""))
     except AuthError as error:

@@ -149,7 +149,8 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
            *, save: bool = True) -> Any:
     """Run a first factor (a form, a code, a redirect's callback data); on success the user is
     identified and the verification recorded (``save=False`` leaves writing the state to the
-    caller, e.g. :func:`sign_in`'s submit). Raises EngineError."""
+    caller, e.g. :func:`sign_in`'s submit). In a sign-up, a code verifies the address it was sent to
+    instead (no account exists yet: None). Raises EngineError."""
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")

@@ -451,3 +451,22 @@ def test_garbage_on_the_pages_is_a_clear_4xx_never_a_500(flow, confidential_app,
         assert flow.client.get(url, {"authenticator": NUL, "change": HUGE}).status_code < 500
     for unknown in ("unknown-uid", "%00", "u" * 5000):
         assert flow.client.get(f"/sign-in/{unknown}/{page.replace('sign-up', 'create-account')}/").status_code in (400, 404)
+
+
+def test_resending_during_the_cool_down_says_when_to_come_back(flow, confidential_app, mail_code, mailoutbox):
+    sign_up = sign_up_page(flow, confidential_app)
+    flow.client.post(sign_up, {"authenticator": "mail", "email": "new@example.com", "action": "send"})
+    again = flow.client.post(sign_up, {"action": "resend"})
+    assert again.status_code == 429 and 0 < int(again["Retry-After"]) <= 60
+    assert form_errors(again.content.decode()) == ["Too many attempts. Try again later."]
+    assert len(mailoutbox) == 1
+
+
+def test_the_new_password_page_is_not_part_of_a_sign_up(flow, confidential_app, mail_code, mailoutbox):
+    sign_up = sign_up_page(flow, confidential_app)
+    flow.client.post(sign_up, {"authenticator": "mail", "email": "new@example.com", "action": "send"})
+    flow.client.post(sign_up, {"action": "verify", "code": code_in_mail(mailoutbox[-1])})
+    new_password = reverse("experience:new-password", args=[uid_of(sign_up)])
+    forgot = reverse("experience:forgot-password", args=[uid_of(sign_up)])
+    assert flow.client.post(new_password, {"password": NEW_PASSWORD})["Location"] == forgot
+    assert "password_set" not in Interaction.objects.get().state["profile"]
