@@ -32,6 +32,7 @@ from tests.helpers import (
     jwt_payload,
     pkce_pair,
     query_of,
+    run_together,
     sign_in_on_page,
     sign_in_url_from,
     userinfo,
@@ -470,3 +471,23 @@ def test_the_new_password_page_is_not_part_of_a_sign_up(flow, confidential_app, 
     forgot = reverse("experience:forgot-password", args=[uid_of(sign_up)])
     assert flow.client.post(new_password, {"password": NEW_PASSWORD})["Location"] == forgot
     assert "password_set" not in Interaction.objects.get().state["profile"]
+
+
+# -- races (meant for PostgreSQL; they also run on SQLite) -------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_parallel_submits_of_one_sign_up_create_one_account(mail_code, mailoutbox):
+    request = browser_request()
+    interaction = verified_sign_up(request, mail_code, mailoutbox)
+    engine.set_profile(request, interaction, {"password": NEW_PASSWORD})
+
+    def submit(index: int) -> str:
+        mine = browser_request(request.session)
+        try:
+            engine.submit(mine, Interaction.objects.get(uid=interaction.uid))
+        except EngineError as error:
+            return error.code
+        return "created"
+
+    results = run_together(5, submit)
+    assert sorted(map(str, results)) == ["completed"] * 4 + ["created"], results
+    assert get_user_model().objects.count() == 1
