@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from experience import views
+from experience import mfa_views, views
 
 app_name = "experience"
 
@@ -10,4 +10,10 @@ urlpatterns = [
     path("sign-in/", views.SignInStartView.as_view(), name="sign-in-start"),
     path("sign-in/switch-account/", views.SwitchAccountView.as_view(), name="switch-account"),
     path("sign-in/<str:uid>/", views.SignInView.as_view(), name="sign-in"),
+    # part mfa: the second-factor and enrolment steps, the account page of a signed-in user's factors
+    path("sign-in/<str:uid>/second-factor/", mfa_views.SecondFactorView.as_view(), name="second-factor"),
+    path("sign-in/<str:uid>/enrol/", mfa_views.EnrolView.as_view(), name="mfa-enrol"),
+    path("account/security/", mfa_views.AccountSecurityView.as_view(), name="account-security"),
+    path("account/security/totp/", mfa_views.AccountTotpView.as_view(), name="account-totp"),
+    path("account/security/confirm/", mfa_views.AccountConfirmView.as_view(), name="account-confirm"),
 ]
