@@ -62,6 +62,14 @@ def load(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
     return interaction
 
 
+def add_error(form: forms.Form, error: EngineError) -> None:
+    """``errors.add_to_form``, also on a form that was never submitted (an error of another button)."""
+    if not form.is_bound and not hasattr(form, "cleaned_data"):
+        form.errors  # noqa: B018  an unbound form's (empty) errors, so that one can be added
+        form.cleaned_data = {}
+    errors.add_to_form(form, error)
+
+
 def elsewhere(interaction: Interaction, requirement: Any) -> HttpResponse:
     """The page of a step other than this one (the sign-in page for identify and unknown gates)."""
     return see_other(steps.step_url(interaction, requirement.code))
@@ -107,7 +115,7 @@ class SecondFactorView(View):
         except RequirementMissing as missing:
             return elsewhere(interaction, missing.requirement)
         except EngineError as error:
-            errors.add_to_form(form, error)
+            add_error(form, error)
             return self.render(request, interaction, current, methods, form=form, status=error.status)
         self.forget_code(request, interaction)
         return self.advance(request, interaction)
@@ -121,7 +129,7 @@ class SecondFactorView(View):
         except EngineError as error:
             form = self.form_for(current, None)
             if form is not None:
-                errors.add_to_form(form, error)
+                add_error(form, error)
             return self.render(request, interaction, current, methods, form=form, status=error.status)
         codes = dict(request.session.get(SENT_CODES) or {})
         codes = dict(list(codes.items())[-4:])
@@ -205,13 +213,13 @@ class EnrolView(View):
             except RequirementMissing:
                 raise
             except EngineError as error:
-                errors.add_to_form(form, error)
+                add_error(form, error)
                 return self.render(request, interaction, form, status=error.status)
         except RequirementMissing as missing:
             return elsewhere(interaction, missing.requirement)
         except EngineError as error:
             form = CodeForm()
-            errors.add_to_form(form, error)
+            add_error(form, error)
             return self.render(request, interaction, form, status=error.status)
         return see_other(reverse("experience:mfa-enrol", args=[interaction.uid]))
 
@@ -227,7 +235,7 @@ class EnrolView(View):
             except EngineError as error:
                 if form is None:
                     form = CodeForm()
-                errors.add_to_form(form, error)
+                add_error(form, error)
         context = {"form": form, "setup": setup, "codes": codes, "totp_done": mfa.TOTP in enrolled,
                    "backup_done": mfa.BACKUP_CODE in enrolled, "offers_backup": offers_backup}
         return page(request, interaction, self.template_name, context, status=status)
@@ -315,7 +323,7 @@ class AccountTotpView(View):
         try:
             mfa.account_confirm_totp(request, user, form.cleaned_data["code"])
         except EngineError as error:
-            errors.add_to_form(form, error)
+            add_error(form, error)
             return self.render(request, user, form, status=error.status)
         messages.success(request, str(_("The authenticator app was added. Make backup codes too.")))
         return see_other(reverse("experience:account-security"))
@@ -375,7 +383,7 @@ class AccountConfirmView(View):
             elif then == "backup_codes":
                 messages.info(request, str(_("Confirmed. You can now make new backup codes.")))
         except EngineError as error:
-            errors.add_to_form(form, error)
+            add_error(form, error)
             return self.render(request, methods, method, form, status=error.status)
         return see_other(reverse("experience:account-security"))
 
