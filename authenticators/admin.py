@@ -108,7 +108,7 @@ class BackupCodeAdmin(admin.ModelAdmin):
     list_display = ["user", "created_at", "used_at"]
     search_fields = ["user__username", "user__email"]
     fields = ["user", "created_at", "used_at"]
-    readonly_fields = fields
+    readonly_fields = ["user", "created_at", "used_at"]
 
     def has_add_permission(self, request: Any) -> bool:
         return False

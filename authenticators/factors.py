@@ -117,7 +117,7 @@ def normalise_code(code: Any, digits: int = 6) -> str:
     return code if len(code) == digits and code.isascii() and code.isdigit() else ""
 
 
-def match_totp(key: bytes, code: str, *, last_t: int, step: int = 30, t0: int = 0, digits: int = 6,
+def match_totp(key: bytes, code: Any, *, last_t: int, step: int = 30, t0: int = 0, digits: int = 6,
                tolerance: int = 1) -> int | None:
     """The time step ``code`` belongs to, within ``tolerance`` (at most one) step of now and after
     ``last_t`` (a code is accepted once), or None."""

@@ -158,7 +158,8 @@ class SecondFactorView(View):
             if authenticator.name == wanted:
                 return authenticator
         strong = [a for a in methods if a.auth_type != mfa.EMAIL_CODE]
-        return (strong or methods or [None])[0]
+        choices = strong or methods
+        return choices[0] if choices else None
 
     @staticmethod
     def form_for(authenticator: Authenticator | None, data: Any) -> forms.Form | None:
