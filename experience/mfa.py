@@ -17,7 +17,7 @@ factors up. Its rules, for every face:
   passed a second factor in it (SPEC §2); the codes are answered once and only their HMACs kept.
 - The account page removes a factor and regenerates backup codes only within
   ``PORTCULLIS_REAUTH_TTL`` seconds (300) of a re-authentication: the password again, or a current
-  second factor.
+  second factor. Five failed re-authentications sign the session out.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ ENROLLED = "mfa_enrolled"
 CONFIRM_ATTEMPTS = 5
 ACCOUNT_SETUP_KEY = "portcullis_mfa_setup"
 REAUTH_KEY = "portcullis_reauth"
+REAUTH_FAILURES_KEY = "portcullis_reauth_failures"
+REAUTH_ATTEMPTS = 5  # failed re-authentications before the session is signed out
 TOTP, BACKUP_CODE, EMAIL_CODE = "totp", "backup_code", "email_code"
 
 __all__ = [
@@ -363,7 +365,12 @@ def reauthenticate(request: HttpRequest, user: Any, method: str, data: dict[str,
     if not ok:
         audit.record(request, AuditEvent.MFA_FAILED, user=user, identifier=user.get_username(),
                      authenticator=authenticator_name, reason="reauthentication")
+        failures = int(request.session.get(REAUTH_FAILURES_KEY, 0)) + 1
+        request.session[REAUTH_FAILURES_KEY] = failures
+        if failures >= REAUTH_ATTEMPTS:  # a stolen session cannot guess the password for long
+            authentication.sign_out(request)
         raise EngineError("reauthentication_failed")
+    request.session.pop(REAUTH_FAILURES_KEY, None)
     request.session[REAUTH_KEY] = {"uid": str(user.pk), "at": time.time()}
 
 

@@ -249,3 +249,15 @@ def test_replacing_backup_codes_needs_a_re_authentication_by_a_second_factor_too
     new = re.findall(r"<li><code>([a-z0-9-]+)</code></li>", shown.content.decode())
     assert len(new) == 10 and not set(new) & set(old)
     assert BackupCode.objects.filter(user=totp_user, used_at__isnull=True).count() == 10
+
+
+def test_five_wrong_re_authentications_sign_the_session_out(flow, confidential_app, totp_user):
+    signed_in(flow, confidential_app)
+    for attempt in range(5):
+        wrong = flow.client.post("/account/security/confirm/", {"method": "password", "then": "remove:totp",
+                                                                 "password": f"guess {attempt}"})
+        assert wrong.status_code == 400
+    assert "_auth_user_id" not in flow.client.session
+    assert flow.client.post("/account/security/confirm/", {"method": "password", "then": "remove:totp",
+                                                            "password": PASSWORD}).status_code == 302
+    assert TOTPDevice.objects.filter(user=totp_user).exists()
