@@ -12,6 +12,7 @@ class AuthenticatorsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from authenticators import checks  # noqa: F401  registers the system checks
         from authenticators.registry import registry
         from authenticators.types.password import PasswordAuth, PasswordSettingsForm, PasswordSignInForm
 

@@ -86,7 +86,7 @@ PAGES: dict[str, Callable[[MfaSite], None]] = {
 
 
 @pytest.mark.parametrize("name", PAGES)
-def test_every_mfa_page_passes_axe(live_server, transactional_db, user, second_factors, scheme, page, name,
+def test_every_mfa_page_passes_axe(live_server, transactional_db, user, second_factors, scheme, page, name,  # noqa: F811
                                    monkeypatch):
     if name in ("enrolment", "backup codes"):
         policy = Policy(mfa=MfaPolicy(policy="required"))

@@ -365,3 +365,14 @@ def test_mfa_use_and_failure_are_audited_without_codes(totp_user):
     assert events == [("mfa.failed", "totp", "alice", "alice", "pytest"), ("mfa.used", "totp", "alice", "alice", "pytest")]
     for row in AuditEvent.objects.values():
         assert code not in " ".join(str(value) for value in row.values())
+
+
+def test_the_encryption_key_setting_is_checked(settings):
+    from django.core.checks import run_checks
+
+    settings.PORTCULLIS_TOTP_ENCRYPTION_KEY = ["", 3]
+    assert "authenticators.E002" in {message.id for message in run_checks()}
+    settings.PORTCULLIS_TOTP_ENCRYPTION_KEY = ""
+    assert "authenticators.W001" in {message.id for message in run_checks(include_deployment_checks=True)}
+    settings.PORTCULLIS_TOTP_ENCRYPTION_KEY = "k"
+    assert "authenticators.W001" not in {message.id for message in run_checks(include_deployment_checks=True)}

@@ -11,6 +11,7 @@ when they have a verified e-mail and another enrolled factor the policy allows.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from django import forms
@@ -44,8 +45,9 @@ def send_email(to: str, code: str, timeout: int) -> None:
     """The one place this type sends mail: through ``identity.delivery.send_email`` once it exists
     (part codes), else Django's mail with the same templates."""
     context = {"code": code, "minutes": max(1, timeout // 60)}
+    delivery: Any
     try:
-        from identity import delivery  # type: ignore[attr-defined, unused-ignore]
+        delivery = importlib.import_module("identity.delivery")
     except ImportError:
         delivery = None
     if delivery is not None and hasattr(delivery, "send_email"):
