@@ -336,15 +336,15 @@ def b64(raw: bytes | str) -> str:
 TOTP_KEY = bytes(range(1, 21))
 
 
-def totp_now(key: bytes = TOTP_KEY, steps_ahead: int = 0) -> str:
-    """The authenticator app's code now (or ``steps_ahead`` time steps later), by RFC 6238 as
-    django-otp's reference implementation computes it."""
+def totp_now(key: bytes = TOTP_KEY, steps_ahead: int = 0, at: float | None = None) -> str:
+    """The authenticator app's code now (or at ``at``, or ``steps_ahead`` time steps later), by
+    RFC 6238 as django-otp's reference implementation computes it."""
     import time
 
     from django_otp.oath import TOTP
 
     totp = TOTP(key, step=30, digits=6)
-    totp.time = time.time() + 30 * steps_ahead
+    totp.time = (time.time() if at is None else at) + 30 * steps_ahead
     return f"{totp.token():06d}"
 
 

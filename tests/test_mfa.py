@@ -93,13 +93,19 @@ def test_an_older_code_is_refused_once_a_newer_one_was_used(totp_user):
 
 
 @pytest.mark.parametrize(("steps", "accepted"), [(-2, False), (-1, True), (1, True), (2, False)])
-def test_the_tolerance_is_at_most_one_step(totp_user, steps, accepted):
+def test_the_tolerance_is_at_most_one_step(totp_user, steps, accepted, monkeypatch):
+    import time
+
+    now = (time.time() // 30) * 30 + 15  # the middle of a time step: the server's clock, frozen
+    counter = factors.totp_counter
+    monkeypatch.setattr(factors, "totp_counter", lambda step=30, t0=0: counter(step, t0, now))
     TOTPDevice.objects.filter(user=totp_user).update(tolerance=5)  # even when the row allows more
     request, interaction = after_password()
+    code = totp_now(steps_ahead=steps, at=now)
     if accepted:
-        second(request, interaction, "totp", code=totp_now(steps_ahead=steps))
+        second(request, interaction, "totp", code=code)
     else:
-        assert error_of(lambda: second(request, interaction, "totp", code=totp_now(steps_ahead=steps))).code == "invalid_code"
+        assert error_of(lambda: second(request, interaction, "totp", code=code)).code == "invalid_code"
 
 
 def test_only_the_users_own_device_is_checked(totp_user, django_user_model):
