@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from authenticators.models import Authenticator, UserAuthenticator
+from authenticators.models import Authenticator, BackupCode, SecondFactorState, UserAuthenticator
 from authenticators.registry import registry
 
 MASK = "********"
@@ -72,3 +72,57 @@ class UserAuthenticatorAdmin(admin.ModelAdmin):
     list_filter = ["authenticator"]
     search_fields = ["uuid", "user__username", "user__email"]
     raw_id_fields = ["user"]
+
+
+# -- second factors (part mfa) -------------------------------------------------------------------------
+class TOTPDeviceAdmin(admin.ModelAdmin):
+    """Users' authenticator apps: seen and removed here, never shown (no key, no QR code: the key may
+    be sealed, and an admin has no business seeing it). Users add them through the enrolment pages."""
+
+    list_display = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    list_filter = ["confirmed"]
+    search_fields = ["user__username", "user__email", "name"]
+    raw_id_fields = ["user"]
+    fields = ["user", "name", "confirmed", "created_at", "last_used_at"]
+    readonly_fields = ["user", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+
+def _replace_totp_admin() -> None:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if admin.site.is_registered(TOTPDevice):
+        admin.site.unregister(TOTPDevice)
+    admin.site.register(TOTPDevice, TOTPDeviceAdmin)
+
+
+_replace_totp_admin()
+
+
+@admin.register(BackupCode)
+class BackupCodeAdmin(admin.ModelAdmin):
+    """Only whether each code was used; the codes themselves are not stored."""
+
+    list_display = ["user", "created_at", "used_at"]
+    search_fields = ["user__username", "user__email"]
+    fields = ["user", "created_at", "used_at"]
+    readonly_fields = ["user", "created_at", "used_at"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+
+@admin.register(SecondFactorState)
+class SecondFactorStateAdmin(admin.ModelAdmin):
+    """Consecutive failures per user and factor; clear "disabled" to enable a locked factor again."""
+
+    list_display = ["user", "authenticator", "failures", "disabled_at", "last_used_at"]
+    list_filter = ["authenticator", "disabled_at"]
+    search_fields = ["user__username", "user__email"]
+    fields = ["user", "authenticator", "failures", "disabled_at", "last_used_at"]
+    readonly_fields = ["user", "authenticator", "last_used_at"]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False

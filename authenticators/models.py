@@ -129,3 +129,43 @@ class OneTimeCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.authenticator_id} → {self.destination}"
+
+
+# -- second factors (part mfa) ---------------------------------------------------------------------
+class BackupCode(models.Model):
+    """One of a user's backup codes (``authenticators.types.backup_code``): at least 64 random bits,
+    shown once when made; only its HMAC is stored, and it is spent by a conditional UPDATE."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portcullis_backup_codes")
+    digest = models.CharField(max_length=128)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("backup code")
+        verbose_name_plural = _("backup codes")
+        indexes = [models.Index(fields=["user", "digest"], name="authenticators_backup_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({_('used') if self.used_at else _('unused')})"
+
+
+class SecondFactorState(models.Model):
+    """A user's consecutive failures with one second-factor authenticator. The row is locked while a
+    code is checked, so counting is exact under concurrency; at ``FACTOR_MAX_FAILURES`` (100) the
+    factor is disabled for that user (``disabled_at``) until an administrator resets it here."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    authenticator = models.ForeignKey(Authenticator, on_delete=models.CASCADE, related_name="+")
+    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+    disabled_at = models.DateTimeField(_("disabled"), null=True, blank=True,
+                                       help_text=_("Set after too many consecutive failures; clear it to enable the factor again."))
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("second-factor state")
+        verbose_name_plural = _("second-factor states")
+        constraints = [models.UniqueConstraint(fields=["user", "authenticator"], name="authenticators_one_factor_state")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.authenticator_id}"

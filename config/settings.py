@@ -195,6 +195,9 @@ PORTCULLIS_SIGNING_KEY_FILE = os.environ.get("SIGNING_KEY_FILE", "")
 PORTCULLIS_DEMO = env_bool("PORTCULLIS_DEMO", False)
 PORTCULLIS_DEMO_CLIENT_ID = os.environ.get("PORTCULLIS_DEMO_CLIENT_ID", "portcullis-demo")
 
+# Two-factor (docs/mfa.md): TOTP secrets sealed at rest with this key (comma-separated: rotation).
+PORTCULLIS_TOTP_ENCRYPTION_KEY = env_list("TOTP_ENCRYPTION_KEY", "")
+
 # django-oauth-toolkit policy: identity.defaults installs the safe defaults; override keys here if needed.
 OAUTH2_PROVIDER: dict[str, object] = {}
 

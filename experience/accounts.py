@@ -226,11 +226,13 @@ def _first_error(clean: Any) -> Any:
 
 
 def stored_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The state a finished interaction keeps: without the new password's hash."""
+    """The state a finished interaction keeps: without the new password's hash or a second
+    factor's pending secret."""
+    kept = {key: value for key, value in state.items() if key != "mfa_pending"}
     profile = state.get("profile")
-    if not isinstance(profile, dict) or "password_hash" not in profile:
-        return state
-    return {**state, "profile": {key: value for key, value in profile.items() if key != "password_hash"}}
+    if isinstance(profile, dict) and "password_hash" in profile:
+        kept["profile"] = {key: value for key, value in profile.items() if key != "password_hash"}
+    return kept
 
 
 def create_account(request: HttpRequest, ctx: Context) -> Any:
@@ -264,6 +266,7 @@ def create_account(request: HttpRequest, ctx: Context) -> Any:
     audit.record(request, AuditEvent.SIGN_UP, user=user, identifier=user.get_username(),
                  client_id=ctx.interaction.client_id)
     save_pending_mfa(ctx.interaction, user)
+    Interaction.objects.filter(uid=ctx.interaction.uid).update(state=stored_state(ctx.state))
     return user
 
 
@@ -314,6 +317,6 @@ def notify_password_changed(request: HttpRequest, user: Any) -> None:
 
 def save_pending_mfa(interaction: Interaction, user: Any) -> None:
     """Factors enrolled during the sign-up are saved for the new account (``experience.mfa``)."""
-    mfa = optional_module("experience.mfa")
-    if mfa is not None:
-        mfa.save_pending(interaction, user)
+    from experience import mfa  # mfa uses the engine, which uses this module
+
+    mfa.save_pending(interaction, user)

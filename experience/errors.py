@@ -52,6 +52,10 @@ ERRORS: dict[str, ErrorSpec] = {
     "invalid_client": ErrorSpec("key", _("The application could not be authenticated."), status=401),
     "invalid_state": ErrorSpec("key", _("This sign-in could not be completed. Start again.")),
     "account_exists": ErrorSpec("key", _("An account with this e-mail exists. Sign in to it first.")),
+    # second factors (part mfa)
+    "enrolment_not_started": ErrorSpec("key", _("Start setting up the authenticator app first.")),
+    "already_enrolled": ErrorSpec("key", _("This second factor is already set up.")),
+    "reauthentication_failed": ErrorSpec("key", _("That did not confirm it is you. Try again.")),
     # validation: a value refused by a rule
     "invalid": ErrorSpec("validation", _("Some of the values are not valid.")),
     "invalid_input": ErrorSpec("validation", _("Please fill in every field."), code="invalid"),
@@ -65,6 +69,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "too_many_requests": ErrorSpec("rate_limited", _("Too many attempts. Try again later.")),
     # forbidden
     "disabled": ErrorSpec("forbidden", _("This sign-in method is not available."), code="method_disabled"),
+    "factor_disabled": ErrorSpec("forbidden", _("This method is disabled after too many failed attempts. Use another "
+                                                "method, or ask support to enable it again."), code="method_disabled"),
     "headless_not_allowed": ErrorSpec("forbidden", _("This application may not use the headless API.")),
     "email_domain_denied": ErrorSpec("forbidden", _("Accounts of this e-mail domain may not sign in here.")),
     "ip_denied": ErrorSpec("forbidden", _("Signing in from this network is not allowed.")),

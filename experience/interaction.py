@@ -116,9 +116,9 @@ def _auth(request: HttpRequest, interaction: Interaction, authenticator: Authent
 
 
 def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, error: AuthError,
-            identifier: str = "") -> EngineError:
+            identifier: str = "", kind: str = AuditEvent.SIGN_IN_FAILED, user: Any = None) -> EngineError:
     """Audit a failed step; the error as the engine reports it."""
-    audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
+    audit.record(request, kind, user=user, identifier=identifier, authenticator=authenticator.name,
                  client_id=interaction.client_id, reason=error.reason)
     return engine_error(error)
 
@@ -220,9 +220,12 @@ def verify_second_factor(request: HttpRequest, interaction: Interaction, authent
     try:
         auth.verify(user, data)
     except AuthError as error:
-        raise _failed(request, interaction, authenticator, error, user.get_username()) from None
+        raise _failed(request, interaction, authenticator, error, user.get_username(), AuditEvent.MFA_FAILED,
+                      user) from None
     record_verification(interaction, authenticator, auth.amr(), "second")
     interaction.save(update_fields=["state"])
+    audit.record(request, AuditEvent.MFA_USED, user=user, identifier=user.get_username(),
+                 authenticator=authenticator.name, client_id=interaction.client_id)
 
 
 def send_code(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,

@@ -49,6 +49,10 @@ class AuditEvent(models.Model):
     SIGN_UP = "sign_up.succeeded"
     SIGN_UP_FAILED = "sign_up.failed"
     PASSWORD_RESET = "password.reset"
+    MFA_ADDED = "mfa.added"  # part mfa: a second factor set up, removed, used, failed
+    MFA_REMOVED = "mfa.removed"
+    MFA_USED = "mfa.used"
+    MFA_FAILED = "mfa.failed"
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from experience import account_views, views
+from experience import account_views, mfa_views, views
 
 app_name = "experience"
 
@@ -15,4 +15,10 @@ urlpatterns = [
     path("sign-in/<str:uid>/forgot-password/", account_views.ForgotPasswordView.as_view(), name="forgot-password"),
     path("sign-in/<str:uid>/profile/", account_views.ProfileView.as_view(), name="profile"),
     path("sign-in/<str:uid>/new-password/", account_views.NewPasswordView.as_view(), name="new-password"),
+    # part mfa: the second-factor and enrolment steps, the account page of a signed-in user's factors
+    path("sign-in/<str:uid>/second-factor/", mfa_views.SecondFactorView.as_view(), name="second-factor"),
+    path("sign-in/<str:uid>/enrol/", mfa_views.EnrolView.as_view(), name="mfa-enrol"),
+    path("account/security/", mfa_views.AccountSecurityView.as_view(), name="account-security"),
+    path("account/security/totp/", mfa_views.AccountTotpView.as_view(), name="account-totp"),
+    path("account/security/confirm/", mfa_views.AccountConfirmView.as_view(), name="account-confirm"),
 ]

@@ -132,3 +132,34 @@ def mail_code(db: Any) -> Any:
     registry.register("test-mail-code", MailCodeAuth, sign_in_form=MailCodeForm, replace=True)
     yield Authenticator.objects.create(name="mail", auth_type="test-mail-code", title="E-mail code", sort_order=5)
     registry.unregister("test-mail-code")
+# -- part mfa: second factors ------------------------------------------------------------------------
+@pytest.fixture
+def second_factors(db: Any) -> dict[str, Any]:
+    """The second-factor authenticators the data migration creates (transactional tests flush them)."""
+    from authenticators.models import Authenticator
+
+    rows = {}
+    for order, (name, title) in enumerate([("totp", "Authenticator app"), ("backup_code", "Backup code"),
+                                           ("email_code", "Code by e-mail")]):
+        rows[name], _ = Authenticator.objects.get_or_create(
+            name=name, defaults={"auth_type": name, "title": title, "enabled": True, "sort_order": 100 + order})
+    return rows
+
+
+@pytest.fixture
+def totp_user(user: Any, second_factors: Any) -> Any:
+    """Alice with an authenticator app (its key: tests.helpers.TOTP_KEY)."""
+    from tests.helpers import give_totp
+
+    give_totp(user)
+    return user
+
+
+@pytest.fixture
+def mfa_required(monkeypatch: Any) -> Any:
+    """The experience requires MFA (every factor allowed)."""
+    from experience.policy import MfaPolicy, Policy
+
+    policy = Policy(mfa=MfaPolicy(policy="required"))
+    monkeypatch.setattr("experience.policy.resolve", lambda client_id: policy)
+    return policy

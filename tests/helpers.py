@@ -366,3 +366,49 @@ def code_in_mail(message: Any) -> str:
     found = re.search(r"\b(\d{6})\b", message.body)
     assert found, message.body
     return found.group(1)
+# -- part mfa: second factors -------------------------------------------------------------------------
+TOTP_KEY = bytes(range(1, 21))
+
+
+def totp_now(key: bytes = TOTP_KEY, steps_ahead: int = 0, at: float | None = None) -> str:
+    """The authenticator app's code now (or at ``at``, or ``steps_ahead`` time steps later), by
+    RFC 6238 as django-otp's reference implementation computes it."""
+    import time
+
+    from django_otp.oath import TOTP
+
+    totp = TOTP(key, step=30, digits=6)
+    totp.time = (time.time() if at is None else at) + 30 * steps_ahead
+    return f"{totp.token():06d}"
+
+
+def give_totp(user: Any, key: bytes = TOTP_KEY) -> Any:
+    """A confirmed authenticator app for ``user`` (stored as the server stores secrets)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from authenticators.factors import seal
+
+    return TOTPDevice.objects.create(user=user, name="Phone", key=seal(key), confirmed=True)
+
+
+def secret_from_page(html: str) -> bytes:
+    """The TOTP key an enrolment page shows as text (base32)."""
+    import base64
+
+    match = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', html)
+    assert match, html
+    text = match.group(1).replace(" ", "")
+    return base64.b32decode(text + "=" * (-len(text) % 8))
+
+
+def follow_to_code(client: Client, response: Any) -> str:
+    """Follow 302/303 answers (authorization endpoint, resumes) until the client's redirect URI; its code."""
+    for _ in range(6):
+        assert response.status_code in (302, 303), getattr(response, "content", b"")[:800]
+        location = response["Location"]
+        if location.startswith(REDIRECT_URI):
+            query = query_of(location)
+            assert "code" in query, query
+            return query["code"]
+        response = client.get(location)
+    raise AssertionError("no code reached the client")

@@ -362,6 +362,10 @@ def one_of_each(flow, user, confidential_app, third_party_app) -> None:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    from authenticators.models import BackupCode, SecondFactorState  # part mfa
+
+    BackupCode.objects.create(user=user, digest="0" * 64)
+    SecondFactorState.objects.create(user=user, authenticator=Authenticator.objects.get(name="password"))
 
 
 def admin_links(html: str, base: str) -> set[str]:
