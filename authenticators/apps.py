@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
@@ -19,6 +20,19 @@ class AuthenticatorsConfig(AppConfig):
             "password", PasswordAuth, settings_form=PasswordSettingsForm, sign_in_form=PasswordSignInForm,
             title=_("Password"), replace=True,
         )
+        self.register_code_types(registry)
+
+    @staticmethod
+    def register_code_types(registry: Any) -> None:
+        """``email-code`` and ``sms-code``: the code form signs in, the send form asks the address."""
+        from authenticators.types.codes import CodeForm
+        from authenticators.types.email_code import EmailAddressForm, EmailCodeAuth, EmailCodeSettingsForm
+        from authenticators.types.sms_code import PhoneNumberForm, SmsCodeAuth, SmsCodeSettingsForm
+
+        registry.register("email-code", EmailCodeAuth, settings_form=EmailCodeSettingsForm, sign_in_form=CodeForm,
+                          send_form=EmailAddressForm, title=_("E-mail code"), replace=True)
+        registry.register("sms-code", SmsCodeAuth, settings_form=SmsCodeSettingsForm, sign_in_form=CodeForm,
+                          send_form=PhoneNumberForm, title=_("SMS code"), replace=True)
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""

@@ -116,7 +116,8 @@ def _auth(request: HttpRequest, interaction: Interaction, authenticator: Authent
 def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, error: AuthError,
             identifier: str = "") -> EngineError:
     """Audit a failed step; the error as the engine reports it."""
-    audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier=identifier, authenticator=authenticator.name,
+    kind = AuditEvent.CODE_FAILED if authenticator.type is not None and authenticator.type.kind == "code" else AuditEvent.SIGN_IN_FAILED
+    audit.record(request, kind, identifier=identifier, authenticator=authenticator.name,
                  client_id=interaction.client_id, reason=error.reason)
     return engine_error(error)
 
@@ -187,10 +188,16 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")
+    address = str(data.get("email") or data.get("phone_number") or "")
     try:
-        return auth.send_code(data)
+        sent = auth.send_code(data)
     except AuthError as error:
+        audit.record(request, AuditEvent.CODE_FAILED, identifier=address, authenticator=authenticator.name,
+                     client_id=interaction.client_id, reason=error.reason)
         raise engine_error(error) from None
+    audit.record(request, AuditEvent.CODE_SENT, user=auth.recipient, identifier=address, authenticator=authenticator.name,
+                 client_id=interaction.client_id, reason="" if auth.recipient is not None else "no_account")
+    return sent
 
 
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,

@@ -120,3 +120,20 @@ def page() -> Iterator[Any]:
         yield page
         context.close()
         browser.close()
+
+
+# -- delivery (part codes) -------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _sms_outbox(settings: Any) -> Any:
+    """SMS go to identity.delivery.outbox (like django.core.mail.outbox for e-mail), empty per test."""
+    from identity import delivery
+
+    settings.PORTCULLIS_SMS_BACKEND = "identity.delivery.LocmemSmsBackend"
+    delivery.outbox.clear()
+    yield delivery.outbox
+    delivery.outbox.clear()
+
+
+@pytest.fixture
+def sms_outbox(_sms_outbox: Any) -> Any:
+    return _sms_outbox
