@@ -21,7 +21,6 @@ import logging
 import secrets
 from typing import Any
 
-from django.core import signing
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
@@ -42,13 +41,8 @@ REQUEST_ATTRIBUTE = "_portcullis_device_cookie"
 # -- the device cookie ----------------------------------------------------------------------------------
 def device_id(request: HttpRequest) -> str | None:
     """The id in this browser's valid device cookie, or None."""
-    value = request.COOKIES.get(COOKIE)
-    if not value:
-        return None
-    try:
-        return str(signing.get_cookie_signer(salt=COOKIE_SALT).unsign(value, max_age=COOKIE_AGE))
-    except signing.BadSignature:
-        return None
+    value = request.get_signed_cookie(COOKIE, default=None, salt=COOKIE_SALT, max_age=COOKIE_AGE)
+    return str(value) if value else None
 
 
 def device_key(identifier: str) -> str:
