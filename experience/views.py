@@ -17,11 +17,11 @@ from django.views.decorators.debug import sensitive_post_parameters
 from authenticators.models import Authenticator
 from experience import code_tabs, errors, signed_in, steps
 from experience import interaction as engine
+from experience.code_tabs import address_form, address_initial, code_step
 from experience.errors import EngineError
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
-from experience.code_tabs import address_form, address_initial, code_step
 from experience.steps import see_other
 from identity import end_session, languages
 from identity.applications import load_application

@@ -85,13 +85,13 @@ def mask(address: str) -> str:
 
 # -- e-mail ----------------------------------------------------------------------------------------------
 @overload
-def send_email(to: str | Sequence[str], template: str, context: Mapping[str, Any], *,
+def send_email(to: str | Sequence[str], template: str, context: Mapping[str, Any], /, *,
                language: str | None = None, request: HttpRequest | None = None) -> None: ...
 
 
 @overload
-def send_email(request: HttpRequest | None, to: str | Sequence[str], template: str, context: Mapping[str, Any], *,
-               language: str | None = None) -> None: ...
+def send_email(request: HttpRequest | None, to: str | Sequence[str], template: str, context: Mapping[str, Any], /,
+               *, language: str | None = None) -> None: ...
 
 
 def send_email(*args: Any, language: str | None = None, request: HttpRequest | None = None) -> None:

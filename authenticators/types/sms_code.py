@@ -42,7 +42,7 @@ class SmsCodeAuth(SentCodeAuth):
 
     def destination(self, data: dict[str, Any]) -> str:
         try:
-            return to_e164(data.get("phone_number"))
+            return to_e164(str(data.get("phone_number") or ""))
         except ValueError:
             raise AuthError("invalid_input") from None
 
