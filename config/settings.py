@@ -75,7 +75,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "experience.middleware.DeviceCookieMiddleware",  # the device cookie of new-sign-in e-mails
 ]
 try:  # whitenoise is in the "serve" extra; the apps do not need it.
     import whitenoise  # noqa: F401
