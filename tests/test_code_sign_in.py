@@ -367,3 +367,16 @@ def test_parallel_sends_to_one_account_pass_once(django_user_model, sms_outbox, 
     assert sorted(result == "too_many_requests" for result in results) == [False] + [True] * 9, results
     assert len(mail.outbox) + len(sms_outbox) == 1
     assert OneTimeCode.objects.filter(account=account).count() == 1
+
+
+def test_another_address_can_be_chosen_and_the_login_hint_fills_the_address(flow, confidential_app, user):
+    url = start(flow, confidential_app, login_hint="alice@example.com")
+    address_step = flow.client.get(f"{url}?authenticator=email-code").content.decode()
+    assert 'value="alice@example.com"' in input_tag(address_step, "email")
+    send(flow.client, url, email="Alice@Example.com")
+    again = flow.client.get(f"{url}?authenticator=email-code&step=address").content.decode()
+    assert 'value="Alice@Example.com"' in input_tag(again, "email") and 'name="code"' not in again
+    # Only one method on the page: no "Use another method" link, the address link stays.
+    Authenticator.objects.filter(name="password").update(enabled=False)
+    code_step = flow.client.get(f"{url}?authenticator=email-code").content.decode()
+    assert "Use another method" not in code_step and "Use another e-mail address" in code_step
