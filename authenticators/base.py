@@ -170,7 +170,9 @@ class CodeAuth(BaseAuth):
     :meth:`user_for` (the account of an address, or None) and :meth:`deliver` (send the code). The
     base answers an unknown address exactly as a known one (a code row is stored, nothing is sent
     unless the type's :meth:`deliver_unknown` sends a notice), so the answer never says whether an
-    account exists.
+    account exists. Sending waits for the cool-down per address and per account (any code to any
+    address of that account); :meth:`deliver` raises ``AuthError("delivery_failed")`` when the
+    message could not be handed over (the code is then forgotten).
     """
 
     kind = "code"
@@ -178,6 +180,7 @@ class CodeAuth(BaseAuth):
     # verifies an address that has no account yet, so its code is delivered to every address (the
     # engine sets it per interaction; the answer is the same whether or not an account exists).
     purpose: str = "sign_in"
+    recipient: Any = None  # the account the last send_code reached (None: an unknown address)
 
     # -- what a type writes ------------------------------------------------------------------
     @abstractmethod
@@ -222,26 +225,39 @@ class CodeAuth(BaseAuth):
             raise AuthError("disabled")
         destination = self.destination(data)
         code_id, code = secrets.token_urlsafe(24), f"{secrets.randbelow(10**6):06d}"
-        self._store_code(destination, code_id, code)
         user = self.user_for(destination)
-        if user is not None or self.purpose == "sign_up":
-            self.deliver(destination, code, user=user, timeout=self.code_ttl)
-        else:
-            self.deliver_unknown(destination, timeout=self.code_ttl)
+        self._store_code(destination, code_id, code, account=user)
+        self.recipient = user  # for the engine's audit log only: never in the answer
+        try:
+            if user is not None or self.purpose == "sign_up":
+                self.deliver(destination, code, user=user, timeout=self.code_ttl)
+            else:
+                self.deliver_unknown(destination, timeout=self.code_ttl)
+        except AuthError:
+            self._forget_code(code_id)  # nothing was sent: it counts for no cool-down
+            raise
         return SentCode(code_id=code_id, timeout=self.code_ttl, resend_after=self.cooldown)
 
-    def _store_code(self, destination: str, code_id: str, code: str) -> None:
-        """Store the code unless the address is in its cool-down or past its daily limit. The
-        authenticator's row is locked meanwhile, so parallel sends to one address cannot all pass."""
+    def _store_code(self, destination: str, code_id: str, code: str, *, account: Any = None) -> None:
+        """Store the code unless the address is in its cool-down or past its daily limit, or the
+        ``account`` it signs in to was sent a code (by any authenticator, to any of its addresses)
+        within the cool-down. The authenticator's row (and the account's) is locked meanwhile, so
+        parallel sends cannot all pass."""
         from authenticators.models import Authenticator, OneTimeCode
 
         retry_after = 0
         with transaction.atomic():
             Authenticator.objects.select_for_update().filter(pk=self.authenticator.pk).first()
+            if account is not None:
+                type(account)._default_manager.select_for_update().filter(pk=account.pk).first()
             now = timezone.now()
             recent = OneTimeCode.objects.filter(authenticator=self.authenticator, destination=destination,
                                                 created_at__gt=now - timedelta(days=1))
-            last = recent.order_by("-created_at").values_list("created_at", flat=True).first()
+            sent = [recent.order_by("-created_at").values_list("created_at", flat=True).first()]
+            if account is not None:
+                sent.append(OneTimeCode.objects.filter(account=account).order_by("-created_at")
+                            .values_list("created_at", flat=True).first())
+            last = max((at for at in sent if at is not None), default=None)
             if last is not None and self.cooldown - (now - last).total_seconds() > 0:
                 retry_after = max(1, int(self.cooldown - (now - last).total_seconds()))
             elif recent.count() >= self.daily_limit:
@@ -251,9 +267,16 @@ class CodeAuth(BaseAuth):
                     code_id=code_id, authenticator=self.authenticator, destination=destination,
                     purpose=self.purpose, binding=self.binding, digest=code_digest(code_id, code),
                     created_at=now, expires_at=now + timedelta(seconds=self.code_ttl),
+                    account=account if account is not None and getattr(account, "pk", None) else None,
                 )
         if retry_after:
             raise AuthError("too_many_requests", retry_after=retry_after)
+
+    @staticmethod
+    def _forget_code(code_id: str) -> None:
+        from authenticators.models import OneTimeCode
+
+        OneTimeCode.objects.filter(code_id=code_id).delete()
 
     def check_code(self, code_id: str, code: str) -> str:
         """The destination the code was sent to, once the code checks out; the code is then spent.

@@ -113,6 +113,9 @@ class OneTimeCode(models.Model):
     code_id = models.CharField(max_length=64, unique=True)
     authenticator = models.ForeignKey(Authenticator, on_delete=models.CASCADE, related_name="+")
     destination = models.CharField(_("sent to"), max_length=254)
+    account = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="+", verbose_name=_("account"),
+                                help_text=_("The account the address signs in to (none for an unknown address)."))
     purpose = models.CharField(max_length=30, default="sign_in")
     binding = models.CharField(_("bound to"), max_length=64, blank=True,
                                help_text=_("The interaction (or other one-time state) the code belongs to."))
@@ -125,7 +128,8 @@ class OneTimeCode(models.Model):
     class Meta:
         verbose_name = _("one-time code")
         verbose_name_plural = _("one-time codes")
-        indexes = [models.Index(fields=["authenticator", "destination", "created_at"], name="authenticators_code_sends")]
+        indexes = [models.Index(fields=["authenticator", "destination", "created_at"], name="authenticators_code_sends"),
+                   models.Index(fields=["account", "created_at"], name="authenticators_code_account")]
 
     def __str__(self) -> str:
         return f"{self.authenticator_id} → {self.destination}"

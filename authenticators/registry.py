@@ -30,6 +30,7 @@ class AuthType:
     sign_up_form: type[forms.Form] | None = None
     title: Any = ""
     secret_options: tuple[str, ...] = field(default_factory=tuple)
+    send_form: type[forms.Form] | None = None  # a code type's first step: the address to send the code to
 
     @property
     def kind(self) -> str:
@@ -61,11 +62,13 @@ class Registry:
         sign_up_form: type[forms.Form] | None = None,
         title: Any = "",
         secret_options: tuple[str, ...] = (),
+        send_form: type[forms.Form] | None = None,
         replace: bool = False,
     ) -> AuthType:
         if name in self._types and not replace:
             raise AlreadyRegistered(f"Authenticator type {name!r} is already registered.")
-        auth_type = AuthType(name, auth_class, settings_form, sign_in_form, sign_up_form, title or name, secret_options)
+        auth_type = AuthType(name, auth_class, settings_form, sign_in_form, sign_up_form, title or name, secret_options,
+                             send_form)
         self._types[name] = auth_type
         return auth_type
 

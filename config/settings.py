@@ -187,6 +187,15 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Portcullis <no-reply@localhost>")
 
+# SMS (one-time codes by text message): a backend's dotted path, see docs/configuration.md.
+PORTCULLIS_SMS_BACKEND = os.environ.get("SMS_BACKEND", "identity.delivery.ConsoleSmsBackend")
+PORTCULLIS_SMS_FILE_PATH = os.environ.get("SMS_FILE_PATH", str(VAR_DIR / "sms"))
+PORTCULLIS_SMS_FROM = os.environ.get("SMS_FROM", "")
+PORTCULLIS_SMS_HTTP_URL = os.environ.get("SMS_HTTP_URL", "")
+PORTCULLIS_SMS_HTTP_TOKEN = os.environ.get("SMS_HTTP_TOKEN", "")
+PORTCULLIS_SMS_HTTP_USERNAME = os.environ.get("SMS_HTTP_USERNAME", "")
+PORTCULLIS_SMS_HTTP_FORMAT = os.environ.get("SMS_HTTP_FORMAT", "json")
+
 # OpenID provider. ISSUER is required unless DEBUG is on (identity.E002: manage.py and, through
 # config.wsgi / config.asgi, gunicorn refuse to start); with DEBUG the site root of each request.
 PORTCULLIS_ISSUER = os.environ.get("ISSUER", "").strip()

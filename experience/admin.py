@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from experience.models import AuditEvent, Interaction
+from experience.models import AuditEvent, Interaction, KnownDevice
 
 
 @admin.register(AuditEvent)
@@ -28,6 +28,18 @@ class InteractionAdmin(admin.ModelAdmin):
     list_display = ["uid", "event", "client_id", "created_at", "expires_at", "completed_at"]
     list_filter = ["event"]
     readonly_fields = ["uid", "event", "client_id", "state", "created_at", "expires_at", "completed_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(KnownDevice)
+class KnownDeviceAdmin(admin.ModelAdmin):
+    """Browsers users signed in from; deleting one makes its next sign-in notified again."""
+
+    list_display = ["user", "user_agent", "ip", "created_at", "last_seen_at"]
+    search_fields = ["user__username", "user__email", "ip"]
+    readonly_fields = ["user", "key", "user_agent", "ip", "created_at", "last_seen_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -12,7 +12,13 @@ class ExperienceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from experience import checks  # noqa: F401  registers the system checks
+        from django.conf import settings
+
+        from experience import checks, middleware  # noqa: F401  registers the system checks
+
+        # The device cookie of new-sign-in notices (experience.notifications) needs its middleware.
+        if middleware.PATH not in settings.MIDDLEWARE:
+            settings.MIDDLEWARE = [*settings.MIDDLEWARE, middleware.PATH]
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""

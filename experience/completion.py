@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils.encoding import iri_to_uri
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from experience import notifications
 from identity import authentication, tokens
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Completion(Protocol):
 class BrowserSession:
     def complete(self, ctx: Context, user: Any, amr: list[str], acr: str) -> Completed:
         authentication.sign_in(ctx.request, user, amr, acr)
+        notifications.new_sign_in(ctx.request, user)  # an e-mail when this browser is new to the account
         return Completed(redirect_to=next_url(ctx))
 
 

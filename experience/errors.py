@@ -28,6 +28,7 @@ KIND_STATUS: dict[str, int] = {
     "not_found": 404,
     "interaction": 404,
     "rate_limited": 429,
+    "unavailable": 503,
 }
 
 
@@ -67,6 +68,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "sso_required": ErrorSpec("sso", _("Your organisation signs you in. Continue with single sign-on."), code="required"),
     # rate_limited
     "too_many_requests": ErrorSpec("rate_limited", _("Too many attempts. Try again later.")),
+    # unavailable: a message could not be handed to the e-mail server or the SMS provider
+    "delivery_failed": ErrorSpec("unavailable", _("The code could not be sent just now. Try again in a few minutes.")),
     # forbidden
     "disabled": ErrorSpec("forbidden", _("This sign-in method is not available."), code="method_disabled"),
     "factor_disabled": ErrorSpec("forbidden", _("This method is disabled after too many failed attempts. Use another "

@@ -118,6 +118,8 @@ def _auth(request: HttpRequest, interaction: Interaction, authenticator: Authent
 def _failed(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, error: AuthError,
             identifier: str = "", kind: str = AuditEvent.SIGN_IN_FAILED, user: Any = None) -> EngineError:
     """Audit a failed step; the error as the engine reports it."""
+    if kind == AuditEvent.SIGN_IN_FAILED and authenticator.type is not None and authenticator.type.kind == "code":
+        kind = AuditEvent.CODE_FAILED
     audit.record(request, kind, user=user, identifier=identifier, authenticator=authenticator.name,
                  client_id=interaction.client_id, reason=error.reason)
     return engine_error(error)
@@ -237,10 +239,16 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     if interaction.event == Interaction.SIGN_UP:
         accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
+    address = str(data.get("email") or data.get("phone_number") or "")
     try:
-        return auth.send_code(data)
+        sent = auth.send_code(data)
     except AuthError as error:
+        audit.record(request, AuditEvent.CODE_FAILED, identifier=address, authenticator=authenticator.name,
+                     client_id=interaction.client_id, reason=error.reason)
         raise engine_error(error) from None
+    audit.record(request, AuditEvent.CODE_SENT, user=auth.recipient, identifier=address, authenticator=authenticator.name,
+                 client_id=interaction.client_id, reason="" if auth.recipient is not None else "no_account")
+    return sent
 
 
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,

@@ -31,7 +31,7 @@ from django.http import HttpRequest
 from authenticators import factors
 from authenticators.base import AuthError, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator, BackupCode, SecondFactorState
-from authenticators.types import backup_code, email_code, totp
+from authenticators.types import backup_code, email_factor, totp
 from experience import audit
 from experience import interaction as engine
 from experience.errors import EngineError
@@ -249,7 +249,7 @@ def send_second_factor_code(request: HttpRequest, interaction: Interaction, chan
         raise EngineError("disabled")
     authenticator = factor_authenticator(ctx.policy, EMAIL_CODE)
     auth = authenticator.get_auth(request, policy=ctx.policy, binding=interaction.uid)
-    if not isinstance(auth, email_code.EmailCodeAuth):
+    if not isinstance(auth, email_factor.EmailFactorAuth):
         raise EngineError("unknown_authenticator")
     try:
         return auth.send_code_to(ctx.user)
@@ -278,7 +278,7 @@ def account_factors(request: HttpRequest, user: Any) -> list[dict[str, Any]]:
         if authenticator.auth_type == BACKUP_CODE:
             row["unused"] = backup_code.unused_codes(user)
         if authenticator.auth_type == EMAIL_CODE:
-            row["email"] = email_code.verified_email(user)
+            row["email"] = email_factor.verified_email(user)
         rows.append(row)
     return rows
 

@@ -53,6 +53,9 @@ class AuditEvent(models.Model):
     MFA_REMOVED = "mfa.removed"
     MFA_USED = "mfa.used"
     MFA_FAILED = "mfa.failed"
+    CODE_SENT = "code.sent"  # a one-time code was asked for (reason "no_account": nothing was sent)
+    CODE_FAILED = "code.failed"  # a code that did not check out, or a send that was refused
+    NEW_DEVICE = "sign_in.new_device"  # a sign-in from a browser the account had not used (notified)
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -71,3 +74,23 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.identifier}"
+
+
+class KnownDevice(models.Model):
+    """A browser an account has signed in from (``experience.notifications``): the SHA-256 of the
+    random id in the browser's signed device cookie, never the id itself."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portcullis_devices")
+    key = models.CharField(_("device key"), max_length=64)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("first sign-in"), default=timezone.now)
+    last_seen_at = models.DateTimeField(_("last sign-in"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("known device")
+        verbose_name_plural = _("known devices")
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="experience_one_device_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.user_agent[:40]}"

@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import errors, signed_in, steps
+from experience import code_tabs, errors, signed_in, steps
 from experience import interaction as engine
+from experience.code_tabs import address_form, address_initial, code_step
 from experience.errors import EngineError
 from experience.gates import RequirementMissing
 from experience.models import Interaction
@@ -49,7 +50,7 @@ class SignInStartView(View):
         return deny_framing(HttpResponse(status=302, headers={"Location": reverse("experience:sign-in", args=[interaction.uid])}))
 
 
-@method_decorator([never_cache, csrf_protect, sensitive_post_parameters("password")], name="dispatch")
+@method_decorator([never_cache, csrf_protect, sensitive_post_parameters("password", "code")], name="dispatch")
 class SignInView(View):
     template_name = "experience/sign_in.html"
 
@@ -64,11 +65,7 @@ class SignInView(View):
         languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
-        form = None
-        form_class = sign_in_form_of(current)
-        if form_class is not None:
-            form = form_class(initial={"identifier": interaction.state.get("login_hint", "")})
-        return self.render(request, interaction, authenticators, current, form)
+        return self.render(request, interaction, authenticators, current, self.fresh_form(request, interaction, current))
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
         try:
@@ -81,6 +78,11 @@ class SignInView(View):
         form_class = sign_in_form_of(current)
         if current is None or form_class is None:
             return self.render(request, interaction, authenticators, current, None, status=400)
+        if request.POST.get("authenticator", current.name) != current.name:  # disabled, or not this application's
+            return self.render(request, interaction, authenticators, current, self.fresh_form(request, interaction, current),
+                               status=400, notice=errors.ERRORS["disabled"].message)
+        if request.POST.get("action") in ("send", "resend") and current.type is not None and current.type.send_form:
+            return self.send_code(request, interaction, authenticators, current)
         form = form_class(data=request.POST)
         if not form.is_valid():
             return self.render(request, interaction, authenticators, current, form, status=400)
@@ -102,6 +104,17 @@ class SignInView(View):
 
     # -- helpers -----------------------------------------------------------------------------------------
     @staticmethod
+    def fresh_form(request: HttpRequest, interaction: Interaction, current: Authenticator | None) -> forms.Form | None:
+        """The current tab's form as a GET shows it (a code tab: its address or its code step)."""
+        step = code_step(request, interaction, current)
+        if current is not None and step == "address":
+            return address_form(current, initial=address_initial(interaction, current))
+        if current is not None and step == "code":
+            return code_tabs.code_form(current, code_tabs.pending(interaction, current))
+        form_class = sign_in_form_of(current)
+        return form_class(initial={"identifier": interaction.state.get("login_hint", "")}) if form_class else None
+
+    @staticmethod
     def authenticators(request: HttpRequest, interaction: Interaction) -> list[Authenticator]:
         """The application's first factors that have a sign-in form (tabs), in its policy's order."""
         policy = policy_for(interaction.client_id, request)
@@ -116,9 +129,40 @@ class SignInView(View):
                 return authenticator
         return forms[0] if forms else None
 
+    def send_code(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
+                  current: Authenticator) -> HttpResponseBase:
+        """A code tab's first step (the address form), or its "Resend code" to the address kept."""
+        pending = code_tabs.pending(interaction, current)
+        form: forms.Form
+        if request.POST.get("action") == "resend":
+            if pending is None:
+                return see_other(code_tabs.tab_url(request, current, step="address"))
+            form, data = code_tabs.code_form(current, pending), {pending["field"]: pending["to"]}
+        else:
+            form = address_form(current, data=request.POST)
+            if not form.is_valid():
+                return self.render(request, interaction, authenticators, current, form, status=400)
+            data = dict(form.cleaned_data)
+        try:
+            sent = engine.send_code(request, interaction, current, data)
+        except engine.InteractionError as error:
+            return self.expired(request, interaction.uid, error)
+        except EngineError as error:
+            if not form.is_bound:  # the code form of a refused "Resend code": an error, no data
+                form.full_clean()
+                form.cleaned_data = {}
+            form.add_error(None, code_tabs.send_error_message(error))
+            response = self.render(request, interaction, authenticators, current, form, status=error.status)
+            if "retry_after" in error.data:
+                response["Retry-After"] = str(int(error.data["retry_after"]))
+            return response
+        code_tabs.remember(interaction, current, data, sent)
+        return see_other(code_tabs.tab_url(request, current))
+
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
-               current: Authenticator | None, form: Any, status: int = 200) -> HttpResponse:
+               current: Authenticator | None, form: Any, status: int = 200, notice: Any = None) -> HttpResponse:
         application = load_application(interaction.client_id) if interaction.client_id else None
+        step = code_step(request, interaction, current, form)
         context = {
             "interaction": interaction,
             "application": application,
@@ -127,6 +171,9 @@ class SignInView(View):
             "current": current,
             "form": form,
             "sign_up_enabled": policy_for(interaction.client_id, request).sign_up.enabled,
+            "notice": notice,
+            "step": step,
+            **(code_tabs.context(request, interaction, current, authenticators) if step == "code" and current else {}),
         }
         # Signing in ends in a redirect to the client (through the authorization endpoint).
         redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")

@@ -124,14 +124,15 @@ def page() -> Iterator[Any]:
 
 @pytest.fixture
 def mail_code(db: Any) -> Any:
-    """Part signup: a code-kind authenticator that e-mails its codes (read them from mailoutbox)."""
+    """The built-in ``email-code`` authenticator (read its codes from mailoutbox); transactional
+    tests flush the row its data migration made, so it is made again when missing."""
     from authenticators.models import Authenticator
-    from authenticators.registry import registry
-    from tests.helpers import MailCodeAuth, MailCodeForm
 
-    registry.register("test-mail-code", MailCodeAuth, sign_in_form=MailCodeForm, replace=True)
-    yield Authenticator.objects.create(name="mail", auth_type="test-mail-code", title="E-mail code", sort_order=5)
-    registry.unregister("test-mail-code")
+    authenticator, _ = Authenticator.objects.update_or_create(
+        name="email-code", defaults={"auth_type": "email-code", "title": "E-mail code", "enabled": True, "sort_order": 5})
+    return authenticator
+
+
 # -- part mfa: second factors ------------------------------------------------------------------------
 @pytest.fixture
 def second_factors(db: Any) -> dict[str, Any]:
@@ -163,3 +164,20 @@ def mfa_required(monkeypatch: Any) -> Any:
     policy = Policy(mfa=MfaPolicy(policy="required"))
     monkeypatch.setattr("experience.policy.resolve", lambda client_id: policy)
     return policy
+
+
+# -- delivery (part codes) -------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _sms_outbox(settings: Any) -> Any:
+    """SMS go to identity.delivery.outbox (like django.core.mail.outbox for e-mail), empty per test."""
+    from identity import delivery
+
+    settings.PORTCULLIS_SMS_BACKEND = "identity.delivery.LocmemSmsBackend"
+    delivery.outbox.clear()
+    yield delivery.outbox
+    delivery.outbox.clear()
+
+
+@pytest.fixture
+def sms_outbox(_sms_outbox: Any) -> Any:
+    return _sms_outbox

@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from django import forms
-from django.core.mail import send_mail
 from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_application_model
 
-from authenticators.base import AuthError, CodeAuth
-from identity.identifiers import EMAIL, find_user
 from identity.models import ApplicationSettings
 
 Application = get_application_model()
@@ -336,36 +332,14 @@ def b64(raw: bytes | str) -> str:
     return base64.b64encode(raw.encode() if isinstance(raw, str) else raw).decode()
 
 
-# -- part signup: a code type that e-mails its codes (until part codes' email-code is merged) ------------------
-class MailCodeAuth(CodeAuth):
-    """A code-kind type that sends its code by e-mail (django.core.mail) and signs in by e-mail."""
-
-    def destination(self, data: dict[str, Any]) -> str:
-        address = str(data.get("email") or "").strip().lower()
-        if "@" not in address:
-            raise AuthError("invalid_input")
-        return address
-
-    def user_for(self, destination: str) -> Any | None:
-        user = find_user(destination, [EMAIL])
-        return user if user is not None and user.is_active else None
-
-    def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
-        send_mail(f"Your code ({self.purpose})", f"Your code is {code}.", None, [destination])
-
-    def amr(self) -> list[str]:
-        return ["otp"]
-
-
-class MailCodeForm(forms.Form):
-    email = forms.EmailField()
-
-
+# -- one-time codes by e-mail ------------------------------------------------------------------------
 def code_in_mail(message: Any) -> str:
-    """The 6-digit code of an e-mail MailCodeAuth sent."""
+    """The 6-digit code in an e-mail (the built-in ``email-code`` type's, a second factor's)."""
     found = re.search(r"\b(\d{6})\b", message.body)
     assert found, message.body
     return found.group(1)
+
+
 # -- part mfa: second factors -------------------------------------------------------------------------
 TOTP_KEY = bytes(range(1, 21))
 

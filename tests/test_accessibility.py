@@ -119,14 +119,12 @@ class Site:
         self.go("/sign-in/")
         self.page.get_by_role("link", name="Continue").wait_for()
 
-    # -- part signup: sign-up and forgot password (a code type that e-mails its codes) ---------------
+    # -- sign-up and forgot password (the built-in e-mail code type) -----------------------------------
     def mail_code(self) -> None:
         from authenticators.models import Authenticator
-        from authenticators.registry import registry
-        from tests.helpers import MailCodeAuth, MailCodeForm
 
-        registry.register("test-mail-code", MailCodeAuth, sign_in_form=MailCodeForm, replace=True)
-        Authenticator.objects.get_or_create(name="mail", defaults={"auth_type": "test-mail-code", "title": "E-mail code"})
+        Authenticator.objects.update_or_create(
+            name="email-code", defaults={"auth_type": "email-code", "title": "E-mail code", "enabled": True})
 
     def code_sent(self, address: str) -> str:
         """Send a code to ``address`` on the page; the code, from the mail outbox."""

@@ -146,6 +146,12 @@ def test_a_disabled_authenticator_cannot_be_used_by_posting_its_name(flow, confi
     url = start(flow, confidential_app)
     response = flow.client.post(url, {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
     assert response.status_code == 400
+    # The other enabled method (the e-mail code) is shown, never the disabled one used.
+    assert "This sign-in method is not available." in response.content.decode()
+    assert 'name="email"' in response.content.decode() and "_auth_user_id" not in flow.client.session
+    Authenticator.objects.update(enabled=False)
+    response = flow.client.post(url, {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
+    assert response.status_code == 400
     assert "No sign-in method is enabled" in response.content.decode()
 
 

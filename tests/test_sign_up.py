@@ -129,7 +129,7 @@ def test_the_sign_up_code_goes_to_a_new_address_and_the_answer_is_the_one_a_take
         answers.append((response.status_code, response.get("Location"), response.content, cookies))
     assert answers[0] == answers[1]
     assert answers[0][0] == 303 and "sessionid" in [name for name, _ in answers[0][3]]
-    assert [m.to for m in mailoutbox] == [["nobody@example.com"], ["alice@example.com"]]
+    assert [m.to for m in mailoutbox] == [["nobody@example.com"], ["Alice@example.com"]]  # the account's own spelling
 
 
 def test_an_address_with_an_account_is_told_so_only_after_its_code_proved_it(
@@ -263,8 +263,8 @@ def test_a_profile_before_the_address_is_verified_answers_the_requirement_and_ch
     before = dict(interaction.state)
     with pytest.raises(RequirementMissing) as missing:
         engine.set_profile(request, interaction, {"password": NEW_PASSWORD})
-    assert (missing.value.gate, missing.value.data["methods"]) == ("identify", ["mail"])  # a code, not a password
-    assert engine.describe(request, interaction)["methods"] == ["mail"]
+    assert (missing.value.gate, missing.value.data["methods"]) == ("identify", ["email-code"])  # a code, not a password
+    assert engine.describe(request, interaction)["methods"] == ["email-code"]
     assert json.loads(errors.as_json(missing.value).content)["requirement"]["code"] == "identify"
     interaction.refresh_from_db()
     assert interaction.state == before

@@ -1,133 +1,73 @@
-"""The ``email_code`` second factor: a one-time code sent to the user's own verified e-mail.
-
-The code itself is :class:`~authenticators.base.CodeAuth`'s (6 digits from ``secrets``, stored as an
-HMAC in ``OneTimeCode``, bound to the interaction, expiry, 5 attempts, cool-down, single use under
-a row lock): an inner code type whose only address is the signed-in user's e-mail does it.
-
-E-mail is not a strong factor (NIST SP 800-63B): it is offered only beside another second factor
-the user has (an authenticator app, backup codes), never alone, so a user counts as enrolled only
-when they have a verified e-mail and another enrolled factor the policy allows.
-"""
+"""The ``email-code`` type: a one-time code sent to the account's e-mail address (passwordless)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from authenticators import factors
-from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
+from authenticators.base import AuthError
+from authenticators.types.codes import CodeSettingsForm, SentCodeAuth
+from identity import delivery
+from identity.identifiers import EMAIL, AmbiguousIdentifier, comparison_key, find_user, identifiers_of
 
-MESSAGE_TEMPLATE = "authenticators/email/second_factor_code"
 
-
-class EmailCodeForm(forms.Form):
-    code = forms.CharField(
-        label=_("Code from the e-mail"), max_length=32,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autocapitalize": "none",
-                                      "spellcheck": "false"}),
+class EmailCodeSettingsForm(CodeSettingsForm):
+    notify_unknown = forms.BooleanField(
+        label=_("Tell an address without an account that no account exists"), required=False, initial=False,
+        help_text=_("Off: nothing is sent to such an address. The page answers the same either way."),
     )
 
 
-def verified_email(user: Any) -> str:
-    """The user's e-mail when it is verified, else ""."""
-    from identity.models import Profile
+class EmailAddressForm(forms.Form):
+    """The first step: where to send the code."""
 
-    email = (getattr(user, "email", "") or "").strip()
-    if not email or not Profile.objects.filter(user=user, email_verified=True).exists():
-        return ""
-    return email
-
-
-def send_email(to: str, code: str, timeout: int) -> None:
-    """The one place this type sends mail: through ``identity.delivery.send_email`` once it exists
-    (part codes), else Django's mail with the same templates."""
-    context = {"code": code, "minutes": max(1, timeout // 60)}
-    delivery: Any
-    try:
-        delivery = importlib.import_module("identity.delivery")
-    except ImportError:
-        delivery = None
-    if delivery is not None and hasattr(delivery, "send_email"):
-        delivery.send_email(None, to, MESSAGE_TEMPLATE, context)
-        return
-    from django.core.mail import send_mail
-    from django.template.loader import render_to_string
-
-    subject = " ".join(render_to_string(f"{MESSAGE_TEMPLATE}_subject.txt", context).split())
-    send_mail(subject, render_to_string(f"{MESSAGE_TEMPLATE}_message.txt", context), None, [to])
+    email = forms.EmailField(
+        label=_("E-mail"), max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autocapitalize": "none", "spellcheck": "false"}),
+    )
 
 
-class _UsersEmailCode(CodeAuth):
-    """CodeAuth with one address: the verified e-mail of the user being checked."""
-
-    purpose = "second_factor"
-    account: Any = None
+class EmailCodeAuth(SentCodeAuth):
+    """Send a code to an e-mail address; the code signs in to the account holding that address."""
 
     def destination(self, data: dict[str, Any]) -> str:
-        email = verified_email(self.account) if self.account is not None else ""
-        if not email:
-            raise AuthError("disabled")
-        return email.lower()
+        email = data.get("email")
+        if not isinstance(email, str) or not email.strip() or len(email) > 254:
+            raise AuthError("invalid_input")
+        try:
+            forms.EmailField().clean(email)
+        except forms.ValidationError:
+            raise AuthError("invalid_input") from None
+        # The comparison key: ``Alice@…`` and ``alice@…`` are one address for the cool-down too.
+        return comparison_key(EMAIL, email)
 
     def user_for(self, destination: str) -> Any | None:
-        return self.account
+        try:
+            user = find_user(destination, [EMAIL])
+        except AmbiguousIdentifier:
+            return None  # several legacy accounts: nobody (the same answer as an unknown address)
+        return user if user is not None and user.is_active else None
 
     def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
-        send_email(verified_email(user), code, timeout)
+        # To the account's own address, never the spelling typed: a variant that only compares
+        # equal (``straße`` / ``strasse``) may be someone else's mailbox.
+        # A sign-up's code goes to the address typed (no account has it yet).
+        to = identifiers_of(user)[EMAIL] if user is not None else destination
+        self.delivered(delivery.send_email, to, "sign_in_code", self.message_context(code, timeout))
+
+    def deliver_unknown(self, destination: str, *, timeout: int) -> None:
+        if self.options.get("notify_unknown"):
+            self.delivered(delivery.send_email, destination, "unknown_account", self.message_context("", timeout))
+
+    def validate(self, data: dict[str, Any]) -> Any:
+        user = super().validate(data)
+        mark_verified(user, "email_verified")  # the code proved the address is theirs
+        return user
 
 
-class EmailCodeAuth(SecondFactorAuth):
-    def amr(self) -> list[str]:
-        return ["otp"]
+def mark_verified(user: Any, flag: str) -> None:
+    from identity.models import Profile
 
-    def _codes(self, user: Any) -> _UsersEmailCode:
-        codes = _UsersEmailCode(self.authenticator, self.request, policy=self.policy, binding=self.binding)
-        codes.account = user
-        return codes
-
-    def other_factors(self) -> list[Any]:
-        """The other second-factor authenticators the policy allows (all enabled ones without one)."""
-        if self.policy is not None:
-            candidates = self.policy.second_factors()
-        else:
-            from authenticators.models import Authenticator
-
-            candidates = [a for a in Authenticator.objects.enabled() if a.type is not None and a.type.kind == "second_factor"]
-        return [a for a in candidates if a.pk != self.authenticator.pk and a.auth_type != self.authenticator.auth_type]
-
-    def enrolled(self, user: Any) -> bool:
-        if not verified_email(user):
-            return False
-        for authenticator in self.other_factors():
-            auth = authenticator.get_auth(self.request, policy=self.policy, binding=self.binding)
-            if isinstance(auth, SecondFactorAuth) and not isinstance(auth, EmailCodeAuth) and auth.enrolled(user):
-                return True
-        return False
-
-    def send_code_to(self, user: Any) -> SentCode:
-        """Send a code to ``user``'s verified e-mail (the cool-down and daily limit of CodeAuth)."""
-        if not self.authenticator.enabled or not self.enrolled(user):
-            raise AuthError("disabled")
-        if factors.is_disabled(user, self.authenticator):
-            raise AuthError("factor_disabled")
-        return self._codes(user).send_code({})
-
-    def verify_for(self, user: Any, data: dict[str, Any]) -> None:
-        failure = ""
-        with factors.checking(user, self.authenticator) as check:
-            if check.disabled:
-                failure = "factor_disabled"
-            else:
-                try:
-                    destination = self._codes(user).check_code(str(data.get("code_id") or ""),
-                                                               str(data.get("code") or ""))
-                except AuthError as error:
-                    failure = error.code
-                else:
-                    check.ok = destination == verified_email(user).lower()
-                    failure = "" if check.ok else "invalid_code"
-        if failure:
-            raise AuthError(failure)
+    Profile.objects.filter(user=user, **{flag: False}).update(**{flag: True})

@@ -1,0 +1,115 @@
+"""E-mails that tell a user about their account: a sign-in from a browser the account had not used
+(:func:`new_sign_in`) and a changed password (:func:`password_changed`).
+
+How a browser is recognised: on a sign-in, the browser gets a long-lived cookie
+(``portcullis_device``, signed, two years, HttpOnly) holding a random 128-bit device id, and the
+account keeps the SHA-256 of that id (:class:`experience.models.KnownDevice`). A sign-in whose
+browser brings no valid cookie, or one the account does not know, is from a new device: it is
+recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. The very first
+device an account signs in from is recorded without an e-mail (right after sign-up, say).
+Clearing cookies or a private window therefore counts as a new device, which errs on the side of
+telling. ``experience.middleware.DeviceCookieMiddleware`` sets the cookie on the response.
+
+Messages are sent after the transaction commits, in the language of the request; a failed
+delivery is logged (without the message) and never fails the sign-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone, translation
+
+from experience import audit
+from experience.models import AuditEvent, KnownDevice
+from identity import delivery
+from identity.app_settings import setting
+
+logger = logging.getLogger("portcullis.notifications")
+
+COOKIE = "portcullis_device"
+COOKIE_SALT = "portcullis.device"
+COOKIE_AGE = 2 * 365 * 24 * 3600
+REQUEST_ATTRIBUTE = "_portcullis_device_cookie"
+
+
+# -- the device cookie ----------------------------------------------------------------------------------
+def device_id(request: HttpRequest) -> str | None:
+    """The id in this browser's valid device cookie, or None."""
+    value = request.get_signed_cookie(COOKIE, default=None, salt=COOKIE_SALT, max_age=COOKIE_AGE)
+    return str(value) if value else None
+
+
+def device_key(identifier: str) -> str:
+    return hashlib.sha256(identifier.encode()).hexdigest()
+
+
+def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
+    """What the middleware calls: give the browser the cookie a sign-in asked for."""
+    identifier = getattr(request, REQUEST_ATTRIBUTE, None)
+    if identifier:
+        from django.conf import settings
+
+        response.set_signed_cookie(COOKIE, identifier, salt=COOKIE_SALT, max_age=COOKIE_AGE, httponly=True,
+                                   samesite="Lax", secure=settings.SESSION_COOKIE_SECURE)
+
+
+# -- the notifications ---------------------------------------------------------------------------------
+def new_sign_in(request: HttpRequest, user: Any) -> bool:
+    """Record this browser as one of ``user``'s devices; e-mail the user when it is a new one (not
+    the account's first). Answers whether a notice went out. Called where a browser sign-in
+    completes (``experience.completion.BrowserSession``)."""
+    if not setting("NEW_SIGN_IN_EMAILS", True):
+        return False
+    identifier = device_id(request)
+    if identifier is None:
+        identifier = secrets.token_urlsafe(16)
+    setattr(request, REQUEST_ATTRIBUTE, identifier)  # (re)sent, so the cookie lives two years from now
+    now = timezone.now()
+    key = device_key(identifier)
+    if KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
+        return False
+    first = not KnownDevice.objects.filter(user=user).exists()
+    try:
+        with transaction.atomic():
+            KnownDevice.objects.create(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
+                                       created_at=now, last_seen_at=now)
+    except IntegrityError:
+        return False  # a parallel sign-in from this browser recorded it first
+    if first:
+        return False
+    audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
+    notify(request, user, "new_sign_in")
+    return True
+
+
+def password_changed(request: HttpRequest, user: Any) -> None:
+    """Tell ``user`` their password was changed (reset or changed), from where and when."""
+    notify(request, user, "password_changed")
+
+
+def notify(request: HttpRequest, user: Any, template: str) -> None:
+    """E-mail ``template`` to the user's address once the transaction commits; a failure is logged."""
+    address = getattr(user, "email", "") or ""
+    if not address:
+        return
+    context = {"name": user.get_full_name() or user.get_username(), "when": timezone.now(),
+               "ip": audit.client_ip(request) or "", "browser": user_agent(request)}
+    language = translation.get_language()
+
+    def send() -> None:
+        try:
+            delivery.send_email(request, address, template, context, language=language)
+        except delivery.DeliveryError:
+            logger.warning("notification %s for user %s was not delivered", template, user.pk)
+
+    transaction.on_commit(send)
+
+
+def user_agent(request: HttpRequest) -> str:
+    return str(request.META.get("HTTP_USER_AGENT", ""))[:300]
