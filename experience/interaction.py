@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator
-from experience import audit
+from experience import audit, risk
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
@@ -151,10 +151,13 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
+    risk.guard(request, interaction, identifier, data)  # lockout, captcha (experience.risk)
     auth = _auth(request, interaction, authenticator)
     try:
         user = auth.sign_in(data)
     except AuthError as error:
+        if error.code not in risk.NOT_COUNTED:
+            risk.failed(request, identifier, interaction)
         raise _failed(request, interaction, authenticator, error, identifier) from None
     identify(interaction, user)
     record_verification(interaction, authenticator, auth.amr(), "first")
@@ -173,9 +176,12 @@ def verify_second_factor(request: HttpRequest, interaction: Interaction, authent
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, SecondFactorAuth) or authenticator.auth_type not in ctx.policy.mfa.factors:
         raise EngineError("unknown_authenticator")
+    risk.check_lockout(request, user=user)  # a locked account guesses no second factor either
     try:
         auth.verify(user, data)
     except AuthError as error:
+        if error.code not in risk.NOT_COUNTED:
+            risk.failed(request, user=user, client_id=interaction.client_id)  # counts for the account
         raise _failed(request, interaction, authenticator, error, user.get_username()) from None
     record_verification(interaction, authenticator, auth.amr(), "second")
     interaction.save(update_fields=["state"])
@@ -187,6 +193,7 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")
+    risk.guard(request, interaction, str(data.get("email") or data.get("phone_number") or ""), data)
     try:
         return auth.send_code(data)
     except AuthError as error:

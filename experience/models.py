@@ -45,6 +45,7 @@ class AuditEvent(models.Model):
 
     SIGN_IN_SUCCEEDED = "sign_in.succeeded"
     SIGN_IN_FAILED = "sign_in.failed"
+    LOCKED_OUT = "sign_in.locked_out"  # an account locked after too many failures (experience.risk)
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

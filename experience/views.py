@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import errors, signed_in, steps
+from experience import captcha_page, errors, signed_in, steps
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing
@@ -85,7 +85,7 @@ class SignInView(View):
         if not form.is_valid():
             return self.render(request, interaction, authenticators, current, form, status=400)
         try:
-            completed = engine.sign_in(request, interaction, current, form.cleaned_data)
+            completed = engine.sign_in(request, interaction, current, captcha_page.with_answer(request, form.cleaned_data))
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
         except RequirementMissing as missing:
@@ -94,8 +94,10 @@ class SignInView(View):
             errors.add_to_form(form, missing)
             return self.render(request, interaction, authenticators, current, form, status=400)
         except EngineError as error:
+            if error.kind == "rate_limited":
+                return captcha_page.locked(request, error)
             errors.add_to_form(form, error)
-            return self.render(request, interaction, authenticators, current, form, status=400)
+            return self.render(request, interaction, authenticators, current, form, status=400, error=error)
         return see_other(completed.redirect_to)
 
     # -- helpers -----------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ class SignInView(View):
         return forms[0] if forms else None
 
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
-               current: Authenticator | None, form: Any, status: int = 200) -> HttpResponse:
+               current: Authenticator | None, form: Any, status: int = 200, error: EngineError | None = None) -> HttpResponse:
         application = load_application(interaction.client_id) if interaction.client_id else None
         context = {
             "interaction": interaction,
@@ -124,6 +126,7 @@ class SignInView(View):
             "tabs": authenticators,
             "current": current,
             "form": form,
+            **captcha_page.context(request, interaction, error if form is not None else None),
         }
         # Signing in ends in a redirect to the client (through the authorization endpoint).
         redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
