@@ -165,8 +165,8 @@ def guard(request: HttpRequest, interaction: Interaction, identifier: str, data:
         raise EngineError("too_many_requests", retry_after=window())
     answer = data.get("captcha")
     given = isinstance(answer, dict) and bool(answer.get("id"))
-    passed = given and captchas.solve(answer.get("id"), answer.get("answer"))
-    state["captcha"] = {"required": True, "passed": bool(passed)}
+    passed = isinstance(answer, dict) and given and captchas.solve(answer.get("id"), answer.get("answer"))
+    state["captcha"] = {"required": True, "passed": passed}
     if not passed:
         interaction.save(update_fields=["state"])
         raise EngineError("captcha_wrong" if given else "captcha_missing", captcha=captchas.new_challenge(request))
