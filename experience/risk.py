@@ -145,7 +145,7 @@ def captcha_needed(request: HttpRequest, interaction: Interaction, identifier: s
     return _count("ip:" + ip_key(request)) >= captcha_ip_threshold()
 
 
-def guard(request: HttpRequest, interaction: Interaction, identifier: str, data: dict[str, Any]) -> None:
+def guard(request: HttpRequest, interaction: Interaction, identifier: str, data: dict[str, Any] | None = None) -> None:
     """Before a first factor is checked or a code is sent: refuse a locked account, demand and
     consume a captcha when the rules say so (recording ``state["captcha"]`` for the CaptchaGate).
 
@@ -163,7 +163,7 @@ def guard(request: HttpRequest, interaction: Interaction, identifier: str, data:
         return
     if not captchas.installed():  # fail closed: the rules demand what this project cannot show
         raise EngineError("too_many_requests", retry_after=window())
-    answer = data.get("captcha")
+    answer = (data or {}).get("captcha")
     given = isinstance(answer, dict) and bool(answer.get("id"))
     passed = isinstance(answer, dict) and given and captchas.solve(answer.get("id"), answer.get("answer"))
     state["captcha"] = {"required": True, "passed": passed}
