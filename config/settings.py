@@ -174,6 +174,11 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# django-simple-captcha: our challenge (from secrets, 6 characters; experience.captcha). Never
+# CAPTCHA_TEST_MODE here: with DEBUG off it is a system check error (experience.E010).
+CAPTCHA_CHALLENGE_FUNCT = "experience.captcha.challenge"
+CAPTCHA_TIMEOUT = 5  # minutes, the library's own forms; experience.captcha uses PORTCULLIS_CAPTCHA_TIMEOUT
+
 # @login_required pages (of a host project too) send the user to the hosted sign-in with ?next=.
 LOGIN_URL = "experience:sign-in-start"
 LOGIN_REDIRECT_URL = "/"

@@ -22,6 +22,6 @@ class ExperienceConfig(AppConfig):
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""
-        from experience.housekeeping import cleanup
+        from experience.housekeeping import cleanup, cleanup_captchas
 
-        return cleanup(now)
+        return {**cleanup(now), **cleanup_captchas(now)}

@@ -16,7 +16,7 @@ interaction's JSON:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from authenticators.base import SecondFactorAuth
 from experience.errors import EngineError
 from experience.models import Interaction
+from identity.app_settings import setting
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -90,7 +91,10 @@ class Context:
         if user is None:
             return []
         enrolled = []
-        for authenticator in self.policy.second_factors():
+        policy = self.policy
+        if not policy.mfa.enabled and mfa_required(self):  # staff, with MFA off for everyone else
+            policy = replace(policy, mfa=replace(policy.mfa, policy="required"))
+        for authenticator in policy.second_factors():
             auth = authenticator.get_auth(self.request, policy=self.policy, binding=self.interaction.uid)
             if isinstance(auth, SecondFactorAuth) and auth.enrolled(user):
                 enrolled.append(authenticator)
@@ -145,7 +149,8 @@ class NewPasswordGate(Gate):
 
 
 class SecondFactorGate(Gate):
-    """A user who has a second factor the policy allows proves it (MFA ``off`` asks for none)."""
+    """A user who has a second factor the policy allows proves it (MFA ``off`` asks for none, but
+    for staff when :func:`mfa_required`)."""
 
     code = "second_factor_required"
 
@@ -177,11 +182,20 @@ class ProfileGate(Gate):
         return Requirement(self.code, ("profile",), {"missing": missing}) if missing else None
 
 
+def mfa_required(ctx: Context) -> bool:
+    """Whether this sign-in needs a second factor: the policy requires MFA, or the user is staff
+    and ``PORTCULLIS_STAFF_MFA_REQUIRED`` is on (the default: the admin is the most valuable door)."""
+    if ctx.policy.mfa.required:
+        return True
+    user = ctx.user
+    return bool(user is not None and getattr(user, "is_staff", False) and setting("STAFF_MFA_REQUIRED", True))
+
+
 class MfaEnrolmentGate(Gate):
     code = "mfa_enrolment_required"
 
     def pending(self, ctx: Context) -> Requirement | None:
-        if not ctx.policy.mfa.required or ctx.state.get("mfa_enrolled"):
+        if not mfa_required(ctx) or ctx.state.get("mfa_enrolled"):
             return None
         if ctx.user is not None and ctx.second_factors:
             return None

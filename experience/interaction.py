@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator
-from experience import accounts, audit
+from experience import accounts, audit, risk
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
@@ -156,12 +156,15 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
+    risk.guard(request, interaction, identifier, data)  # lockout, captcha (experience.risk)
     auth = _auth(request, interaction, authenticator)
     if interaction.event == Interaction.SIGN_UP:
         return _verify_new_address(request, interaction, authenticator, auth, data, save=save)
     try:
         user = auth.sign_in(data)
     except AuthError as error:
+        if error.code not in risk.NOT_COUNTED:
+            risk.failed(request, identifier, interaction)
         raise _failed(request, interaction, authenticator, error, identifier) from None
     identify(interaction, user)
     record_verification(interaction, authenticator, auth.amr(), "first")
@@ -219,9 +222,12 @@ def verify_second_factor(request: HttpRequest, interaction: Interaction, authent
     auth = _auth(request, interaction, authenticator)
     if not isinstance(auth, SecondFactorAuth) or authenticator.auth_type not in ctx.policy.mfa.factors:
         raise EngineError("unknown_authenticator")
+    risk.check_lockout(request, user=user)  # a locked account guesses no second factor either
     try:
         auth.verify(user, data)
     except AuthError as error:
+        if error.code not in risk.NOT_COUNTED:
+            risk.failed(request, user=user, client_id=interaction.client_id)  # counts for the account
         raise _failed(request, interaction, authenticator, error, user.get_username(), AuditEvent.MFA_FAILED,
                       user) from None
     record_verification(interaction, authenticator, auth.amr(), "second")
@@ -240,6 +246,7 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
         accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     address = str(data.get("email") or data.get("phone_number") or "")
+    risk.guard(request, interaction, address, data)
     try:
         sent = auth.send_code(data)
     except AuthError as error:

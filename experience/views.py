@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import code_tabs, errors, signed_in, steps
+from experience import captcha_page, code_tabs, errors, signed_in, steps
 from experience import interaction as engine
 from experience.code_tabs import address_form, address_initial, code_step
 from experience.errors import EngineError
@@ -89,7 +89,7 @@ class SignInView(View):
         try:
             if interaction.event != Interaction.SIGN_IN:  # back from sign-up or forgot-password
                 engine.set_event(request, interaction, Interaction.SIGN_IN)
-            completed = engine.sign_in(request, interaction, current, form.cleaned_data)
+            completed = engine.sign_in(request, interaction, current, captcha_page.with_answer(request, form.cleaned_data))
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
         except RequirementMissing as missing:
@@ -98,8 +98,10 @@ class SignInView(View):
             errors.add_to_form(form, missing)
             return self.render(request, interaction, authenticators, current, form, status=400)
         except EngineError as error:
+            if error.kind == "rate_limited":
+                return captcha_page.locked(request, error)
             errors.add_to_form(form, error)
-            return self.render(request, interaction, authenticators, current, form, status=400)
+            return self.render(request, interaction, authenticators, current, form, status=400, error=error)
         return see_other(completed.redirect_to)
 
     # -- helpers -----------------------------------------------------------------------------------------
@@ -144,7 +146,7 @@ class SignInView(View):
                 return self.render(request, interaction, authenticators, current, form, status=400)
             data = dict(form.cleaned_data)
         try:
-            sent = engine.send_code(request, interaction, current, data)
+            sent = engine.send_code(request, interaction, current, captcha_page.with_answer(request, data))
         except engine.InteractionError as error:
             return self.expired(request, interaction.uid, error)
         except EngineError as error:
@@ -152,7 +154,7 @@ class SignInView(View):
                 form.full_clean()
                 form.cleaned_data = {}
             form.add_error(None, code_tabs.send_error_message(error))
-            response = self.render(request, interaction, authenticators, current, form, status=error.status)
+            response = self.render(request, interaction, authenticators, current, form, status=error.status, error=error)
             if "retry_after" in error.data:
                 response["Retry-After"] = str(int(error.data["retry_after"]))
             return response
@@ -160,7 +162,8 @@ class SignInView(View):
         return see_other(code_tabs.tab_url(request, current))
 
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
-               current: Authenticator | None, form: Any, status: int = 200, notice: Any = None) -> HttpResponse:
+               current: Authenticator | None, form: Any, status: int = 200, notice: Any = None,
+               error: EngineError | None = None) -> HttpResponse:
         application = load_application(interaction.client_id) if interaction.client_id else None
         step = code_step(request, interaction, current, form)
         context = {
@@ -174,6 +177,7 @@ class SignInView(View):
             "notice": notice,
             "step": step,
             **(code_tabs.context(request, interaction, current, authenticators) if step == "code" and current else {}),
+            **captcha_page.context(request, interaction, error if form is not None else None),
         }
         # Signing in ends in a redirect to the client (through the authorization endpoint).
         redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")

@@ -12,11 +12,14 @@ pytestmark = pytest.mark.browser
 
 @pytest.mark.django_db(transaction=True)
 def test_an_application_added_from_a_popup_shows_its_secret_then_closes_the_popup(
-        live_server: Any, admin_user: Any, page: Any) -> None:  # noqa: F811
-    page.goto(f"{live_server.url}/admin/login/")
-    page.get_by_label("Username").fill("admin")
+        live_server: Any, admin_user: Any, password_authenticator: Any, page: Any, settings: Any) -> None:  # noqa: F811
+    settings.PORTCULLIS_STAFF_MFA_REQUIRED = False  # this test is about the popup, not the second factor
+    page.goto(f"{live_server.url}/admin/login/")  # the admin signs in through the hosted sign-in
+    page.wait_for_url("**/sign-in/**")
+    page.get_by_label("E-mail or username").fill("admin")
     page.get_by_label("Password").fill("password")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server.url}/admin/")
     page.goto(f"{live_server.url}/admin/identity/consent/add/")
     with page.expect_popup() as opened:
         page.locator("#add_id_application").click()

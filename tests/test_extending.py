@@ -52,7 +52,8 @@ def staff_code_type():
     registry.unregister("staff-code")
 
 
-def test_a_registered_type_signs_a_user_in_on_the_hosted_page(flow, confidential_app, user, staff_code_type):
+def test_a_registered_type_signs_a_user_in_on_the_hosted_page(flow, confidential_app, user, staff_code_type, settings):
+    settings.PORTCULLIS_STAFF_MFA_REQUIRED = False  # staff need a second factor by default (tests/test_admin_sign_in.py)
     user.is_staff = True
     user.save()
     Authenticator.objects.create(name="staff", auth_type="staff-code", title="Staff", sort_order=1,

@@ -1,0 +1,196 @@
+"""The lockout holds across worker processes: gunicorn with 2 sync workers sharing Redis and one
+PostgreSQL database (the standalone server's production shape). Failures served by either worker
+count together, and both workers refuse the locked account.
+
+Needs PostgreSQL and Redis on 127.0.0.1 (skipped otherwise). Its own database
+(``portcullis_risk_live_<pid>``, dropped at the end), Redis ``REDIS_URL`` (default db 3) under a key
+prefix of its own."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CAPTCHA_ID = re.compile(r'name="captcha_id" value="([0-9a-f]+)"')
+PASSWORD = "correct horse battery staple"
+
+
+def reachable(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def pg(sql: str, dbname: str = "postgres", params: tuple[Any, ...] = ()) -> Any:
+    import psycopg
+
+    with psycopg.connect(host=HOST, port=5432, user="postgres", dbname=dbname, autocommit=True,
+                         connect_timeout=10) as connection:
+        cursor = connection.execute(sql, params)
+        return cursor.fetchone() if cursor.description else None
+
+
+class Server:
+    """gunicorn, 2 sync workers, in its own process group (stopped with it, never by name)."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.url = f"http://{HOST}:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_file = open(self.log, "wb")  # noqa: SIM115  closed in stop()
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--workers", "2",
+             "--worker-class", "sync", "--bind", f"{HOST}:{self.port}", "--timeout", "30"],
+            cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if requests.get(self.url + "/.well-known/openid-configuration", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("gunicorn did not answer:\n" + self.log.read_text()[-3000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.log_file.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[tuple[Server, str]]:
+    if not (reachable(5432) and reachable(6379)):
+        pytest.skip("needs PostgreSQL and Redis on 127.0.0.1")
+    database = f"portcullis_risk_live_{os.getpid()}"
+    redis_url = os.environ.get("RISK_LIVE_REDIS_URL", "redis://127.0.0.1:6379/3")
+    prefix = "risk-live-" + secrets.token_hex(6)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{database}", "REDIS_URL": redis_url,
+           "CACHE_KEY_PREFIX": prefix, "DEBUG": "0", "ISSUER": f"http://{HOST}:{port}",
+           "SECRET_KEY": secrets.token_urlsafe(40), "DJANGO_SETTINGS_MODULE": "tests.live_settings",
+           "PORTCULLIS_VAR_DIR": str(tmp_path / "var"), "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": "0"}
+    pg(f'DROP DATABASE IF EXISTS "{database}"')
+    pg(f'CREATE DATABASE "{database}"')
+    server = Server(env, port, tmp_path / "gunicorn.log")
+    try:
+        manage = [sys.executable, "manage.py"]
+        subprocess.run([*manage, "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+        subprocess.run([*manage, "shell", "-c",
+                        "from django.contrib.auth import get_user_model; "
+                        f"get_user_model().objects.create_user('alice', 'alice@example.com', {PASSWORD!r})"],
+                       cwd=ROOT, env=env, check=True, timeout=120)
+        server.start()
+        yield server, database
+    finally:
+        server.stop()
+        try:
+            import redis
+
+            connection = redis.Redis.from_url(redis_url)
+            for key in connection.scan_iter(f"{prefix}:*"):
+                connection.delete(key)
+        except Exception:  # noqa: BLE001  cleaning up only
+            pass
+        pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+class Browser:
+    """One browser session on the live server; each request on a new connection (so either worker
+    may take it)."""
+
+    def __init__(self, server: Server, database: str) -> None:
+        self.server, self.database = server, database
+        self.session = requests.Session()
+        self.session.headers["Connection"] = "close"
+        start = self.session.get(server.url + "/sign-in/?next=/", allow_redirects=False, timeout=20)
+        assert start.status_code == 302, start.text[:500]
+        self.url = server.url + start.headers["Location"]
+        self.page = self.session.get(self.url, timeout=20)
+        assert self.page.status_code == 200
+
+    def attempt(self, password: str) -> requests.Response:
+        data = {"identifier": "alice", "password": password, "authenticator": "password",
+                "csrfmiddlewaretoken": CSRF.search(self.page.text).group(1)}  # type: ignore[union-attr]
+        key = CAPTCHA_ID.search(self.page.text)
+        if key:  # read the answer from the captcha store, as a person reads the picture
+            row = pg("SELECT response FROM captcha_captchastore WHERE hashkey = %s", self.database, (key.group(1),))
+            data.update(captcha_id=key.group(1), captcha_answer=row[0])
+        response = self.session.post(self.url, data=data, allow_redirects=False, timeout=30)
+        if response.status_code != 429:
+            self.page = response if response.status_code == 400 else self.session.get(self.url, timeout=20)
+        return response
+
+
+def test_the_lockout_holds_across_two_gunicorn_workers_sharing_redis(gunicorn: tuple[Server, str]) -> None:
+    server, database = gunicorn
+    browsers = [Browser(server, database) for _ in range(2)]
+    served: dict[str, int] = {}  # worker pid -> wrong passwords it answered
+    lock = threading.Lock()
+
+    def run(browser: Browser) -> None:
+        for _ in range(30):
+            with lock:
+                if sum(served.values()) >= 10:
+                    return
+            response = browser.attempt("wrong password")
+            if "The sign-in details are incorrect." in response.text:  # not a captcha demand
+                with lock:
+                    pid = response.headers["X-Worker-Pid"]
+                    served[pid] = served.get(pid, 0) + 1
+
+    # Ten failures from two browsers at once (same IP), answered by either worker.
+    threads = [threading.Thread(target=run, args=(browser,)) for browser in browsers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert sum(served.values()) >= 10, served
+
+    # Now every worker refuses the account, even with the right password: in any split of the ten
+    # failures at least one worker saw fewer than ten itself, so its 429 comes from the shared count.
+    refused: dict[str, set[int]] = {}
+    for _ in range(40):
+        fresh = Browser(server, database)
+        response = fresh.attempt(PASSWORD)
+        refused.setdefault(response.headers["X-Worker-Pid"], set()).add(response.status_code)
+        assert response.status_code == 429, response.text[:500]
+        assert 0 < int(response.headers["Retry-After"]) <= 900
+        if len(refused) == 2:
+            break
+    assert len(refused) == 2, f"only one worker answered: {refused}"
+    assert all(statuses == {429} for statuses in refused.values())
