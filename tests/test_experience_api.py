@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+import requests
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client
@@ -24,8 +25,16 @@ from authenticators.models import Authenticator, UserAuthenticator
 from authenticators.registry import registry
 from experience.errors import EngineError
 from experience.models import AuditEvent, Interaction
-from experience.policy import Policy
-from tests.helpers import PASSWORD, REDIRECT_URI, authorize_params, jwt_payload, pkce_pair, query_of
+from experience.policy import MfaPolicy, Policy
+from tests.helpers import (
+    PASSWORD,
+    REDIRECT_URI,
+    authorize_params,
+    jwt_payload,
+    make_application,
+    pkce_pair,
+    query_of,
+)
 
 OUTBOX: list[tuple[str, str]] = []
 API = "/api/experience/"
@@ -218,6 +227,39 @@ def test_password_sign_in_through_the_api_ends_with_tokens(api, confidential_app
     assert claims["nonce"] == params["nonce"]
 
 
+def test_the_api_over_http_with_requests(live_server, transactional_db, user):
+    """A real HTTP client against the running server: cookies, the CSRF header, JSON, redirects."""
+    app = make_application()
+    base, http = live_server.url, requests.Session()
+    verifier, challenge = pkce_pair()
+    url, params = authorize_url(app, challenge)
+
+    config = http.get(f"{base}{API}config", params={"client_id": app.client_id}, timeout=10)
+    assert config.status_code == 200 and config.json()["branding"]["display_name"] == "Relying party"
+    csrf = {"X-CSRFToken": http.cookies["csrftoken"]}
+    refused = http.post(f"{base}{API}", json={"event": "sign_in", "next": url}, timeout=10)
+    assert refused.status_code == 403 and refused.json()["forbidden"]["code"] == "csrf_failed"
+
+    started = http.post(f"{base}{API}", json={"event": "sign_in", "next": url}, headers=csrf, timeout=10)
+    assert started.status_code == 201, started.text
+    uid = started.json()["id"]
+    identified = http.post(f"{base}{API}{uid}/password", json={"identifier": "alice", "password": PASSWORD},
+                           headers=csrf, timeout=10)
+    assert identified.status_code == 200 and identified.json()["next_step"] == "submit", identified.text
+    submitted = http.post(f"{base}{API}{uid}/submit", headers=csrf, timeout=10)
+    assert submitted.status_code == 200, submitted.text
+
+    resumed = http.get(base + submitted.json()["redirect_to"], allow_redirects=False, timeout=10)
+    assert resumed.status_code == 302 and resumed.headers["Location"].startswith(REDIRECT_URI + "?")
+    query = query_of(resumed.headers["Location"])
+    assert query["state"] == params["state"]
+    tokens = requests.post(f"{base}/oauth/token", data={
+        "grant_type": "authorization_code", "code": query["code"], "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier}, auth=(app.client_id, app.client_secret or ""), timeout=10)
+    assert tokens.status_code == 200, tokens.text
+    assert jwt_payload(tokens.json()["id_token"])["amr"] == ["pwd"]
+
+
 def test_a_wrong_password_is_a_key_error_and_changes_nothing(api, user):
     state = api.start()
     answer = error(api.post(f"{API}{state['id']}/password", {"identifier": "alice", "password": "wrong"}),
@@ -391,7 +433,7 @@ def test_a_backup_code_is_a_second_factor(api, user, backup_code):
 
 
 def test_a_factor_the_policy_leaves_out_is_refused(api, user, totp, policy):
-    policy(mfa=Policy().mfa.__class__(policy="optional", factors=("backup_code",)))
+    policy(mfa=MfaPolicy(policy="optional", factors=("backup_code",)))
     enrol(totp, user, "123456")
     state = api.start()
     api.step(state["id"], "password", {"identifier": "alice", "password": PASSWORD})
@@ -629,3 +671,107 @@ def test_the_docs_page_works_offline(client, db):
     text = script.content.decode()
     assert '"/api/schema/' in text and "http://" not in text and "https://" not in text
     assert '"validatorUrl": null' in text
+
+
+@pytest.mark.parametrize(("language", "message"), [("ru", "Тело запроса слишком велико."), ("uk", "Тіло запиту завелике.")])
+def test_error_messages_are_translated(api, user, language, message):
+    state = api.start()
+    response = api.client.post(f"{API}{state['id']}/password", json.dumps({"padding": "x" * 20_000}),
+                               content_type="application/json",
+                               headers={"X-CSRFToken": api.token(), "Accept-Language": language})
+    assert error(response, 400, "validation", "body_too_large")["message"] == message
+
+
+# -- the endpoints over other parts' engine functions (their names: docs/engine.md) -------------------------------
+# Stand-ins of the engine functions record what the face hands over and answer as the contract says;
+# the flows over the real ones are tested with those parts.
+@pytest.fixture
+def engine_calls(monkeypatch: Any) -> list[tuple[str, Any]]:
+    from authenticators.base import SentCode
+
+    calls: list[tuple[str, Any]] = []
+
+    def set_profile(request: Any, interaction: Interaction, data: dict[str, Any]) -> None:
+        calls.append(("set_profile", data))
+        if data.get("password") == "short":
+            raise EngineError("invalid", fields={"password": ["This password is too short."]})
+
+    def send_second_factor_code(request: Any, interaction: Interaction, channel: str) -> SentCode:
+        calls.append(("send_second_factor_code", channel))
+        if channel == "sms":
+            raise EngineError("too_many_requests", retry_after=30)
+        return SentCode(code_id="handle", timeout=600, resend_after=60)
+
+    def start_totp(request: Any, interaction: Interaction) -> dict[str, str]:
+        calls.append(("start_totp", interaction.uid))
+        return {"secret": "JBSWY3DPEHPK3PXP", "otpauth_uri": "otpauth://totp/Portcullis:alice?secret=JBSWY3DPEHPK3PXP",
+                "qr_svg": "<svg></svg>"}
+
+    def confirm_totp(request: Any, interaction: Interaction, code: str) -> None:
+        calls.append(("confirm_totp", code))
+        if code != "123456":
+            raise EngineError("invalid_code")
+        interaction.state["mfa_enrolled"] = ["totp"]
+        interaction.save(update_fields=["state"])
+
+    def issue_backup_codes(request: Any, interaction: Interaction) -> list[str]:
+        calls.append(("issue_backup_codes", interaction.uid))
+        return [f"code-{n}" for n in range(10)]
+
+    monkeypatch.setattr("experience.interaction.set_profile", set_profile, raising=False)
+    mfa = types.SimpleNamespace(send_second_factor_code=send_second_factor_code, start_totp=start_totp,
+                                confirm_totp=confirm_totp, issue_backup_codes=issue_backup_codes)
+    monkeypatch.setitem(sys.modules, "experience.mfa", mfa)
+    return calls
+
+
+def test_profile_hands_the_values_to_the_engine(api, user, engine_calls):
+    state = api.start("sign_up")
+    answer = api.step(state["id"], "profile", {"username": "bob", "password": PASSWORD})
+    assert answer["id"] == state["id"] and answer["event"] == "sign_up"
+    assert engine_calls == [("set_profile", {"username": "bob", "password": PASSWORD})]
+    refused = error(api.post(f"{API}{state['id']}/profile", {"password": "short"}), 400, "validation", "invalid")
+    assert refused["fields"] == {"password": ["This password is too short."]}
+    error(api.post(f"{API}{state['id']}/profile", {"username": 7}), 400, "validation", "invalid")
+    assert len(engine_calls) == 2  # a body of the wrong shape never reaches the engine
+
+
+def test_a_second_factor_code_goes_to_the_channel(api, user, engine_calls):
+    state = api.start()
+    assert api.step(state["id"], "code", {"channel": "email"}) == {"code_id": "handle", "timeout": 600, "resend_after": 60}
+    response = api.post(f"{API}{state['id']}/code", {"channel": "sms"})
+    assert error(response, 429, "rate_limited", "too_many_requests")["retry_after"] == 30
+    assert response["Retry-After"] == "30"
+    assert engine_calls == [("send_second_factor_code", "email"), ("send_second_factor_code", "sms")]
+
+
+def test_totp_enrolment_and_backup_codes(api, user, engine_calls, policy):
+    policy(mfa=MfaPolicy(policy="required", factors=("totp", "backup_code")))
+    state = api.start()
+    api.step(state["id"], "password", {"identifier": "alice", "password": PASSWORD})
+    assert api.get(f"{API}{state['id']}").json()["next_step"] == "mfa_enrolment_required"
+
+    enrolment = api.step(state["id"], "mfa/totp")
+    assert set(enrolment) == {"secret", "otpauth_uri", "qr_svg"}
+    error(api.post(f"{API}{state['id']}/mfa/totp/confirm", {"code": "000000"}), 400, "key", "invalid_code")
+    error(api.post(f"{API}{state['id']}/mfa/totp/confirm", {}), 400, "validation", "invalid")
+    state = api.step(state["id"], "mfa/totp/confirm", {"code": "123456"})
+    assert state["next_step"] == "submit"
+    codes = api.step(state["id"], "mfa/backup-codes")
+    assert codes == {"codes": [f"code-{n}" for n in range(10)]}
+    assert [name for name, _arg in engine_calls] == ["start_totp", "confirm_totp", "confirm_totp", "issue_backup_codes"]
+
+
+@pytest.mark.browser
+def test_the_docs_page_renders_in_a_browser_from_this_site_only(live_server, transactional_db, page):
+    """Swagger UI runs under the page's policy (no CSP violation) with nothing fetched from elsewhere."""
+    problems: list[str] = []
+    elsewhere: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("request", lambda request: elsewhere.append(request.url)
+            if not request.url.startswith(live_server.url) and not request.url.startswith("data:") else None)
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".opblock-summary-path", timeout=20000)
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/api/experience/{uid}/submit" in path.replace("\u200b", "") for path in paths), paths
+    assert elsewhere == [] and problems == []
