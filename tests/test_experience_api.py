@@ -283,6 +283,23 @@ def test_a_next_on_another_site_is_never_where_the_browser_goes(api, user):
     assert api.step(state["id"], "submit") == {"redirect_to": "/"}
 
 
+def test_an_absolute_authorization_url_of_this_site_ties_the_interaction_too(api, confidential_app, user):
+    verifier, challenge = pkce_pair()
+    url, params = authorize_url(confidential_app, challenge)
+    state = api.start(next_url=f"http://testserver{url}&resume=forged")
+    assert state["application"]["client_id"] == confidential_app.client_id
+    assert "resume" not in query_of("?" + Interaction.objects.get(uid=state["id"]).state["authorize"])
+    api.step(state["id"], "password", {"identifier": "alice", "password": PASSWORD})
+    code = code_at_redirect_uri(api.client, api.step(state["id"], "submit")["redirect_to"], params)
+    assert exchange(api.client, confidential_app, code, verifier)["token_type"] == "Bearer"
+
+
+def test_an_authorization_url_of_another_site_does_not_tie_the_interaction(api, confidential_app, user):
+    url, _params = authorize_url(confidential_app, pkce_pair()[1])
+    state = api.start(next_url=f"https://evil.example{url}")
+    assert state["application"] is None
+
+
 def test_a_next_authorization_request_of_an_unknown_application_is_refused(api, db):
     api.get(API + "config")
     response = api.post(API, {"event": "sign_in", "next": "/oauth/authorize?client_id=nobody&response_type=code"})
