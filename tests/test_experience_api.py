@@ -792,3 +792,11 @@ def test_the_docs_page_renders_in_a_browser_from_this_site_only(live_server, tra
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert any("/api/experience/{uid}/submit" in path.replace("\u200b", "") for path in paths), paths
     assert elsewhere == [] and problems == []
+
+
+def test_the_body_limit_is_a_setting(api, user, settings):
+    settings.PORTCULLIS_API_MAX_BODY = 40
+    state = api.start()
+    body = {"identifier": "alice", "password": PASSWORD}
+    assert len(json.dumps(body)) > 40
+    assert bad_request(api, state["id"], body=body)["code"] == "body_too_large"

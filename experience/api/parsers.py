@@ -11,12 +11,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.renderers import BaseRenderer
 
-from identity.app_settings import setting
-
-
-def max_body() -> int:
-    """The largest body the JSON faces read (bytes): their bodies are a few short fields."""
-    return int(setting("API_MAX_BODY", 16 * 1024))
+from experience.app_settings import app_settings
 
 
 class BodyError(ParseError):
@@ -33,7 +28,7 @@ class BoundedJSONParser(JSONParser):
     (lone surrogates), and answers ParseError for all of it (never a 500)."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
-        limit = max_body()
+        limit = app_settings.API_MAX_BODY
         request = (parser_context or {}).get("request")
         length = request.META.get("CONTENT_LENGTH", "") if request is not None else ""
         if str(length).isdigit() and int(length) > limit:
