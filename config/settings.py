@@ -211,6 +211,29 @@ PORTCULLIS_DEMO_CLIENT_ID = os.environ.get("PORTCULLIS_DEMO_CLIENT_ID", "portcul
 
 # Two-factor (docs/mfa.md): TOTP secrets sealed at rest with this key (comma-separated: rotation).
 PORTCULLIS_TOTP_ENCRYPTION_KEY = env_list("TOTP_ENCRYPTION_KEY", "")
+# The JSON APIs (Django REST framework): JSON only, errors in SPEC's shape, schemas by drf-spectacular.
+# The Experience API's views fix their own parsers, CSRF and error handler; these are the defaults.
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["experience.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["experience.api.authentication.CsrfSession"],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "EXCEPTION_HANDLER": "experience.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Portcullis",
+    "DESCRIPTION": "The JSON APIs of Portcullis: the Experience API (a custom sign-in UI over the interaction "
+                   "engine). Errors: one top-level key naming the kind, holding `code` and `message`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page works offline: Swagger UI from drf-spectacular-sidecar's static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no call to swagger.io's validator
+}
 
 # django-oauth-toolkit policy: identity.defaults installs the safe defaults; override keys here if needed.
 OAUTH2_PROVIDER: dict[str, object] = {}

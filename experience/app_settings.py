@@ -16,5 +16,10 @@ class AppSettings:
         """How many open interactions (browser tabs) one session may hold."""
         return setting("INTERACTIONS_PER_SESSION", 5)
 
+    @property
+    def API_MAX_BODY(self) -> int:
+        """The largest JSON body (bytes) the Experience API reads: its bodies are a few short fields."""
+        return int(setting("API_MAX_BODY", 16 * 1024))
+
 
 app_settings = AppSettings()

@@ -66,6 +66,14 @@ ERRORS: dict[str, ErrorSpec] = {
     "captcha_wrong": ErrorSpec("captcha_answer", _("The captcha answer is wrong. Try the new one."), code="invalid"),
     # sso: this e-mail signs in through an enterprise authenticator
     "sso_required": ErrorSpec("sso", _("Your organisation signs you in. Continue with single sign-on."), code="required"),
+    # the JSON faces' requests themselves (part api): a body that is not a JSON object, a method
+    # the endpoint does not have
+    "unsupported_media_type": ErrorSpec("validation", _("Send the request body as JSON (Content-Type: application/json).")),
+    "malformed_body": ErrorSpec("validation", _("The request body is not a valid JSON object.")),
+    "body_too_large": ErrorSpec("validation", _("The request body is too large.")),
+    "method_not_allowed": ErrorSpec("validation", _("This method is not allowed here."), status=405),
+    "csrf_failed": ErrorSpec("forbidden", _("The request could not be verified (CSRF). Reload and try again.")),
+    "forbidden": ErrorSpec("forbidden", _("This request is not allowed.")),
     # rate_limited
     "too_many_requests": ErrorSpec("rate_limited", _("Too many attempts. Try again later.")),
     # unavailable: a message could not be handed to the e-mail server or the SMS provider

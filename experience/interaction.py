@@ -17,14 +17,17 @@ import secrets
 import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 
 from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
-from authenticators.models import Authenticator
+from authenticators.models import Authenticator, OneTimeCode
 from experience import accounts, audit, risk
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
@@ -36,9 +39,9 @@ from experience.policy import policy_for
 SESSION_KEY = "portcullis_interactions"
 
 __all__ = [
-    "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "context",
-    "describe", "identify", "load", "record_verification", "safe_next", "send_code", "set_event", "set_profile", "sign_in",
-    "start", "submit", "verify", "verify_second_factor",
+    "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "code_authenticator",
+    "context", "describe", "identify", "load", "record_verification", "safe_next", "send_code", "set_event", "set_profile",
+    "sign_in", "sign_in_page", "start", "start_for", "submit", "verify", "verify_code", "verify_second_factor",
 ]
 
 
@@ -81,7 +84,45 @@ def begin_authorization(request: HttpRequest, authorize_params: str, application
     """The provider's sign-in handler: start an interaction, answer the sign-in page's URL."""
     interaction = start(request, authorize_params=authorize_params, client_id=application.client_id,
                         login_hint=login_hint)
+    return sign_in_page(request, interaction)
+
+
+def sign_in_page(request: HttpRequest, interaction: Interaction) -> str:
+    """Where the browser signs in: the application's own sign-in page (its policy's ``sign_in_url``, a
+    path on this site, over the Experience API) with ``?interaction=<id>``, else the hosted page."""
+    custom = policy_for(interaction.client_id, request).sign_in_url
+    if is_local_path(custom):
+        separator = "&" if "?" in custom else "?"
+        return f"{custom}{separator}{urlencode({'interaction': interaction.uid})}"
     return reverse("experience:sign-in", args=[interaction.uid])
+
+
+def is_local_path(url: str) -> bool:
+    """A path on this site (``/...``): never another host, scheme-relative or not."""
+    return (bool(url) and url.startswith("/") and not url.startswith("//") and "\\" not in url
+            and printable(url) == url and url_has_allowed_host_and_scheme(url, allowed_hosts=set()))
+
+
+def start_for(request: HttpRequest, event: str, next_url: str = "") -> Interaction:
+    """An interaction the Experience API starts: ``next_url`` is where to go once signed in (a local
+    path), or an authorization request URL on this site, which ties the interaction to that request
+    (submit then answers the resumed authorization URL). Raises EngineError for an unknown
+    application."""
+    from identity.applications import load_application
+    from identity.authentication import RESUME_PARAM
+
+    split = urlsplit(next_url)
+    on_site = url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                              require_https=request.is_secure())
+    if not (next_url and on_site and split.path == reverse("identity:authorize")):
+        return start(request, event, next_url=next_url)
+    params = QueryDict(split.query, mutable=True)
+    application = load_application(params.get("client_id", ""))
+    if application is None:
+        raise EngineError("invalid", fields={"next": [_("The application is unknown.")]})
+    params.pop(RESUME_PARAM, None)  # a resume marker is the provider's own, never the client's
+    return start(request, event, authorize_params=params.urlencode(), client_id=application.client_id,
+                 login_hint=params.get("login_hint", ""))
 
 
 def load(request: HttpRequest, uid: str) -> Interaction:
@@ -256,6 +297,29 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
     audit.record(request, AuditEvent.CODE_SENT, user=auth.recipient, identifier=address, authenticator=authenticator.name,
                  client_id=interaction.client_id, reason="" if auth.recipient is not None else "no_account")
     return sent
+
+
+def code_authenticator(request: HttpRequest, interaction: Interaction, code_id: Any) -> Authenticator:
+    """The authenticator that sent the one-time code ``code_id`` for this interaction; a code of
+    another interaction (or none) is ``invalid_code``, as a wrong code is."""
+    row = None
+    if isinstance(code_id, str) and 0 < len(code_id) <= 64:
+        row = OneTimeCode.objects.filter(code_id=code_id, binding=interaction.uid).select_related("authenticator").first()
+    if row is None or not row.authenticator.enabled or row.authenticator.type is None:
+        audit.record(request, AuditEvent.SIGN_IN_FAILED, client_id=interaction.client_id, reason="unknown_code_id")
+        raise EngineError("invalid_code")
+    return row.authenticator
+
+
+def verify_code(request: HttpRequest, interaction: Interaction, data: dict[str, Any]) -> None:
+    """Check a one-time code (``{"code_id", "code"}``) with the authenticator that sent it: a first
+    factor identifies, a second factor's code is added to the identified interaction."""
+    authenticator = code_authenticator(request, interaction, data.get("code_id"))
+    assert authenticator.type is not None  # code_authenticator refuses unregistered types
+    if authenticator.type.is_first_factor:
+        verify(request, interaction, authenticator, data)
+    else:
+        verify_second_factor(request, interaction, authenticator, data)
 
 
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,

@@ -103,7 +103,7 @@ def policy_for(client_id: str, request: HttpRequest | None = None) -> Policy:
 def describe(policy: Policy) -> dict[str, Any]:
     """The policy as SPEC §5's ``experience`` document (the public part a sign-in UI needs)."""
     return {
-        "authenticators": [a.name for a in policy.methods()],
+        "authenticators": [a.name for a in policy.first_factors()],  # forms and buttons; second factors: mfa
         "sign_up": {"enabled": policy.sign_up.enabled, "identifiers": list(policy.sign_up.identifiers),
                     "verify": policy.sign_up.verify},
         "password_policy": {"min_length": policy.password.min_length, "blocklist": policy.password.blocklist,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from experience import account_views, mfa_views, views
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("account/security/", mfa_views.AccountSecurityView.as_view(), name="account-security"),
     path("account/security/totp/", mfa_views.AccountTotpView.as_view(), name="account-totp"),
     path("account/security/confirm/", mfa_views.AccountConfirmView.as_view(), name="account-confirm"),
+    path("", include("experience.api.urls")),  # the Experience API, /api/schema/ and /api/docs/
 ]

@@ -48,18 +48,20 @@ class ReadableBodyMiddleware:
 
 
 def unreadable(request: HttpRequest) -> HttpResponse:
-    if _is_oauth_endpoint(request):
-        return oauth_error("invalid_request", "The request body cannot be read.")
-    context = {"error": "invalid_request", "description": _("The form could not be read. Go back and try again.")}
-    return deny_framing(render(request, "identity/error.html", context, status=400))
-
-
-def _is_oauth_endpoint(request: HttpRequest) -> bool:
+    """The 400 of an unreadable body: the OAuth error on the OAuth endpoints, a view's own answer when
+    it has one (its ``unreadable_body(request)`` attribute: the JSON APIs answer in their error
+    shape), the error page elsewhere."""
     try:
         match = resolve(request.path_info)
     except Resolver404:
-        return False
-    return bool(match.app_names) and match.app_names[-1] == "identity" and match.url_name in OAUTH_ENDPOINTS
+        match = None
+    if match is not None and match.app_names and match.app_names[-1] == "identity" and match.url_name in OAUTH_ENDPOINTS:
+        return oauth_error("invalid_request", "The request body cannot be read.")
+    own_answer = getattr(match.func, "unreadable_body", None) if match is not None else None
+    if callable(own_answer):
+        return own_answer(request)
+    context = {"error": "invalid_request", "description": _("The form could not be read. Go back and try again.")}
+    return deny_framing(render(request, "identity/error.html", context, status=400))
 
 
 def install(settings: object) -> None:

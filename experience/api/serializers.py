@@ -1,0 +1,227 @@
+"""The Experience API's bodies and answers, as SPEC §2's table fixes them: request serializers check
+the shape (types, lengths) before the engine sees anything; answer serializers describe the JSON in
+the OpenAPI schema (the engine's ``describe`` makes the state itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
+from rest_framework import serializers
+
+from experience.models import Interaction
+
+EVENTS = [event for event, _label in Interaction.EVENTS]
+GATES = ["captcha_required", "identify", "new_password_required", "second_factor_required", "profile_incomplete",
+         "mfa_enrolment_required"]
+
+
+class Text(serializers.CharField):
+    """A JSON string (never a number or a boolean turned into one)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def text(max_length: int | None = None, **kwargs: Any) -> Text:
+    return Text(max_length=max_length, **kwargs) if max_length is not None else Text(**kwargs)
+
+
+# -- requests ------------------------------------------------------------------------------------------
+class CaptchaAnswer(serializers.Serializer):
+    id = text(128)
+    answer = text(64, trim_whitespace=False)
+
+
+class StartRequest(serializers.Serializer):
+    event = serializers.ChoiceField(choices=EVENTS, default=Interaction.SIGN_IN)
+    next = text(8192, required=False, allow_blank=True, default="", help_text=(
+        "Where to go once signed in: a local path, or an authorization request URL on this site "
+        "(`/oauth/authorize?...`), which ties the interaction to that request: submit then answers the "
+        "resumed authorization URL."))
+
+
+class EventRequest(serializers.Serializer):
+    event = serializers.ChoiceField(choices=EVENTS)
+
+
+class PasswordRequest(serializers.Serializer):
+    identifier = text(help_text="E-mail address, username or phone number.")
+    password = text(trim_whitespace=False)
+    captcha = CaptchaAnswer(required=False)
+
+
+class CodeRequest(serializers.Serializer):
+    email = text(254, required=False, help_text="Send a sign-in code to this address (the `email-code` method).")
+    phone_number = text(32, required=False, help_text="Send a sign-in code by SMS (the `sms-code` method), E.164.")
+    channel = serializers.ChoiceField(choices=["email", "sms"], required=False, help_text=(
+        "Once identified: a second-factor code to the user's own verified address."))
+    captcha = CaptchaAnswer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        given = [name for name in ("email", "phone_number", "channel") if attrs.get(name)]
+        if len(given) != 1:
+            raise serializers.ValidationError("Give exactly one of email, phone_number or channel.")
+        return attrs
+
+
+class CodeVerifyRequest(serializers.Serializer):
+    code_id = text(64)
+    code = text(16)
+    captcha = CaptchaAnswer(required=False)
+
+
+class OneCode(serializers.Serializer):
+    code = text(64)
+
+
+class ProfileRequest(serializers.Serializer):
+    username = text(150, required=False)
+    email = text(254, required=False)
+    phone_number = text(32, required=False)
+    name = text(300, required=False)
+    password = text(4096, required=False, trim_whitespace=False)
+
+
+# -- answers ---------------------------------------------------------------------------------------------
+class ApplicationRef(serializers.Serializer):
+    client_id = serializers.CharField()
+    name = serializers.CharField()
+
+
+class VerificationRef(serializers.Serializer):
+    method = serializers.CharField(help_text="The authenticator type passed (`password`, `email-code`, `totp`, ...).")
+    at = serializers.IntegerField(help_text="When, in seconds since the epoch.")
+
+
+class State(serializers.Serializer):
+    id = serializers.CharField()
+    event = serializers.ChoiceField(choices=EVENTS)
+    expires_at = serializers.DateTimeField()
+    application = ApplicationRef(allow_null=True)
+    identified = serializers.BooleanField()
+    verifications = VerificationRef(many=True)
+    next_step = serializers.ChoiceField(choices=[*GATES, "submit"], help_text="The first gate of submit not met.")
+    methods = serializers.ListField(child=serializers.CharField(), help_text=(
+        "What may meet `next_step`: authenticator names for `identify`, factors for the MFA gates "
+        "(`totp`, `backup_code`, `email_code`), `captcha`, `profile`, `password`."))
+
+
+class OtpCode(serializers.Serializer):
+    code_id = serializers.CharField()
+    timeout = serializers.IntegerField(help_text="Seconds until the code expires.")
+    resend_after = serializers.IntegerField(help_text="Seconds before another code may be sent.")
+
+
+class TotpEnrolment(serializers.Serializer):
+    secret = serializers.CharField()
+    otpauth_uri = serializers.CharField()
+    qr_svg = serializers.CharField(help_text="The otpauth URI as an inline SVG QR code.")
+
+
+class BackupCodes(serializers.Serializer):
+    codes = serializers.ListField(child=serializers.CharField(), help_text="Shown once.")
+
+
+class Redirect(serializers.Serializer):
+    redirect_to = serializers.CharField(help_text=(
+        "Where the browser goes now: the resumed authorization request, or the interaction's `next`."))
+
+
+class Branding(serializers.Serializer):
+    display_name = serializers.CharField()
+
+
+class Method(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["form", "code", "redirect", "second_factor"])
+    title = serializers.CharField()
+
+
+class SignUp(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    identifiers = serializers.ListField(child=serializers.CharField())
+    verify = serializers.BooleanField()
+
+
+class PasswordRules(serializers.Serializer):
+    min_length = serializers.IntegerField()
+    blocklist = serializers.BooleanField()
+    similarity = serializers.BooleanField()
+
+
+class Mfa(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=["off", "optional", "required"])
+    factors = serializers.ListField(child=serializers.CharField())
+
+
+class Captcha(serializers.Serializer):
+    policy = serializers.ChoiceField(choices=["off", "risk", "always"])
+
+
+class ExperienceConfig(serializers.Serializer):
+    client_id = serializers.CharField(allow_null=True)
+    branding = Branding()
+    authenticators = serializers.ListField(child=serializers.CharField(), help_text="Method names in display order.")
+    methods = Method(many=True, help_text="The same methods, in order, with their type, kind and title.")
+    sign_up = SignUp()
+    password_policy = PasswordRules()
+    mfa = Mfa()
+    captcha = Captcha()
+    sign_in_url = serializers.CharField(allow_blank=True)
+
+
+# -- errors (SPEC's error shape: one top-level key naming the kind) --------------------------------------
+class CaptchaChallenge(serializers.Serializer):
+    id = serializers.CharField()
+    url = serializers.CharField()
+
+
+class ErrorDetail(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable, machine-readable.")
+    message = serializers.CharField(help_text="For people, translated.")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields.update(
+            fields=serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False,
+                                         help_text="`validation`: the messages of each field."),
+            methods=serializers.ListField(child=serializers.CharField(), required=False,
+                                          help_text="`requirement`: what meets the gate."),
+            missing=serializers.ListField(child=serializers.CharField(), required=False,
+                                          help_text="`requirement.profile_incomplete`: what the profile lacks."),
+            retry_after=serializers.IntegerField(required=False, help_text="`rate_limited`: seconds to wait."),
+            captcha=CaptchaChallenge(required=False, help_text="`captcha_answer`: the captcha to solve."),
+            url=serializers.CharField(required=False, help_text="`sso`: where the sign-in continues."),
+        )
+        return fields
+
+
+def _error_kind(kind: str, class_name: str, doc: str) -> type[serializers.Serializer]:
+    return type(class_name, (serializers.Serializer,), {kind: ErrorDetail(), "__doc__": doc, "__module__": __name__})
+
+
+KINDS: dict[str, type[serializers.Serializer]] = {
+    "validation": _error_kind("validation", "ValidationError", "A value refused (fields), or a body that is not a JSON object."),
+    "key": _error_kind("key", "KeyError", "Credentials or a code that do not check out."),
+    "captcha_answer": _error_kind("captcha_answer", "CaptchaAnswerError", "A captcha must be solved (again)."),
+    "sso": _error_kind("sso", "SsoError", "This account signs in through single sign-on."),
+    "requirement": _error_kind("requirement", "RequirementError", "A gate of submit is not met."),
+    "forbidden": _error_kind("forbidden", "ForbiddenError", "Refused: a failed CSRF check, a disabled method, an access rule."),
+    "not_found": _error_kind("not_found", "NotFoundError", "No such application or method."),
+    "interaction": _error_kind("interaction", "InteractionError", "The interaction is unknown (404), expired or finished (410)."),
+    "rate_limited": _error_kind("rate_limited", "RateLimitedError", "Too many requests; `Retry-After` says how long to wait."),
+}
+
+
+def errors_of(status: int, *kinds: str, description: str = "") -> OpenApiResponse:
+    """An error response of the schema: one of ``kinds``' shapes."""
+    if len(kinds) == 1:
+        return OpenApiResponse(KINDS[kinds[0]], description=description)
+    proxy = PolymorphicProxySerializer(
+        component_name="Error" + "".join(kind.title().replace("_", "") for kind in kinds) + str(status),
+        serializers=[KINDS[kind] for kind in kinds], resource_type_field_name=None)
+    return OpenApiResponse(proxy, description=description)
