@@ -362,6 +362,9 @@ def one_of_each(flow, user, confidential_app, third_party_app) -> None:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     TOTPDevice.objects.create(user=user, name="Phone", confirmed=True)
+    from experience.models import Experience
+
+    Experience.objects.create(authenticators=["password"])
 
 
 def admin_links(html: str, base: str) -> set[str]:
