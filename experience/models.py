@@ -161,7 +161,7 @@ class Experience(models.Model):
     def field_of(self, path: str) -> str | None:
         """The model field behind a document path such as ``mfa.factors`` (None: the whole row)."""
         key, _sep, name = path.partition(".")
-        fields = self.FIELDS.get(key)
+        fields = self.FIELDS.get(key.split("[")[0])
         if isinstance(fields, str):
             return fields
         if fields is not None:
