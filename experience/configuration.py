@@ -248,8 +248,8 @@ def export_experience() -> dict[str, Any]:
 def export_authenticator(authenticator: Authenticator) -> dict[str, Any]:
     auth_type = authenticator.type
     options = dict(authenticator.options or {})
-    for name in auth_type.secret_options if auth_type is not None else ():
-        if name in options:
+    for name in options:  # a type that is not registered (any more): which options are secret is unknown
+        if auth_type is None or name in auth_type.secret_options:
             options[name] = None
     return {"name": authenticator.name, "auth_type": authenticator.auth_type, "title": authenticator.title,
             "enabled": authenticator.enabled, "sort_order": authenticator.sort_order, "options": options}
@@ -295,12 +295,15 @@ def _validate_options(entry: dict[str, Any], path: str, problems: Problems, stor
     """The options through the type's settings form. They merge per key onto the stored options (a new
     authenticator: onto the form's initial values); a null secret is the stored one."""
     auth_type = registry.get(entry.get("auth_type", stored.auth_type if stored else ""))
-    if auth_type is None:
-        return
     where = join(path, "options")
     given = entry.get("options", {})
     if not isinstance(given, dict):
         problems.add(where, f"must be an object, not {_type_name(given)}")
+        return
+    if auth_type is None:  # a stored authenticator of a type not registered here: its options stay
+        if stored is not None and any(value is not None for value in given.values()):
+            problems.add(where, f"the type {stored.auth_type} is not registered: its options cannot be checked")
+        entry.pop("options", None)
         return
     if stored is not None and "options" not in entry:
         return  # options omitted: the stored ones stay
@@ -357,7 +360,8 @@ def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> set[
             problems.add(join(path, "auth_type"), "missing (a new authenticator needs its type)")
         elif "auth_type" in entry:
             auth_type = entry["auth_type"]
-            if not isinstance(auth_type, str) or auth_type not in registry:
+            unregistered_but_stored = existing is not None and existing.auth_type == auth_type
+            if not isinstance(auth_type, str) or (auth_type not in registry and not unregistered_but_stored):
                 problems.add(join(path, "auth_type"), f"unknown type {json.dumps(auth_type)} "
                                                       f"(registered: {', '.join(t.name for t in registry)})")
                 continue

@@ -171,6 +171,19 @@ def test_secret_options_are_exported_as_null_and_kept_when_applied_as_null(tmp_p
     assert Authenticator.objects.get(name="vault").options["api_key"] == "a-new-secret"
 
 
+def test_an_authenticator_of_a_type_not_registered_here_exports_no_option_value(tmp_path, password_authenticator):
+    Authenticator.objects.create(name="legacy", auth_type="gone", title="Legacy", options={"token": "s3cret"})
+    document = export()
+    assert next(a for a in document["authenticators"] if a["name"] == "legacy")["options"] == {"token": None}
+    assert "authenticator legacy" not in apply(tmp_path, document)
+    assert Authenticator.objects.get(name="legacy").options == {"token": "s3cret"}
+    index = [a["name"] for a in document["authenticators"]].index("legacy")
+    document["authenticators"][index]["options"] = {"token": "other"}
+    assert paths(refused(tmp_path, document)) == [f"authenticators[{index}].options"]
+    assert paths(refused(tmp_path, {"authenticators": [{"name": "new", "auth_type": "gone"}]})) == \
+        ["authenticators[0].auth_type"]
+
+
 def test_a_new_authenticator_needs_its_secret(tmp_path, vault_type):
     problems = refused(tmp_path, {"authenticators": [
         {"name": "vault", "auth_type": "vault", "options": {"url": "https://v.example", "api_key": None}}]})
