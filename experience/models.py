@@ -100,7 +100,8 @@ class Experience(models.Model):
     sign_up_verify = models.BooleanField(_("verify on sign-up"), default=True,
                                          help_text=_("The e-mail or phone is verified by code before the account exists."))
     password_min_length = models.PositiveSmallIntegerField(_("minimum password length"), default=8,
-                                                           help_text=_("At least 8."))
+                                                           help_text=_("At least 8 (8 to 128). NIST recommends 15 when the password is the "
+                                                                     "only factor."))
     password_blocklist = models.BooleanField(_("refuse common passwords"), default=True)
     password_similarity = models.BooleanField(_("refuse passwords similar to the identifier"), default=True)
     mfa_policy = models.CharField(_("two-factor policy"), max_length=20, choices=MFA_POLICIES, default="optional",

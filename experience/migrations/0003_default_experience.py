@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
                 ('sign_up_enabled', models.BooleanField(default=True, help_text='Off: nobody can create an account on the sign-in pages.', verbose_name='sign-up enabled')),
                 ('sign_up_identifiers', models.JSONField(default=experience.models._default_identifiers, help_text='What a new account is identified by: e-mail, phone, username.', verbose_name='sign-up identifiers')),
                 ('sign_up_verify', models.BooleanField(default=True, help_text='The e-mail or phone is verified by code before the account exists.', verbose_name='verify on sign-up')),
-                ('password_min_length', models.PositiveSmallIntegerField(default=8, help_text='At least 8.', verbose_name='minimum password length')),
+                ('password_min_length', models.PositiveSmallIntegerField(default=8, help_text='At least 8 (8 to 128). NIST recommends 15 when the password is the only factor.', verbose_name='minimum password length')),
                 ('password_blocklist', models.BooleanField(default=True, verbose_name='refuse common passwords')),
                 ('password_similarity', models.BooleanField(default=True, verbose_name='refuse passwords similar to the identifier')),
                 ('mfa_policy', models.CharField(choices=[('off', 'Off'), ('optional', 'Optional'), ('required', 'Required')], default='optional', help_text='Required: users without a second factor enrol during sign-in.', max_length=20, verbose_name='two-factor policy')),
