@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from authenticators.models import Authenticator
+from experience import configuration
 from experience.models import AuditEvent, Experience, Interaction, KnownDevice
 from experience.policy import describe, resolve
 
@@ -82,11 +83,13 @@ class ExperienceAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = self.instance.authenticators
-        if names is None:  # not chosen yet: what the sign-in page shows now
-            names = [a.name for a in Authenticator.objects.enabled() if a.type is not None]
+        if names is None:  # not chosen yet: what the sign-in page shows now (first factors)
+            names = configuration.shown_by_default()
         self.initial["authenticators"] = ", ".join(names)
+        # Second factors are not sign-in methods: the two-factor section below chooses them.
         available = ", ".join(f"{a.name} ({a.title}{'' if a.enabled else ', ' + str(_('disabled'))})"
-                              for a in Authenticator.objects.order_by("sort_order", "name"))
+                              for a in Authenticator.objects.order_by("sort_order", "name")
+                              if a.type is None or a.type.is_first_factor)
         field = self.fields["authenticators"]
         field.help_text = format_html("{} {}", field.help_text, _("Available: %(names)s.") % {"names": available or "-"})
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from django import forms
 from django.core.validators import validate_slug
 from django.db import transaction
 from oauth2_provider.models import get_application_model
@@ -28,6 +27,7 @@ from oauth2_provider.models import get_application_model
 from authenticators.models import Authenticator
 from authenticators.registry import registry
 from experience.models import Experience
+from experience.policy import Policy
 from identity.models import ApplicationSettings
 
 # SPEC §5's sets of values.
@@ -152,11 +152,12 @@ def sign_in_url_problem(value: str) -> str | None:
     return None
 
 
-def validate_experience(value: Any, path: str, problems: Problems, *, names: set[str],
+def validate_experience(value: Any, path: str, problems: Problems, *, names: dict[str, str],
                         current: dict[str, Any] | None = None, complete: bool = False) -> None:
     """Check an ``experience`` document (partial unless ``complete``) at ``path``.
 
-    ``names`` are the authenticators that exist (after the document's own are applied);
+    ``names`` are the authenticators that exist (after the document's own are applied), each with
+    its type: ``authenticators`` lists first factors only (second factors are ``mfa.factors``'s);
     ``current`` is the stored document the partial one lands on, for the rules that look at
     several keys at once."""
     if not _object(value, path, problems, EXPERIENCE_KEYS, RESERVED_EXPERIENCE_KEYS):
@@ -177,6 +178,10 @@ def validate_experience(value: Any, path: str, problems: Problems, *, names: set
                     problems.add(join(where, index), f"must be an authenticator name, not {_type_name(item)}")
                 elif item not in names:
                     problems.add(join(where, index), f"no authenticator is named {json.dumps(item)}")
+                elif (auth_type := registry.get(names[item])) is not None and not auth_type.is_first_factor:
+                    problems.add(join(where, index),
+                                 f"{json.dumps(item)} is a second factor: it cannot sign in on its own "
+                                 f"(list sign-in methods here; second factors are chosen by mfa.factors)")
                 elif items.index(item) != index:
                     problems.add(join(where, index), f"{json.dumps(item)} is listed twice")
     sign_up = value.get("sign_up")
@@ -226,8 +231,14 @@ def validate_experience(value: Any, path: str, problems: Problems, *, names: set
                         problems.add(join(join(path, key), sub_key), "missing")
 
 
-def authenticator_names() -> set[str]:
-    return set(Authenticator.objects.values_list("name", flat=True))
+def authenticator_names() -> dict[str, str]:
+    """Every stored authenticator's name and its type."""
+    return dict(Authenticator.objects.values_list("name", "auth_type"))
+
+
+def shown_by_default() -> list[str]:
+    """What an experience without a list of its own shows: every enabled first factor, in order."""
+    return [a.name for a in Policy().first_factors()]
 
 
 # -- export -------------------------------------------------------------------------------------------
@@ -237,17 +248,21 @@ def default_experience() -> Experience | None:
 
 
 def export_experience() -> dict[str, Any]:
-    """The default experience's policies; without a stored list, the authenticators it shows."""
+    """The default experience's policies; without a stored list, the first factors it shows."""
     row = default_experience() or Experience()
     document = row.policies()
     if document["authenticators"] is None:
-        document["authenticators"] = [a.name for a in Authenticator.objects.enabled() if a.type is not None]
+        document["authenticators"] = shown_by_default()
     return document
 
 
 def export_authenticator(authenticator: Authenticator) -> dict[str, Any]:
+    """One authenticator; its options as its type reads them (every option of the settings form, a
+    missing one at its initial value), so that the same configuration exports the same document
+    whether its options were stored as ``{}`` (the data migrations) or in full (admin, apply)."""
     auth_type = authenticator.type
-    options = dict(authenticator.options or {})
+    effective = auth_type.effective_options(authenticator.options) if auth_type is not None else None
+    options = dict(authenticator.options or {}) if effective is None else effective
     for name in options:  # a type that is not registered (any more): which options are secret is unknown
         if auth_type is None or name in auth_type.secret_options:
             options[name] = None
@@ -281,19 +296,10 @@ class Plan:
     prune: list[str] = field(default_factory=list)  # authenticator names to delete
 
 
-def _initial_options(form_class: type[forms.Form]) -> dict[str, Any]:
-    """What the type's settings form starts with (the admin's add page shows the same)."""
-    values = {}
-    for name, form_field in form_class.base_fields.items():
-        initial = form_field.initial() if callable(form_field.initial) else form_field.initial
-        if initial is not None:
-            values[name] = initial
-    return values
-
-
 def _validate_options(entry: dict[str, Any], path: str, problems: Problems, stored: Authenticator | None) -> None:
-    """The options through the type's settings form. They merge per key onto the stored options (a new
-    authenticator: onto the form's initial values); a null secret is the stored one."""
+    """The options through the type's settings form. They merge per key onto the stored options, whose
+    missing keys are the form's initial values (a new authenticator: onto those values); a null secret is
+    the stored one. Options that clean to what is stored, as the type reads it, are no change."""
     auth_type = registry.get(entry.get("auth_type", stored.auth_type if stored else ""))
     where = join(path, "options")
     given = entry.get("options", {})
@@ -316,7 +322,7 @@ def _validate_options(entry: dict[str, Any], path: str, problems: Problems, stor
     for key in given:
         if key not in form_class.base_fields:
             problems.add(join(where, key), f"unknown option of the type {auth_type.name}")
-    base = dict(stored.options or {}) if stored is not None else _initial_options(form_class)
+    base = {**auth_type.initial_options(), **(stored.options or {} if stored is not None else {})}
     options = {**base, **{key: value for key, value in given.items()
                           if not (value is None and key in auth_type.secret_options)}}
     form = form_class(data=options)
@@ -325,15 +331,19 @@ def _validate_options(entry: dict[str, Any], path: str, problems: Problems, stor
             for message in messages:
                 problems.add(where if name == "__all__" else join(where, name), str(message["message"]))
         return
+    if stored is not None and auth_type.effective_options(stored.options) == form.cleaned_data:
+        entry.pop("options", None)  # the same settings: the stored options stay as they are
+        return
     entry["options"] = dict(form.cleaned_data)
 
 
-def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> set[str]:
-    """Check the ``authenticators`` list; the names that exist once it is applied."""
+def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> dict[str, str]:
+    """Check the ``authenticators`` list; the names that exist once it is applied, with their types."""
     stored = {a.name: a for a in Authenticator.objects.all()}
+    types = {name: a.auth_type for name, a in stored.items()}
     if not isinstance(value, list):
         problems.add("authenticators", f"must be a list, not {_type_name(value)}")
-        return set(stored)
+        return types
     named: set[str] = set()
     for index, entry in enumerate(value):
         path = join("authenticators", index)
@@ -355,6 +365,8 @@ def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> set[
             problems.add(join(path, "name"), f"{json.dumps(name)} is listed twice")
             continue
         named.add(name)
+        if name not in types:  # a new one: of the type it names
+            types[name] = entry["auth_type"] if isinstance(entry.get("auth_type"), str) else ""
         existing = stored.get(name)
         if "auth_type" not in entry and existing is None:
             problems.add(join(path, "auth_type"), "missing (a new authenticator needs its type)")
@@ -378,7 +390,7 @@ def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> set[
             problems.add(join(path, "sort_order"), "must be a whole number")
         _validate_options(entry, path, problems, existing)
         plan.authenticators.append(entry)
-    return named | set(stored)
+    return types
 
 
 def _validate_applications(value: Any, problems: Problems, plan: Plan) -> None:
@@ -410,7 +422,7 @@ def validate(document: Any, *, prune: bool = False) -> Plan:
         if prune:
             keep = {entry["name"] for entry in plan.authenticators}
             plan.prune = sorted(name for name in authenticator_names() if name not in keep)
-            names -= set(plan.prune)
+            names = {name: auth_type for name, auth_type in names.items() if name not in plan.prune}
     if "applications" in document:
         _validate_applications(document["applications"], problems, plan)
     row = default_experience()

@@ -208,7 +208,7 @@ class Experience(models.Model):
 
         problems = configuration.Problems()
         document = self.policies()
-        if document["authenticators"] is None:  # no list: every enabled authenticator, in its order
+        if document["authenticators"] is None:  # no list: every enabled first factor, in its order
             del document["authenticators"]
         configuration.validate_experience(document, "", problems,
                                           names=configuration.authenticator_names(), complete=True)

@@ -70,7 +70,7 @@ class Policy:
     """The effective experience of one application (the default one when ``client_id`` is empty)."""
 
     client_id: str = ""
-    authenticators: tuple[str, ...] | None = None  # names in display order; None: every enabled one
+    authenticators: tuple[str, ...] | None = None  # first factors in display order; None: every enabled one
     sign_up: SignUpPolicy = field(default_factory=SignUpPolicy)
     password: PasswordPolicy = field(default_factory=PasswordPolicy)
     mfa: MfaPolicy = field(default_factory=MfaPolicy)
@@ -78,26 +78,38 @@ class Policy:
     sign_in_url: str = ""  # a path on this site for a custom sign-in UI; "" means the hosted pages
 
     def methods(self) -> list[Authenticator]:
-        """The enabled authenticators whose type is registered, in this experience's order."""
-        from authenticators.models import Authenticator
-
-        enabled = [a for a in Authenticator.objects.enabled() if a.type is not None]
-        if self.authenticators is None:
-            return enabled
-        by_name = {a.name: a for a in enabled}
-        return [by_name[name] for name in self.authenticators if name in by_name]
+        """What this experience offers: its first factors in display order, then its second factors."""
+        enabled = self._enabled()
+        return self._first_factors(enabled) + self._second_factors(enabled)
 
     def first_factors(self) -> list[Authenticator]:
-        """The methods that identify a user (every kind but second factors)."""
-        return [a for a in self.methods() if a.type is not None and a.type.is_first_factor]
+        """The methods that identify a user (every kind but second factors): the enabled ones of the
+        experience's ``authenticators`` list, in its order (no list: every enabled one, by sort order).
+        A second factor's name in the list is never a sign-in method (the configuration refuses it)."""
+        return self._first_factors(self._enabled())
 
     def second_factors(self) -> list[Authenticator]:
         """The enabled second-factor authenticators this experience allows (MFA ``factors``)."""
-        if not self.mfa.enabled:
-            return []
+        return self._second_factors(self._enabled())
+
+    @staticmethod
+    def _enabled() -> list[Authenticator]:
+        """The enabled authenticators whose type is registered, by sort order."""
         from authenticators.models import Authenticator
 
-        return [a for a in Authenticator.objects.enabled()
+        return [a for a in Authenticator.objects.enabled() if a.type is not None]
+
+    def _first_factors(self, enabled: list[Authenticator]) -> list[Authenticator]:
+        first = [a for a in enabled if a.type is not None and a.type.is_first_factor]
+        if self.authenticators is None:
+            return first
+        by_name = {a.name: a for a in first}
+        return [by_name[name] for name in self.authenticators if name in by_name]
+
+    def _second_factors(self, enabled: list[Authenticator]) -> list[Authenticator]:
+        if not self.mfa.enabled:
+            return []
+        return [a for a in enabled
                 if a.type is not None and a.type.kind == "second_factor" and a.auth_type in self.mfa.factors]
 
 

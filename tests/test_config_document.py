@@ -81,7 +81,7 @@ def test_export_without_configuration_is_the_defaults(confidential_app, third_pa
     document = export()
     assert set(document) == {"experience", "applications", "authenticators"}
     assert document["experience"] == {
-        "authenticators": ["password"],
+        "authenticators": ["password", "email-code"],  # the enabled first factors (sms-code is off)
         "sign_up": {"enabled": True, "identifiers": ["email"], "verify": True},
         "password_policy": {"min_length": 8, "blocklist": True, "similarity": True},
         "mfa": {"policy": "optional", "factors": ["totp", "backup_code", "email_code"]},
@@ -92,9 +92,18 @@ def test_export_without_configuration_is_the_defaults(confidential_app, third_pa
         confidential_app.client_id: {"first_party": True, "headless": False},
         third_party_app.client_id: {"first_party": False, "headless": False},
     }
-    assert document["authenticators"] == [{"name": "password", "auth_type": "password", "title": "Password",
-                                           "enabled": True, "sort_order": 0,
-                                           "options": password_authenticator.options}]
+    # Every authenticator, the data migrations' built-in ones included, in order.
+    assert [a["name"] for a in document["authenticators"]] == \
+        list(Authenticator.objects.order_by("sort_order", "name").values_list("name", flat=True))
+    exported = {a["name"]: a for a in document["authenticators"]}
+    assert {"password", "email-code", "sms-code", "totp", "backup_code", "email_code"} <= set(exported)
+    assert exported["password"] == {"name": "password", "auth_type": "password", "title": "Password",
+                                    "enabled": True, "sort_order": 0, "options": password_authenticator.options}
+    # Stored as {} by the migration: exported as the type reads them, every option at its initial value.
+    assert exported["email-code"]["options"] == {"code_ttl": None, "max_attempts": None, "cooldown": None,
+                                                 "daily_limit": None, "notify_unknown": False}
+    assert exported["sms-code"]["enabled"] is False
+    assert exported["totp"]["options"] == {} and exported["totp"]["auth_type"] == "totp"
 
 
 def test_an_application_without_settings_row_exports_the_defaults(confidential_app):
@@ -161,7 +170,8 @@ def test_secret_options_are_exported_as_null_and_kept_when_applied_as_null(tmp_p
     document = export()
     assert "s3cret-key" not in json.dumps(document)
     entry = next(a for a in document["authenticators"] if a["name"] == "vault")
-    assert entry["options"] == {"url": "https://vault.example", "api_key": None}
+    # retries is not stored: exported at the settings form's initial value (what a missing option means)
+    assert entry["options"] == {"url": "https://vault.example", "api_key": None, "retries": 2}
     entry["options"]["url"] = "https://vault2.example"
     apply(tmp_path, document)
     assert Authenticator.objects.get(name="vault").options["api_key"] == "s3cret-key"
@@ -289,8 +299,10 @@ def test_prune_removes_the_authenticators_the_document_does_not_name(tmp_path, p
     Authenticator.objects.create(name="vault", auth_type="vault", title="Vault", options={"url": "u", "api_key": "k" * 8})
     Authenticator.objects.create(name="old", auth_type="password", title="Old")
     document = {"authenticators": [{"name": "password"}]}
+    before = set(Authenticator.objects.values_list("name", flat=True))
+    assert {"vault", "old", "email-code", "totp"} <= before  # the migrations' built-in ones too
     apply(tmp_path, document)
-    assert Authenticator.objects.count() == 3  # without --prune, what the document omits stays
+    assert set(Authenticator.objects.values_list("name", flat=True)) == before  # without --prune, all stay
     output = apply(tmp_path, document, "--prune")
     assert sorted(Authenticator.objects.values_list("name", flat=True)) == ["password"]
     assert "authenticator old: removed" in output and "authenticator vault: removed" in output
@@ -304,6 +316,38 @@ def test_prune_refuses_to_remove_an_authenticator_the_experience_shows(tmp_path,
     assert Authenticator.objects.filter(name="old").exists()
     apply(tmp_path, {"experience": {"authenticators": ["password"]}, "authenticators": [{"name": "password"}]}, "--prune")
     assert not Authenticator.objects.filter(name="old").exists()
+
+
+def test_a_second_factor_is_not_a_sign_in_method_of_the_experience(tmp_path, password_authenticator):
+    problems = refused(tmp_path, {"experience": {"authenticators": ["password", "backup_code", "totp"]}})
+    assert paths(problems) == ["experience.authenticators[1]", "experience.authenticators[2]"]
+    assert '"backup_code" is a second factor' in problems[0] and "mfa.factors" in problems[0]
+    # The same for a second factor the document itself creates.
+    problems = refused(tmp_path, {"experience": {"authenticators": ["password", "app"]},
+                                  "authenticators": [{"name": "app", "auth_type": "totp", "title": "App"}]})
+    assert paths(problems) == ["experience.authenticators[1]"]
+    assert not Experience.objects.exists() and not Authenticator.objects.filter(name="app").exists()
+
+
+def test_options_stored_as_empty_merge_onto_what_the_type_reads(tmp_path, password_authenticator):
+    """A row stored with ``{}`` (as the data migrations store them) reads as the form's initial values:
+    a document that sets one option leaves the others at those values, and the same values are no change."""
+    Authenticator.objects.create(name="plain", auth_type="password", title="Plain", options={})
+    assert "authenticator plain" not in apply(tmp_path, {"authenticators": [
+        {"name": "plain", "options": {"allow_email": True, "allow_username": True}}]})
+    assert Authenticator.objects.get(name="plain").options == {}  # nothing rewritten
+    assert "authenticator plain: changed options" in apply(tmp_path, {"authenticators": [
+        {"name": "plain", "options": {"allow_email": False}}]})
+    assert Authenticator.objects.get(name="plain").options == {"allow_email": False, "allow_username": True}
+
+
+def test_a_fresh_export_of_the_built_in_authenticators_applies_as_no_change(tmp_path, password_authenticator):
+    before = state()
+    document = {"authenticators": export()["authenticators"]}  # as the migrations left them
+    assert {a["auth_type"] for a in document["authenticators"]} >= \
+        {"password", "email-code", "sms-code", "totp", "backup_code", "email_code"}
+    assert apply(tmp_path, document).strip() == "Applied: nothing to change."
+    assert state() == before
 
 
 def test_a_type_change_is_refused(tmp_path, password_authenticator, vault_type):

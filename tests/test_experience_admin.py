@@ -49,7 +49,10 @@ def tab_names(html: str) -> list[str]:
 def test_the_list_leads_to_the_one_default_experience(admin_client, password_authenticator):
     assert admin_client.get(LIST_URL)["Location"] == ADD_URL
     add_page = admin_client.get(ADD_URL).content.decode()
-    assert 'value="password"' in add_page  # the list the sign-in page shows now
+    # The list the sign-in page shows now: the enabled first factors (the built-in second factors are
+    # mfa_factors' choice, sms-code is disabled).
+    assert 'value="password, email-code"' in add_page
+    assert "Available: password (Password), email-code (E-mail code), sms-code (SMS code, disabled)." in add_page
     assert "Names of the authenticators shown on the sign-in page, in display order" in add_page
     assert "Available: password (Password)" in add_page
     assert "Required: users without a second factor enrol during sign-in." in add_page
@@ -65,7 +68,7 @@ def test_a_change_in_admin_applies_at_once(admin_client, flow, confidential_app,
     """Sign-up off, captcha always, MFA required, the tabs' order: the policy and the sign-in page follow."""
     Authenticator.objects.create(name="staff", auth_type="password", title="Staff password", sort_order=9)
     url = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
-    assert tab_names(flow.client.get(url).content.decode()) == ["password", "staff"]
+    assert tab_names(flow.client.get(url).content.decode()) == ["password", "staff", "email-code"]  # sort order
     before = policy.policy_for(confidential_app.client_id)  # warm: this process remembers the default
     assert before.sign_up.enabled and before.captcha == "risk"
 
@@ -100,13 +103,28 @@ def test_a_change_in_admin_applies_at_once(admin_client, flow, confidential_app,
 def test_a_disabled_authenticator_listed_stays_hidden(admin_client, flow, confidential_app, user):
     Authenticator.objects.create(name="staff", auth_type="password", title="Staff", enabled=False)
     assert admin_client.post(ADD_URL, form_data(authenticators="staff,password")).status_code == 302
-    assert [a.name for a in policy.resolve("").methods()] == ["password"]
+    assert [a.name for a in policy.resolve("").first_factors()] == ["password"]
+    # methods: the first factors, then the second factors mfa.factors allows (never listed themselves)
+    assert [a.name for a in policy.resolve("").methods()] == ["password", "totp", "backup_code", "email_code"]
+
+
+def test_a_second_factor_stored_in_the_list_is_never_a_sign_in_method(password_authenticator):
+    """A list saved before the rule (or written around it): the second factor is not a first factor,
+    and methods names it once, among the second factors, only while mfa.factors allows it."""
+    Experience.objects.create(authenticators=["totp", "password"], mfa_factors=["backup_code"])
+    effective = policy.resolve("")
+    assert [a.name for a in effective.first_factors()] == ["password"]
+    assert [a.name for a in effective.methods()] == ["password", "backup_code"]
+    assert policy.describe(effective)["authenticators"] == ["password"]
 
 
 @pytest.mark.parametrize(("overrides", "field", "message"), [
     ({"authenticators": ""}, "authenticators", "This field is required."),
     ({"authenticators": "password, ghost"}, "authenticators", 'no authenticator is named "ghost"'),
     ({"authenticators": "password password"}, "authenticators", '"password" is listed twice'),
+    ({"authenticators": "password, totp"}, "authenticators",
+     '"totp" is a second factor: it cannot sign in on its own (list sign-in methods here; second factors are '
+     'chosen by mfa.factors)'),
     ({"password_min_length": "6"}, "password_min_length", "must be between 8 and 128, not 6"),
     ({"sign_up_identifiers": []}, "sign_up_identifiers", "must name at least one"),
     ({"sign_in_url": "https://evil.example/login"}, "sign_in_url", "must be a path on this site, starting with a single /"),
