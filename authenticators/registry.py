@@ -43,6 +43,25 @@ class AuthType:
         """Whether the type can identify a user on its own (every kind but ``second_factor``)."""
         return self.kind != "second_factor"
 
+    def initial_options(self) -> dict[str, Any]:
+        """What the settings form starts with (the admin's add page shows the same). A key missing
+        from an authenticator's stored options means this value: types read their options so."""
+        values: dict[str, Any] = {}
+        for name, form_field in (self.settings_form.base_fields.items() if self.settings_form else ()):
+            initial = form_field.initial() if callable(form_field.initial) else form_field.initial
+            if initial is not None:
+                values[name] = initial
+        return values
+
+    def effective_options(self, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Stored ``options`` as the type reads them: every option of the settings form, the missing ones
+        at their initial values, cleaned by the form (so ``{}`` and the form's defaults compare equal).
+        None when the type has no settings form or the stored options do not pass it."""
+        if self.settings_form is None or not isinstance(options, dict):
+            return None
+        form = self.settings_form(data={**self.initial_options(), **options})
+        return dict(form.cleaned_data) if form.is_valid() else None
+
 
 class AlreadyRegistered(Exception):
     pass

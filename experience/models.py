@@ -95,3 +95,135 @@ class KnownDevice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} · {self.user_agent[:40]}"
+
+
+def _default_identifiers() -> list[str]:
+    return ["email"]
+
+
+def _default_factors() -> list[str]:
+    return ["totp", "backup_code", "email_code"]
+
+
+class Experience(models.Model):
+    """The default sign-in experience: SPEC §5's ``experience`` policies, edited in admin.
+
+    One row, ``key="default"`` (no row: the built-in defaults of ``experience.policy``). The rules its
+    values follow live in ``experience.configuration`` (the admin and ``manage.py portcullis_config
+    apply`` both check them there). Per-application overrides are partial documents, a later model
+    of their own (see docs/config-document.md); branding, language and access rules are reserved keys.
+    """
+
+    DEFAULT = "default"
+    MFA_POLICIES = [("off", _("Off")), ("optional", _("Optional")), ("required", _("Required"))]
+    CAPTCHA_POLICIES = [("off", _("Off")), ("risk", _("On risk (repeated failures)")), ("always", _("Always"))]
+
+    key = models.CharField(_("key"), max_length=30, unique=True, default=DEFAULT, editable=False)
+    authenticators = models.JSONField(
+        _("authenticators"), null=True, blank=True,
+        help_text=_("Names of the authenticators shown, in display order (forms and buttons alike)."),
+    )
+    sign_up_enabled = models.BooleanField(_("sign-up enabled"), default=True,
+                                          help_text=_("Off: nobody can create an account on the sign-in pages."))
+    sign_up_identifiers = models.JSONField(
+        _("sign-up identifiers"), default=_default_identifiers,
+        help_text=_("What a new account is identified by: e-mail, phone, username."),
+    )
+    sign_up_verify = models.BooleanField(_("verify on sign-up"), default=True,
+                                         help_text=_("The e-mail or phone is verified by code before the account exists."))
+    password_min_length = models.PositiveSmallIntegerField(_("minimum password length"), default=8,
+                                                           help_text=_("At least 8 (8 to 128). NIST recommends 15 when the password is the "
+                                                                     "only factor."))
+    password_blocklist = models.BooleanField(_("refuse common passwords"), default=True)
+    password_similarity = models.BooleanField(_("refuse passwords similar to the identifier"), default=True)
+    mfa_policy = models.CharField(_("two-factor policy"), max_length=20, choices=MFA_POLICIES, default="optional",
+                                  help_text=_("Required: users without a second factor enrol during sign-in."))
+    mfa_factors = models.JSONField(_("second factors"), default=_default_factors,
+                                   help_text=_("The second factors users may use and enrol."))
+    captcha_policy = models.CharField(_("captcha policy"), max_length=20, choices=CAPTCHA_POLICIES, default="risk",
+                                      help_text=_("On risk: after repeated failures for an account or from an address."))
+    sign_in_url = models.CharField(
+        _("custom sign-in page"), max_length=200, blank=True,
+        help_text=_("A path on this site (e.g. /login/) of a sign-in UI over the Experience API; "
+                    "empty: the hosted pages."),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("default sign-in experience")
+        verbose_name_plural = _("default sign-in experience")
+
+    def __str__(self) -> str:
+        return str(_("Default sign-in experience"))
+
+    def policies(self) -> dict[str, Any]:
+        """The row as SPEC §5's ``experience`` document (``authenticators`` None: every enabled one)."""
+        return {
+            "authenticators": None if self.authenticators is None else list(self.authenticators),
+            "sign_up": {"enabled": self.sign_up_enabled, "identifiers": list(self.sign_up_identifiers),
+                        "verify": self.sign_up_verify},
+            "password_policy": {"min_length": self.password_min_length, "blocklist": self.password_blocklist,
+                                "similarity": self.password_similarity},
+            "mfa": {"policy": self.mfa_policy, "factors": list(self.mfa_factors)},
+            "captcha": {"policy": self.captcha_policy},
+            "sign_in_url": self.sign_in_url,
+        }
+
+    def set_policies(self, document: dict[str, Any]) -> None:
+        """Set what a (valid, possibly partial) ``experience`` document names; leave the rest."""
+        for key, fields in self.FIELDS.items():
+            if isinstance(fields, str):
+                if key in document:
+                    setattr(self, fields, document[key])
+            else:
+                for name, field_name in fields.items():
+                    if name in document.get(key, {}):
+                        setattr(self, field_name, document[key][name])
+
+    # document key (and sub-key) -> model field
+    FIELDS: dict[str, str | dict[str, str]] = {
+        "authenticators": "authenticators",
+        "sign_up": {"enabled": "sign_up_enabled", "identifiers": "sign_up_identifiers", "verify": "sign_up_verify"},
+        "password_policy": {"min_length": "password_min_length", "blocklist": "password_blocklist",
+                            "similarity": "password_similarity"},
+        "mfa": {"policy": "mfa_policy", "factors": "mfa_factors"},
+        "captcha": {"policy": "captcha_policy"},
+        "sign_in_url": "sign_in_url",
+    }
+
+    def field_of(self, path: str) -> str | None:
+        """The model field behind a document path such as ``mfa.factors`` (None: the whole row)."""
+        key, _sep, name = path.partition(".")
+        fields = self.FIELDS.get(key.split("[")[0])
+        if isinstance(fields, str):
+            return fields
+        if fields is not None:
+            return fields.get(name.split("[")[0].split(".")[0])
+        return None
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from experience import configuration
+
+        problems = configuration.Problems()
+        document = self.policies()
+        if document["authenticators"] is None:  # no list: every enabled first factor, in its order
+            del document["authenticators"]
+        configuration.validate_experience(document, "", problems,
+                                          names=configuration.authenticator_names(), complete=True)
+        if problems:
+            errors: dict[str, list[str]] = {}
+            for path, message in problems:
+                errors.setdefault(self.field_of(path) or "__all__", []).append(message)
+            raise ValidationError(errors)
+
+
+def _experience_changed(**kwargs: Any) -> None:
+    from experience import policy
+
+    policy.experience_changed()
+
+
+models.signals.post_save.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_saved")
+models.signals.post_delete.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_deleted")

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import translation
 
+from experience import policy
 from identity import cors, keys
 from identity.models import Profile
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, ClientApp, Flow, make_application
@@ -20,9 +21,11 @@ def _fresh_cache_and_keys() -> Any:
     cache.clear()
     keys._memo = None
     cors._memo = None  # the origins of applications a rolled-back test created
+    policy._memo = None  # the default experience a rolled-back test saved
     yield
     keys._memo = None
     cors._memo = None
+    policy._memo = None
 
 
 @pytest.fixture(autouse=True)

@@ -366,6 +366,9 @@ def one_of_each(flow, user, confidential_app, third_party_app) -> None:
 
     BackupCode.objects.create(user=user, digest="0" * 64)
     SecondFactorState.objects.create(user=user, authenticator=Authenticator.objects.get(name="password"))
+    from experience.models import Experience
+
+    Experience.objects.create(authenticators=["password"])
 
 
 def admin_links(html: str, base: str) -> set[str]:
