@@ -72,8 +72,7 @@ class Signing:
         return self.api.post(f"{API}{self.uid}/{name}", body)
 
     def requirement(self) -> str:
-        """What submit answers now: the code of the first gate not met (``submit`` once it signs in
-        is never asked here: see :meth:`claims`)."""
+        """The code of the first gate not met, as submit answers it (and the state's ``next_step``)."""
         response = self.post("submit")
         assert response.status_code == 400, response.content
         code = error(response, 400, "requirement", response.json()["requirement"]["code"])["code"]
@@ -295,7 +294,7 @@ def test_a_captcha_after_three_failed_passwords(api, confidential_app, user):
     signing = Signing(api, confidential_app)
     for _ in range(3):
         error(signing.post("password", {"identifier": "alice", "password": "wrong"}), 400, "key", "invalid_credentials")
-    assert (signing.api.get(f"{API}{signing.uid}").json()["methods"]) == ["captcha"]
+    assert signing.api.get(f"{API}{signing.uid}").json()["methods"] == ["captcha"]
     assert signing.requirement() == "captcha_required"
 
     right = {"identifier": "alice", "password": PASSWORD}
