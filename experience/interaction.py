@@ -287,7 +287,10 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
         accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     address = str(data.get("email") or data.get("phone_number") or "")
+    demanded = interaction.state.get("captcha")
     risk.guard(request, interaction, address, data)
+    if interaction.state.get("captcha") != demanded:  # a captcha solved here (its key is spent) meets the gate
+        interaction.save(update_fields=["state"])
     try:
         sent = auth.send_code(data)
     except AuthError as error:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -18,23 +17,25 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from authenticators.base import AuthError, CodeAuth, SecondFactorAuth
-from authenticators.models import Authenticator, UserAuthenticator
-from authenticators.registry import registry
+from authenticators.models import Authenticator
+from authenticators.types import backup_code
 from experience.errors import EngineError
 from experience.models import AuditEvent, Interaction
 from experience.policy import MfaPolicy, Policy
+from identity.models import Profile
 from tests.helpers import (
     PASSWORD,
     REDIRECT_URI,
     authorize_params,
+    code_in_mail,
+    give_totp,
     jwt_payload,
     make_application,
     pkce_pair,
     query_of,
+    totp_now,
 )
 
-OUTBOX: list[tuple[str, str]] = []
 API = "/api/experience/"
 
 
@@ -94,75 +95,21 @@ def api(db: Any) -> Api:
     return Api(Client(enforce_csrf_checks=True))
 
 
-# -- test types for the methods other parts provide -------------------------------------------------------
-class InboxEmailCode(CodeAuth):
-    """``email-code`` for these tests: delivers to OUTBOX, signs in the account of the address."""
-
-    def destination(self, data: dict[str, Any]) -> str:
-        email = str(data.get("email") or "").strip().lower()
-        if "@" not in email:
-            raise AuthError("invalid_input")
-        return email
-
-    def user_for(self, destination: str) -> Any | None:
-        from django.contrib.auth import get_user_model
-
-        return get_user_model().objects.filter(email__iexact=destination, is_active=True).first()
-
-    def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
-        OUTBOX.append((destination, code))
-
-    def amr(self) -> list[str]:
-        return ["otp"]
-
-
-class StoredCodeFactor(SecondFactorAuth):
-    """A second factor whose code is kept in the user's link (stands for ``totp`` / ``backup_code``)."""
-
-    def enrolled(self, user: Any) -> bool:
-        return UserAuthenticator.objects.filter(authenticator=self.authenticator, user=user).exists()
-
-    def verify_for(self, user: Any, data: dict[str, Any]) -> None:
-        link = UserAuthenticator.objects.get(authenticator=self.authenticator, user=user)
-        if data.get("code") != link.meta.get("code"):
-            raise AuthError("invalid_code")
-
-    def amr(self) -> list[str]:
-        return ["otp"]
-
-
-def use_type(name: str, auth_class: Any, title: str, sort_order: int) -> Iterator[Authenticator]:
-    """Register ``auth_class`` as the type ``name`` (the real one, once merged, comes back after)."""
-    previous = registry.get(name)
-    registry.register(name, auth_class, replace=True)
-    authenticator, _ = Authenticator.objects.update_or_create(
-        name=name, defaults={"auth_type": name, "title": title, "enabled": True, "sort_order": sort_order})
-    yield authenticator
-    if previous is None:
-        registry.unregister(name)
-    else:
-        registry._types[name] = previous  # the registered type as it was, every part of it
-
-
+# -- the built-in methods ------------------------------------------------------------------------------------
 @pytest.fixture
-def email_code(db: Any, password_authenticator: Any) -> Iterator[Authenticator]:
-    OUTBOX.clear()
-    yield from use_type("email-code", InboxEmailCode, "E-mail code", 1)
+def email_code(mail_code: Authenticator, password_authenticator: Any, mailoutbox: list[Any]) -> Authenticator:
+    """The built-in ``email-code`` method: its codes arrive in Django's mail outbox."""
+    return mail_code
 
 
-@pytest.fixture
-def totp(db: Any) -> Iterator[Authenticator]:
-    yield from use_type("totp", StoredCodeFactor, "Authenticator app", 10)
+def mailed_code(mailoutbox: list[Any]) -> str:
+    """The code of the last e-mail sent."""
+    return code_in_mail(mailoutbox[-1])
 
 
-@pytest.fixture
-def backup_code(db: Any) -> Iterator[Authenticator]:
-    yield from use_type("backup_code", StoredCodeFactor, "Backup codes", 11)
-
-
-def enrol(authenticator: Authenticator, user: Any, code: str) -> None:
-    UserAuthenticator.objects.create(authenticator=authenticator, user=user, uuid=f"{authenticator.name}-{user.pk}",
-                                     meta={"code": code})
+def other_than(code: str) -> str:
+    """A code that is not ``code`` (nor the TOTP codes of the steps beside it, but by a 1 in 10^5 chance)."""
+    return f"{(int(code) + 1) % 10**6:06d}"
 
 
 @pytest.fixture
@@ -333,7 +280,8 @@ def test_a_sign_in_url_off_this_site_is_never_followed(api, confidential_app, us
     assert re.fullmatch(r"/sign-in/[^/]+/", response["Location"]), response["Location"]
 
 
-def test_code_sign_in_through_the_api(api, confidential_app, user, email_code):
+def test_code_sign_in_through_the_api(api, confidential_app, user, email_code, mailoutbox):
+    Profile.objects.filter(user=user).update(email_verified=False)  # the code proves the address
     verifier, challenge = pkce_pair()
     url, params = authorize_url(confidential_app, challenge)
     state = api.start(next_url=url)
@@ -342,11 +290,11 @@ def test_code_sign_in_through_the_api(api, confidential_app, user, email_code):
     sent = api.step(state["id"], "code", {"email": "alice@example.com"})
     assert set(sent) == {"code_id", "timeout", "resend_after"}
     assert sent["timeout"] == 600 and sent["resend_after"] == 60
-    assert OUTBOX[-1][0] == "alice@example.com"
-    code = OUTBOX[-1][1]
+    assert mailoutbox[-1].to == ["Alice@example.com"]  # the account's own spelling
+    code = mailed_code(mailoutbox)
 
-    wrong = "000000" if code != "000000" else "111111"
-    error(api.post(f"{API}{state['id']}/code/verify", {"code_id": sent["code_id"], "code": wrong}), 400, "key", "invalid_code")
+    error(api.post(f"{API}{state['id']}/code/verify", {"code_id": sent["code_id"], "code": other_than(code)}),
+          400, "key", "invalid_code")
     state = api.step(state["id"], "code/verify", {"code_id": sent["code_id"], "code": code})
     assert state["identified"] is True and state["next_step"] == "submit"
     assert [v["method"] for v in state["verifications"]] == ["email-code"]
@@ -356,37 +304,37 @@ def test_code_sign_in_through_the_api(api, confidential_app, user, email_code):
     assert claims["amr"] == ["otp"] and claims["email_verified"] is True
 
 
-def test_a_second_code_during_the_cool_down_is_rate_limited(api, user, email_code):
+def test_a_second_code_during_the_cool_down_is_rate_limited(api, user, email_code, mailoutbox):
     state = api.start()
     api.step(state["id"], "code", {"email": "alice@example.com"})
     response = api.post(f"{API}{state['id']}/code", {"email": "alice@example.com"})
     answer = error(response, 429, "rate_limited", "too_many_requests")
     assert 0 < answer["retry_after"] <= 60 and response["Retry-After"] == str(answer["retry_after"])
-    assert len(OUTBOX) == 1
+    assert len(mailoutbox) == 1
 
 
-def test_an_unknown_address_gets_the_same_answer_and_nothing_is_sent(api, user, email_code):
+def test_an_unknown_address_gets_the_same_answer_and_nothing_is_sent(api, user, email_code, mailoutbox):
     state = api.start()
     known = api.step(state["id"], "code", {"email": "alice@example.com"})
     unknown = api.step(state["id"], "code", {"email": "nobody@example.com"})
     assert set(unknown) == set(known) and (unknown["timeout"], unknown["resend_after"]) == (known["timeout"], known["resend_after"])
-    assert [to for to, _code in OUTBOX] == ["alice@example.com"]
+    assert [message.to for message in mailoutbox] == [["Alice@example.com"]]
 
 
-def test_a_code_of_another_interaction_is_an_invalid_code(api, user, email_code):
+def test_a_code_of_another_interaction_is_an_invalid_code(api, user, email_code, mailoutbox):
     first, second = api.start(), api.start()
     sent = api.step(first["id"], "code", {"email": "alice@example.com"})
-    code = OUTBOX[-1][1]
+    code = mailed_code(mailoutbox)
     error(api.post(f"{API}{second['id']}/code/verify", {"code_id": sent["code_id"], "code": code}), 400, "key", "invalid_code")
     assert api.get(f"{API}{second['id']}").json()["identified"] is False
     state = api.step(first["id"], "code/verify", {"code_id": sent["code_id"], "code": code})  # not spent
     assert state["identified"] is True
 
 
-def test_a_code_is_used_once(api, user, email_code):
+def test_a_code_is_used_once(api, user, email_code, mailoutbox):
     state = api.start()
     sent = api.step(state["id"], "code", {"email": "alice@example.com"})
-    body = {"code_id": sent["code_id"], "code": OUTBOX[-1][1]}
+    body = {"code_id": sent["code_id"], "code": mailed_code(mailoutbox)}
     api.step(state["id"], "code/verify", body)
     other = api.start()
     error(api.post(f"{API}{state['id']}/code/verify", body), 400, "key", "invalid_code")
@@ -395,28 +343,28 @@ def test_a_code_is_used_once(api, user, email_code):
 
 @pytest.mark.parametrize("body", [{}, {"email": "alice@example.com", "channel": "email"}, {"channel": "fax"},
                                   {"email": ["alice@example.com"]}, {"phone_number": 5551234567}])
-def test_a_code_request_names_one_address_or_channel(api, user, email_code, body):
+def test_a_code_request_names_one_address_or_channel(api, user, email_code, mailoutbox, body):
     state = api.start()
     error(api.post(f"{API}{state['id']}/code", body), 400, "validation", "invalid")
-    assert OUTBOX == []
+    assert mailoutbox == []
 
 
-def test_a_method_the_application_does_not_offer_is_refused(api, user, email_code, policy):
+def test_a_method_the_application_does_not_offer_is_refused(api, user, email_code, mailoutbox, policy):
     policy(authenticators=("password",))
     state = api.start()
     error(api.post(f"{API}{state['id']}/code", {"email": "alice@example.com"}), 403, "forbidden", "method_disabled")
-    assert OUTBOX == []
+    assert mailoutbox == []
 
 
 # -- the gates, answered in order ---------------------------------------------------------------------------
-def test_a_second_factor_is_asked_for_and_added(api, confidential_app, user, totp, backup_code):
-    enrol(totp, user, "123456")
-    enrol(backup_code, user, "backup-0001")
+def test_a_second_factor_is_asked_for_and_added(api, confidential_app, user, second_factors):
+    give_totp(user)
+    backup_code.replace_codes(user)
     verifier, challenge = pkce_pair()
     url, params = authorize_url(confidential_app, challenge)
     state = api.start(next_url=url)
 
-    error(api.post(f"{API}{state['id']}/totp", {"code": "123456"}), 400, "requirement", "identify")  # too early
+    error(api.post(f"{API}{state['id']}/totp", {"code": totp_now()}), 400, "requirement", "identify")  # too early
     requirement = error(api.post(f"{API}{state['id']}/submit"), 400, "requirement", "identify")
     assert requirement["methods"] == ["password", "email-code"]
 
@@ -426,8 +374,8 @@ def test_a_second_factor_is_asked_for_and_added(api, confidential_app, user, tot
     requirement = error(api.post(f"{API}{state['id']}/submit"), 400, "requirement", "second_factor_required")
     assert requirement["methods"] == ["totp", "backup_code", "email_code"]
 
-    error(api.post(f"{API}{state['id']}/totp", {"code": "654321"}), 400, "key", "invalid_code")
-    state = api.step(state["id"], "totp", {"code": "123456"})
+    error(api.post(f"{API}{state['id']}/totp", {"code": other_than(totp_now())}), 400, "key", "invalid_code")
+    state = api.step(state["id"], "totp", {"code": totp_now()})
     assert state["next_step"] == "submit"
     assert [v["method"] for v in state["verifications"]] == ["password", "totp"]
 
@@ -436,21 +384,21 @@ def test_a_second_factor_is_asked_for_and_added(api, confidential_app, user, tot
     assert claims["amr"] == ["mfa", "otp", "pwd"] and claims["acr"] == "urn:portcullis:acr:2fa"
 
 
-def test_a_backup_code_is_a_second_factor(api, user, backup_code):
-    enrol(backup_code, user, "backup-0001")
+def test_a_backup_code_is_a_second_factor(api, user, second_factors):
+    codes = backup_code.replace_codes(user)
     state = api.start()
     api.step(state["id"], "password", {"identifier": "alice", "password": PASSWORD})
-    state = api.step(state["id"], "backup-code", {"code": "backup-0001"})
+    state = api.step(state["id"], "backup-code", {"code": codes[0]})
     assert state["next_step"] == "submit"
     assert [v["method"] for v in state["verifications"]] == ["password", "backup_code"]
 
 
-def test_a_factor_the_policy_leaves_out_is_refused(api, user, totp, policy):
+def test_a_factor_the_policy_leaves_out_is_refused(api, user, second_factors, policy):
     policy(mfa=MfaPolicy(policy="optional", factors=("backup_code",)))
-    enrol(totp, user, "123456")
+    give_totp(user)
     state = api.start()
     api.step(state["id"], "password", {"identifier": "alice", "password": PASSWORD})
-    error(api.post(f"{API}{state['id']}/totp", {"code": "123456"}), 403, "forbidden", "method_disabled")
+    error(api.post(f"{API}{state['id']}/totp", {"code": totp_now()}), 403, "forbidden", "method_disabled")
 
 
 def test_a_demanded_captcha_is_the_first_gate(api, user):
