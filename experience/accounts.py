@@ -226,9 +226,9 @@ def _first_error(clean: Any) -> Any:
 
 
 def stored_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The state a finished interaction keeps: without the new password's hash or a second
-    factor's pending secret."""
-    kept = {key: value for key, value in state.items() if key != "mfa_pending"}
+    """The state a finished interaction keeps: without a new password's hash or a second factor's
+    pending secret."""
+    kept = {key: value for key, value in state.items() if key not in ("mfa_pending", "new_password_hash")}
     profile = state.get("profile")
     if isinstance(profile, dict) and "password_hash" in profile:
         kept["profile"] = {key: value for key, value in profile.items() if key != "password_hash"}
@@ -280,24 +280,32 @@ def _has_field(model: Any, name: str) -> bool:
 
 # -- forgot password --------------------------------------------------------------------------------
 def reset_password(request: HttpRequest, ctx: Context, data: dict[str, Any]) -> None:
-    """The identified user's new password: saved, every token revoked and every session ended, in one
-    transaction; then the user is told by e-mail. Raises the requirement when nobody is identified
-    yet, ``EngineError("invalid", fields={"password": ...})`` when the policy refuses it."""
+    """The identified user's new password, checked and kept (as its hash) in the interaction: it
+    replaces the old one only when the reset is submitted, after every later gate (a user with a
+    second factor proves it first, so an e-mail alone cannot change the password). Raises the
+    requirement when nobody is identified yet, ``EngineError("invalid", fields={"password": ...})``
+    when the policy refuses it."""
     pending_before(ctx, "new_password_required")
     user = ctx.user
     assert user is not None  # the identify gate is met
     password = data.get("password")
     validate_password(password, ctx.policy, user)
     assert isinstance(password, str) and len(password) <= MAX_LENGTH
-    with transaction.atomic():
-        user.set_password(password)  # its new hash ends every session (Django checks it on each request)
-        user.save(update_fields=["password"])
-        tokens.revoke_user_tokens(user)
-        ctx.state["password_set"] = True
-        ctx.interaction.save(update_fields=["state"])
-        audit.record(request, AuditEvent.PASSWORD_RESET, user=user, identifier=user.get_username(),
-                     client_id=ctx.interaction.client_id)
-    notify_password_changed(request, user)
+    ctx.state["new_password_hash"] = make_password(password)
+    ctx.state["password_set"] = True
+    ctx.interaction.save(update_fields=["state"])
+
+
+def apply_new_password(request: HttpRequest, ctx: Context, user: Any) -> None:
+    """A submitted reset (in submit's transaction): the new password replaces the old one, every
+    refresh token is revoked and every other session ends (Django checks the password's hash on each
+    request); the user is told by e-mail once the transaction commits."""
+    user.password = ctx.state["new_password_hash"]
+    user.save(update_fields=["password"])
+    tokens.revoke_user_tokens(user)
+    audit.record(request, AuditEvent.PASSWORD_RESET, user=user, identifier=user.get_username(),
+                 client_id=ctx.interaction.client_id)
+    notify_password_changed(request, user)  # sent once the transaction commits (experience.notifications)
 
 
 # -- other parts' hooks (the lead wires them at merge: part codes' notifications, part mfa) ---------------

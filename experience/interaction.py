@@ -355,6 +355,8 @@ def submit(request: HttpRequest, interaction: Interaction, completion: Completio
         if interaction.event == Interaction.SIGN_UP:
             user = accounts.create_account(request, ctx)  # rolled back with the completion if refused
         assert user is not None  # the identify gate is met
+        if interaction.event == Interaction.FORGOT_PASSWORD:
+            accounts.apply_new_password(request, ctx, user)
         completed = (completion or BrowserSession()).complete(ctx, user, *authentication_methods(ctx))
     verifications = interaction.state["verifications"]
     audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier=user.get_username(),

@@ -213,3 +213,30 @@ def test_the_password_reset_needs_the_first_factor_of_this_user(user, mail_code,
     engine.set_event(request, signing_in, Interaction.FORGOT_PASSWORD)
     with pytest.raises(RequirementMissing):
         engine.set_profile(request, signing_in, {"password": NEW_PASSWORD})
+
+
+def test_a_new_password_replaces_the_old_one_only_after_the_second_factor(
+        user, mail_code, mailoutbox, second_factors, notified):
+    """Whoever reads the user's mail (the reset code) cannot change the password of an account with
+    a second factor: the new password waits in the interaction until the factor is proved."""
+    from tests.helpers import give_totp, totp_now
+
+    give_totp(user)
+    request = browser_request()
+    interaction = identified_reset(request, mail_code, mailoutbox)
+    engine.set_profile(request, interaction, {"password": NEW_PASSWORD})
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and not user.check_password(NEW_PASSWORD)
+    assert engine.describe(request, interaction)["next_step"] == "second_factor_required"
+    with pytest.raises(RequirementMissing) as missing:
+        engine.submit(request, interaction)
+    assert missing.value.gate == "second_factor_required"
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD) and notified == []
+
+    engine.verify_second_factor(request, interaction, second_factors["totp"], {"code": totp_now()})
+    engine.submit(request, interaction)
+    user.refresh_from_db()
+    assert user.check_password(NEW_PASSWORD) and notified == [user]
+    interaction.refresh_from_db()
+    assert "new_password_hash" not in interaction.state  # the finished interaction keeps no hash
