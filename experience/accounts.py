@@ -34,7 +34,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
 from django.db.models import Field
 from django.utils.translation import gettext_lazy as _
 
