@@ -183,3 +183,51 @@ def test_a_locked_address_gets_the_lockout_page_with_retry_after(flow, confident
     same = flow.client.post(unknown, {"authenticator": mail_code.name, "email": "nobody@example.com", "action": "send"})
     assert same.status_code == 429 and same["Retry-After"] == locked["Retry-After"]
     assert volatile(same.content) == volatile(locked.content)  # an unknown address is answered alike
+
+
+# -- named secondary actions (SPEC's hosted page contract) ---------------------------------------------------------
+def test_every_step_page_names_its_secondary_actions(flow, confidential_app, user, mail_code, second_factors,
+                                                     mailoutbox):
+    sign_in = sign_in_url_from(flow.authorize(authorize_params(confidential_app)))
+    uid = uid_of(sign_in)
+    password_tab = flow.client.get(sign_in).content.decode()
+    assert f'<a href="{reverse("experience:forgot-password", args=[uid])}">Forgot password?</a>' in password_tab
+    assert f'<a href="{reverse("experience:sign-up", args=[uid])}">Create an account</a>' in password_tab
+    assert 'href="?authenticator=email-code"' in password_tab  # the other method, as a link
+
+    sent = flow.client.post(f"{sign_in}?authenticator=email-code",
+                            {"authenticator": "email-code", "action": "send", "email": "bob@example.com"})
+    code_step = flow.client.get(sent["Location"]).content.decode()
+    assert 'name="action" value="resend">' in code_step and ">Resend code</button>" in code_step
+    assert '<a href="?authenticator=password">Use another method</a>' in code_step
+    assert ">Use another e-mail address</a>" in code_step and 'autocomplete="one-time-code"' in code_step
+
+    for name, address in (("sign-up", "new@example.com"), ("forgot-password", "alice@example.com")):
+        url = reverse(f"experience:{name}", args=[uid])
+        flow.client.post(url, {"authenticator": "email-code", "action": "send", "email": address})
+        page = flow.client.get(url).content.decode()
+        assert ">Resend code</button>" in page and '<a href="?change=1">Use another address</a>' in page, name
+        assert f'<a href="{sign_in}">Back to sign in</a>' in page, name
+
+
+def test_the_second_factor_page_offers_every_other_factor_as_a_link(flow, confidential_app, totp_user):
+    from authenticators.types import backup_code
+
+    backup_code.replace_codes(totp_user)
+    _again, _params, _verifier, second_factor = password_then_authorize_again(flow, confidential_app)
+    page = flow.client.get(second_factor).content.decode()
+    assert 'aria-current="page">Authenticator app<' in page
+    for other in ("backup_code", "email_code"):
+        assert f'href="?authenticator={other}"' in page
+    assert '<a href="?authenticator=backup_code">Use another method</a>' in page
+    email = flow.client.get(f"{second_factor}?authenticator=email_code").content.decode()
+    assert '<a href="?authenticator=totp">Use another method</a>' in email and ">Send code</button>" in email
+
+
+def test_without_sign_up_the_sign_in_page_offers_no_account_creation(flow, confidential_app, user, monkeypatch):
+    from experience.policy import SignUpPolicy
+
+    monkeypatch.setattr("experience.policy.resolve",
+                        lambda client_id: Policy(client_id=client_id, sign_up=SignUpPolicy(enabled=False)))
+    page = flow.client.get(sign_in_url_from(flow.authorize(authorize_params(confidential_app)))).content.decode()
+    assert "Create an account" not in page and "Forgot password?" in page
