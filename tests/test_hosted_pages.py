@@ -231,3 +231,26 @@ def test_without_sign_up_the_sign_in_page_offers_no_account_creation(flow, confi
                         lambda client_id: Policy(client_id=client_id, sign_up=SignUpPolicy(enabled=False)))
     page = flow.client.get(sign_in_url_from(flow.authorize(authorize_params(confidential_app)))).content.decode()
     assert "Create an account" not in page and "Forgot password?" in page
+
+
+def test_the_sign_in_code_tab_demands_the_captcha_to_send_and_to_resend(flow, confidential_app, user, mail_code,
+                                                                        mailoutbox, monkeypatch):
+    captcha_always(monkeypatch)
+    url = sign_in_url_from(flow.authorize(authorize_params(confidential_app))) + "?authenticator=email-code"
+    data = {"authenticator": "email-code", "action": "send", "email": "alice@example.com"}
+    missing = flow.client.post(url, data)
+    assert missing.status_code == 400 and not mailoutbox
+    key = captcha_on(missing.content.decode())
+    sent = flow.client.post(url, {**data, "captcha_id": key, "captcha_answer": answer(key)})
+    assert sent.status_code == 303 and len(mailoutbox) == 1
+    code_step = flow.client.get(sent["Location"]).content.decode()
+    resend_form = code_step.split('value="resend"', 1)[1].split("</form>", 1)[0]
+    key = captcha_on(resend_form)
+    assert key and '<label for="id_captcha_answer">' in resend_form  # "Resend code" carries its captcha
+    resend = {"authenticator": "email-code", "action": "resend"}
+    refused = flow.client.post(url, resend)
+    assert refused.status_code == 400 and "Solve the captcha to continue." in refused.content.decode()
+    key = captcha_on(refused.content.decode())
+    cooling = flow.client.post(url, {**resend, "captcha_id": key, "captcha_answer": answer(key)})
+    assert cooling.status_code == 429 and "before asking for a new code" in cooling.content.decode()
+    assert len(mailoutbox) == 1
