@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.validators import validate_slug
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ class Authenticator(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.name})"
+
+    @property
+    def display_title(self) -> str:
+        """The title in the page's language: a title the catalogues know (the defaults, "Password",
+        "E-mail code", ...) is translated; an admin's own title is shown as written."""
+        return gettext(self.title) if self.title else ""
 
     @property
     def type(self) -> AuthType | None:

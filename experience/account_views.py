@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import accounts, errors, signed_in, steps
+from experience import accounts, captcha_page, code_tabs, errors, signed_in, steps
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing, next_requirement
@@ -209,10 +209,12 @@ class AddressCodeView(View):
         address = form.cleaned_data[field]
         try:
             engine.set_event(request, interaction, self.event)
-            sent = engine.send_code(request, interaction, authenticator, {field: address})
+            sent = engine.send_code(request, interaction, authenticator, captcha_page.with_answer(request, {field: address}))
         except EngineError as error:
-            errors.add_to_form(form, error)
-            return refusal(self.render_address(request, interaction, policy, form, status=error.status), error)
+            if captcha_page.is_locked_out(request, error, address):
+                return captcha_page.locked(request, error)  # 429 with Retry-After, known account or not
+            form.add_error(None, code_tabs.send_error_message(error))
+            return refusal(self.render_address(request, interaction, policy, form, status=error.status, error=error), error)
         self.remember(request, interaction, {"authenticator": authenticator.name, "code_id": sent.code_id,
                                              "field": field, "address": address})
         return see_other(reverse(self.url_name, args=[interaction.uid]))
@@ -223,10 +225,15 @@ class AddressCodeView(View):
         if pending is None or authenticator is None:
             return see_other(reverse(self.url_name, args=[interaction.uid]))
         try:
-            sent = engine.send_code(request, interaction, authenticator, {pending["field"]: pending["address"]})
+            sent = engine.send_code(request, interaction, authenticator,
+                                    captcha_page.with_answer(request, {pending["field"]: pending["address"]}))
         except EngineError as error:
-            return refusal(self.render_code(request, interaction, pending, empty_with(CodeForm, error),
-                                            status=error.status), error)
+            if captcha_page.is_locked_out(request, error, pending["address"]):
+                return captcha_page.locked(request, error)
+            form = empty_with(CodeForm, error)
+            form.errors.clear()
+            form.add_error(None, code_tabs.send_error_message(error))
+            return refusal(self.render_code(request, interaction, pending, form, status=error.status, error=error), error)
         self.remember(request, interaction, {**pending, "code_id": sent.code_id})
         return see_other(reverse(self.url_name, args=[interaction.uid]))
 
@@ -244,6 +251,8 @@ class AddressCodeView(View):
         except engine.InteractionError as error:
             return SignInView.expired(request, interaction.uid, error)
         except EngineError as error:
+            if error.kind == "rate_limited":
+                return captcha_page.locked(request, error)  # the account is locked: 429 with Retry-After
             errors.add_to_form(form, error)
             exists = error.name == "account_exists"
             return self.render_code(request, interaction, pending, form, status=error.status, account_exists=exists)
@@ -286,7 +295,7 @@ class AddressCodeView(View):
             request.session[PENDING_CODES] = codes
 
     def render_address(self, request: HttpRequest, interaction: Interaction, policy: Policy, form: Any,
-                       status: int = 200) -> HttpResponse:
+                       status: int = 200, error: EngineError | None = None) -> HttpResponse:
         tabs = self.authenticators(policy)
         current = self.current(request, policy)
         if form is None and current is not None:
@@ -294,15 +303,17 @@ class AddressCodeView(View):
         return page_response(request, interaction, self.template_name, {
             "step": "address", "tabs": tabs, "current": current, "form": form,
             "without_code": not tabs and self.event == Interaction.SIGN_UP and not self.needs_code(request, interaction),
+            **(captcha_page.context(request, interaction, error) if tabs else {"captcha": None}),
         }, status)
 
     def needs_code(self, request: HttpRequest, interaction: Interaction) -> bool:
         return accounts.needs_verified_address(engine.context(request, interaction))
 
     def render_code(self, request: HttpRequest, interaction: Interaction, pending: dict[str, str], form: Any,
-                    status: int = 200, account_exists: bool = False) -> HttpResponse:
+                    status: int = 200, account_exists: bool = False, error: EngineError | None = None) -> HttpResponse:
         return page_response(request, interaction, self.template_name, {
             "step": "code", "form": form, "address": pending["address"], "account_exists": account_exists,
+            **captcha_page.context(request, interaction, error),  # "Resend code" sends: it may need one
         }, status)
 
 

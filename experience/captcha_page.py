@@ -35,6 +35,18 @@ def context(request: HttpRequest, interaction: Interaction, error: EngineError |
     return {"captcha": None, "captcha_error": ""}
 
 
+def is_locked_out(request: HttpRequest, error: EngineError, identifier: str) -> bool:
+    """Whether a refusal is the account's lockout (not, e.g., a code's re-send cool-down, which
+    shares its code): the lockout page answers it."""
+    if error.kind != "rate_limited":
+        return False
+    try:
+        risk.check_lockout(request, identifier)
+    except EngineError:
+        return True
+    return False
+
+
 def locked(request: HttpRequest, error: EngineError) -> HttpResponse:
     """429 with ``Retry-After``: the same page whether or not the account exists."""
     retry_after = max(1, int(error.data.get("retry_after") or 1))

@@ -32,7 +32,7 @@ from experience import accounts, audit, risk
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
-from experience.gates import Context, RequirementMissing, identify_requirement, next_requirement
+from experience.gates import Context, Requirement, RequirementMissing, identify_requirement, next_requirement
 from experience.models import AuditEvent, Interaction
 from experience.policy import policy_for
 
@@ -40,7 +40,7 @@ SESSION_KEY = "portcullis_interactions"
 
 __all__ = [
     "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "code_authenticator",
-    "context", "describe", "identify", "load", "record_verification", "safe_next", "send_code", "set_event", "set_profile",
+    "context", "describe", "identify", "load", "record_verification", "resumable", "safe_next", "send_code", "set_event", "set_profile",
     "sign_in", "sign_in_page", "start", "start_for", "submit", "verify", "verify_code", "verify_second_factor",
 ]
 
@@ -81,10 +81,49 @@ def printable(value: str) -> str:
 
 
 def begin_authorization(request: HttpRequest, authorize_params: str, application: Any, login_hint: str) -> str:
-    """The provider's sign-in handler: start an interaction, answer the sign-in page's URL."""
+    """The provider's sign-in handler: the URL where this browser signs in for the request. A
+    browser that already passed the first factor for this very request (its live interaction is
+    still unfinished) resumes there, at the step it still needs (e.g. the second factor); otherwise
+    a new interaction starts at the sign-in page. No code is ever issued here: only ``submit``,
+    once every gate is met, finishes an interaction."""
+    resumed = resumable(request, authorize_params, application.client_id)
+    if resumed is not None:
+        from experience import steps  # the pages' map (steps imports this module)
+
+        interaction, requirement = resumed
+        if is_local_path(policy_for(interaction.client_id, request).sign_in_url):
+            return sign_in_page(request, interaction)  # the custom page reads next_step itself
+        return steps.step_url(interaction, requirement.code)
     interaction = start(request, authorize_params=authorize_params, client_id=application.client_id,
                         login_hint=login_hint)
     return sign_in_page(request, interaction)
+
+
+def same_request(first: str, second: str) -> bool:
+    """Two authorization requests' parameters are the same request (in any order)."""
+    return sorted(QueryDict(first).lists()) == sorted(QueryDict(second).lists())
+
+
+def resumable(request: HttpRequest, authorize_params: str,
+              client_id: str) -> tuple[Interaction, Requirement] | None:
+    """This browser's newest live, unfinished interaction for the same authorization request in
+    which a user passed the first factor, with the gate it still needs; None when there is none
+    (or nothing is left to do but submit, which only a step does)."""
+    owned = request.session.get(SESSION_KEY, [])
+    if not owned or not authorize_params:
+        return None
+    candidates = {row.uid: row for row in Interaction.objects.filter(
+        uid__in=owned, client_id=client_id, completed_at__isnull=True, expires_at__gt=timezone.now())}
+    for uid in reversed(owned):
+        interaction = candidates.get(uid)
+        if interaction is None or not same_request(interaction.state.get("authorize", ""), authorize_params):
+            continue
+        ctx = context(request, interaction)
+        if ctx.user is None or not ctx.verifications("first"):
+            return None  # the newest try for this request has no user yet: a fresh sign-in
+        requirement = next_requirement(ctx)
+        return (interaction, requirement) if requirement is not None else None
+    return None
 
 
 def sign_in_page(request: HttpRequest, interaction: Interaction) -> str:

@@ -176,7 +176,8 @@ class SecondFactorView(View):
             form = self.form_for(current, None)
         context = {"methods": methods, "current": current, "form": form, "done": done,
                    "is_email": current is not None and current.auth_type == mfa.EMAIL_CODE,
-                   "code_sent": code_sent, "just_sent": request.GET.get("sent") == "1"}
+                   "code_sent": code_sent, "just_sent": request.GET.get("sent") == "1",
+                   "other_method": next((method for method in methods if method != current), None)}
         return page(request, interaction, self.template_name, context, status=status)
 
 

@@ -459,7 +459,9 @@ def test_resending_during_the_cool_down_says_when_to_come_back(flow, confidentia
     flow.client.post(sign_up, {"authenticator": "mail", "email": "new@example.com", "action": "send"})
     again = flow.client.post(sign_up, {"action": "resend"})
     assert again.status_code == 429 and 0 < int(again["Retry-After"]) <= 60
-    assert form_errors(again.content.decode()) == ["Too many attempts. Try again later."]
+    wait = int(again["Retry-After"])
+    assert form_errors(again.content.decode()) in ([f"Wait {wait} s before asking for a new code."],
+                                                   [f"Wait {wait - 1} s before asking for a new code."])
     assert len(mailoutbox) == 1
 
 
