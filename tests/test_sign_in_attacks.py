@@ -210,3 +210,26 @@ def test_a_lockout_tells_the_account_owner_once_and_an_unknown_account_tells_nob
     [notice] = mail.outbox
     assert notice.to == ["Alice@example.com"] and notice.subject == "Failed sign-ins to your account"
     assert "Hello Alice Liddell," in notice.body and PASSWORD not in notice.body
+
+
+# -- one-time codes: 6 digits from secrets, stored hashed, 10 minutes ----------------------------------
+def test_a_code_is_six_digits_from_secrets_stored_hashed_for_ten_minutes(user, mail_code, monkeypatch):
+    import re
+    import secrets
+
+    from django.core import mail
+
+    from authenticators.models import OneTimeCode
+
+    drawn: list[int] = []
+    real = secrets.randbelow
+    monkeypatch.setattr("authenticators.base.secrets.randbelow", lambda n: drawn.append(n) or real(n))
+    client = Client()
+    assert client.get(API + "config").status_code == 200
+    state = api_post(client, API, {"event": "sign_in"}).json()
+    sent = api_post(client, f"{API}{state['id']}/code", {"email": "alice@example.com"}).json()
+    assert drawn == [10**6] and sent["timeout"] == 600
+    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)  # type: ignore[union-attr]
+    row = OneTimeCode.objects.get()
+    assert code not in repr(list(OneTimeCode.objects.values()))  # only a hash of it is kept
+    assert 590 <= (row.expires_at - row.created_at).total_seconds() <= 600
