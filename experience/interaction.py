@@ -185,12 +185,15 @@ def record_verification(request: HttpRequest, interaction: Interaction, authenti
     """Remember that the user passed ``authenticator`` (a ``first`` or ``second`` factor) now. The
     browser session's key changes after each factor (SECURITY.md): a key seen before the factor
     (fixed by an attacker, or leaked) no longer reaches the interaction; the session's data (this
-    browser's interactions) carries over."""
+    browser's interactions) carries over. A request without a browser session (a headless API)
+    gets none made for it."""
     interaction.state.setdefault("verifications", []).append({
         "method": authenticator.auth_type, "authenticator": authenticator.name, "factor": factor,
         "amr": list(amr), "at": int(time.time()),
     })
-    request.session.cycle_key()
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key is not None:
+        session.cycle_key()
 
 
 def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any],
