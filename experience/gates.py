@@ -8,7 +8,8 @@ interaction's JSON:
 - ``captcha``: ``{"required": bool, "passed": bool}`` (the risk rules set ``required``);
 - ``user_id``: the identified account (``identify`` records it);
 - ``verifications``: ``[{"method", "authenticator", "factor": "first" | "second", "amr", "at"}]``;
-- ``password_set``: the forgot-password flow's new password is saved;
+- ``new_password_hash`` (and ``password_set``): the forgot-password flow's new password, checked and
+  kept as its hash until submit applies it;
 - ``profile``: sign-up's collected identifiers (``{"email": ..., "email_verified": bool, ...}``);
 - ``mfa_enrolled``: factors enrolled during this interaction.
 """
@@ -143,7 +144,7 @@ class NewPasswordGate(Gate):
     code = "new_password_required"
 
     def pending(self, ctx: Context) -> Requirement | None:
-        if ctx.interaction.event == Interaction.FORGOT_PASSWORD and not ctx.state.get("password_set"):
+        if ctx.interaction.event == Interaction.FORGOT_PASSWORD and not ctx.state.get("new_password_hash"):
             return Requirement(self.code, ("password",))
         return None
 

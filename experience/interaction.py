@@ -219,12 +219,20 @@ def identify(interaction: Interaction, user: Any) -> None:
     interaction.identified_user = user
 
 
-def record_verification(interaction: Interaction, authenticator: Authenticator, amr: list[str], factor: str) -> None:
-    """Remember that the user passed ``authenticator`` (a ``first`` or ``second`` factor) now."""
+def record_verification(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
+                        amr: list[str], factor: str) -> None:
+    """Remember that the user passed ``authenticator`` (a ``first`` or ``second`` factor) now. The
+    browser session's key changes after each factor (SECURITY.md): a key seen before the factor
+    (fixed by an attacker, or leaked) no longer reaches the interaction; the session's data (this
+    browser's interactions) carries over. A request without a browser session (a headless API)
+    gets none made for it."""
     interaction.state.setdefault("verifications", []).append({
         "method": authenticator.auth_type, "authenticator": authenticator.name, "factor": factor,
         "amr": list(amr), "at": int(time.time()),
     })
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key is not None:
+        session.cycle_key()
 
 
 def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any],
@@ -247,7 +255,7 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
             risk.failed(request, identifier, interaction)
         raise _failed(request, interaction, authenticator, error, identifier) from None
     identify(interaction, user)
-    record_verification(interaction, authenticator, auth.amr(), "first")
+    record_verification(request, interaction, authenticator, auth.amr(), "first")
     if save:
         interaction.save(update_fields=["state"])
     return user
@@ -259,7 +267,7 @@ def _verify_new_address(request: HttpRequest, interaction: Interaction, authenti
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")  # sign-up verifies an address, it signs nobody in
     accounts.verify_address(request, context(request, interaction), authenticator, auth, data)
-    record_verification(interaction, authenticator, auth.amr(), "first")
+    record_verification(request, interaction, authenticator, auth.amr(), "first")
     if save:
         interaction.save(update_fields=["state"])
 
@@ -310,7 +318,7 @@ def verify_second_factor(request: HttpRequest, interaction: Interaction, authent
             risk.failed(request, user=user, client_id=interaction.client_id)  # counts for the account
         raise _failed(request, interaction, authenticator, error, user.get_username(), AuditEvent.MFA_FAILED,
                       user) from None
-    record_verification(interaction, authenticator, auth.amr(), "second")
+    record_verification(request, interaction, authenticator, auth.amr(), "second")
     interaction.save(update_fields=["state"])
     audit.record(request, AuditEvent.MFA_USED, user=user, identifier=user.get_username(),
                  authenticator=authenticator.name, client_id=interaction.client_id)

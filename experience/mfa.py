@@ -184,7 +184,7 @@ def confirm_totp(request: HttpRequest, interaction: Interaction, code: str) -> N
                 pending.update(confirmed=True, last_t=counter)
             if not failure:
                 _enrolled(state, TOTP)
-                engine.record_verification(interaction, authenticator, ["otp"], "second")
+                engine.record_verification(request, interaction, authenticator, ["otp"], "second")
         _save(interaction)
     if failure:
         if failure in ("invalid_code", "attempts_exceeded"):

@@ -93,6 +93,12 @@ def password_changed(request: HttpRequest, user: Any) -> None:
     notify(request, user, "password_changed")
 
 
+def suspicious_attempt(request: HttpRequest, user: Any) -> None:
+    """Tell ``user`` that repeated failed sign-ins locked their account for a while (from where)."""
+    if setting("SUSPICIOUS_ATTEMPT_EMAILS", True):
+        notify(request, user, "suspicious_attempt")
+
+
 def notify(request: HttpRequest, user: Any, template: str) -> None:
     """E-mail ``template`` to the user's address once the transaction commits; a failure is logged."""
     address = getattr(user, "email", "") or ""

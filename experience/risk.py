@@ -178,11 +178,14 @@ def failed(request: HttpRequest, identifier: str = "", interaction: Interaction 
     the IP; lock the account at the threshold (audited once). With ``interaction``, a captcha is
     marked required in its state as soon as the next attempt will need one (the page shows it)."""
     _increment("fail:ip:" + ip_key(request), window())
+    locked = False
     for key in account_keys(identifier, user):
         count = _increment("fail:account:" + key, window())
         if count >= lockout_threshold():
-            lock(request, key, identifier or (user.get_username() if user is not None else ""),
-                 client_id or (interaction.client_id if interaction else ""))
+            locked = lock(request, key, identifier or (user.get_username() if user is not None else ""),
+                          client_id or (interaction.client_id if interaction else "")) or locked
+    if locked:
+        suspicious(request, identifier, user)
     if interaction is not None and identifier.strip() and captcha_needed(request, interaction, identifier):
         captcha = interaction.state.get("captcha") or {}
         if not captcha.get("required") or captcha.get("passed"):
@@ -190,12 +193,30 @@ def failed(request: HttpRequest, identifier: str = "", interaction: Interaction 
             interaction.save(update_fields=["state"])
 
 
-def lock(request: HttpRequest, key: str, identifier: str, client_id: str) -> None:
-    """Lock the account key (once: a second failure does not extend it) and audit the lockout."""
+def lock(request: HttpRequest, key: str, identifier: str, client_id: str) -> bool:
+    """Lock the account key (once: a second failure does not extend it) and audit the lockout.
+    Answers whether this call locked it."""
     seconds = lockout_seconds()
     if cache.add(PREFIX + "lock:" + key, time.time() + seconds, seconds):
         audit.record(request, AuditEvent.LOCKED_OUT, identifier=identifier, client_id=client_id,
                      reason="too_many_failures")
+        return True
+    return False
+
+
+def suspicious(request: HttpRequest, identifier: str, user: Any = None) -> None:
+    """An account was just locked: tell its owner by e-mail (SECURITY.md: users are notified of a
+    suspicious attempt). An identifier without an account tells nobody."""
+    from experience import notifications
+    from identity.identifiers import AmbiguousIdentifier, find_user
+
+    if user is None and identifier.strip():
+        try:
+            user = find_user(identifier)
+        except AmbiguousIdentifier:
+            user = None
+    if user is not None:
+        notifications.suspicious_attempt(request, user)
 
 
 def throttle(request: HttpRequest, scope: str) -> None:

@@ -149,8 +149,11 @@ def test_forgot_password_needs_the_new_password_after_identifying(user):
     interaction = engine.start(request, Interaction.FORGOT_PASSWORD)
     engine.verify(request, interaction, Authenticator.objects.get(name="password"), password_data())
     assert gate_of(request, interaction)[0] == "new_password_required"
-    interaction.state["password_set"] = True
+    engine.set_profile(request, interaction, {"password": "a long and unusual passphrase"})
+    assert interaction.state["password_set"] is True
     assert engine.submit(request, interaction).redirect_to == "/"
+    user.refresh_from_db()
+    assert user.check_password("a long and unusual passphrase")  # applied by submit
 
 
 def test_a_user_with_a_second_factor_proves_it_before_the_session_exists(user, kinds, pin_policy):
