@@ -82,6 +82,17 @@ class Attacker:
         return response.status_code, elapsed
 
 
+def memory_kib(pid: int, field: str) -> int:
+    """A process's resident memory now (``VmRSS``) or at its peak so far (``VmHWM``), in KiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def phase(server: Server, name: str, attempts: int, attempt: callable, stop: callable = lambda status: False) -> dict:  # type: ignore[valid-type]
     workers = server.workers()
     before = cpu_seconds(workers)
@@ -96,7 +107,9 @@ def phase(server: Server, name: str, attempts: int, attempt: callable, stop: cal
     cpu = cpu_seconds(workers) - before
     count = sum(statuses.values())
     result = {"phase": name, "requests": count, "statuses": dict(statuses),
-              "median_ms": 1000 * statistics.median(times), "cpu_ms": 1000 * cpu / count}
+              "median_ms": 1000 * statistics.median(times), "cpu_ms": 1000 * cpu / count,
+              "rss_mib": max((memory_kib(pid, "VmRSS") for pid in workers), default=0) / 1024,
+              "peak_mib": max((memory_kib(pid, "VmHWM") for pid in workers), default=0) / 1024}
     log(f"{name}: {result}")
     return result
 
@@ -141,11 +154,12 @@ def main() -> int:
         argon = run_task(env, "hash", "--count", "5", "--password", PASSWORD)
         print()
         print(f"One {argon['algorithm']} hash: {argon['cpu_s'] * 1000:.0f} ms CPU in a process of its own.\n")
-        print("| phase | requests | statuses | median wall ms | server CPU ms / request |")
-        print("|---|---|---|---|---|")
+        print("| phase | requests | statuses | median wall ms | server CPU ms / request | largest worker RSS MiB "
+              "(now / peak so far) |")
+        print("|---|---|---|---|---|---|")
         for result in results:
             print(f"| {result['phase']} | {result['requests']} | {result['statuses']} | {result['median_ms']:.1f} "
-                  f"| {result['cpu_ms']:.1f} |")
+                  f"| {result['cpu_ms']:.1f} | {result['rss_mib']:.0f} / {result['peak_mib']:.0f} |")
         return 0
     finally:
         server.stop()
