@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
@@ -25,7 +24,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import accounts, captcha_page, code_tabs, errors, signed_in, steps
+from experience import accounts, captcha_page, code_tabs, errors, steps
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing, next_requirement
@@ -33,11 +32,7 @@ from experience.models import Interaction
 from experience.passwords import MAX_LENGTH, describe_rules
 from experience.policy import Policy, policy_for
 from experience.steps import see_other
-from experience.views import SignInView
-from identity import languages
-from identity.applications import load_application
 from identity.identifiers import PHONE_FIELD
-from identity.security import client_targets, deny_framing
 
 PENDING_CODES = "portcullis_pending_codes"  # session: interaction id -> the code sent for it
 
@@ -118,27 +113,6 @@ def refusal(response: HttpResponse, error: EngineError) -> HttpResponse:
     return response
 
 
-def page_response(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
-                  status: int = 200) -> HttpResponse:
-    """A page of this flow: branded, not framable, its forms allowed to end at the client."""
-    application = load_application(interaction.client_id) if interaction.client_id else None
-    context = {"interaction": interaction, "application": application,
-               "brand_name": application.name if application else "Portcullis", **context}
-    redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
-    targets = client_targets(application, redirect_uri) if application else []
-    return deny_framing(render(request, template, context, status=status), form_action=targets)
-
-
-def load(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
-    """The live interaction (its language in use), or the expired page."""
-    try:
-        interaction = engine.load(request, uid)
-    except engine.InteractionError as error:
-        return SignInView.expired(request, uid, error)
-    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
-    return interaction
-
-
 def empty_with(form_class: type[forms.Form], error: EngineError) -> forms.Form:
     """An empty form that shows ``error`` (a step that failed without the form's own input)."""
     form = form_class(data={})
@@ -153,7 +127,7 @@ def advance(request: HttpRequest, interaction: Interaction, on_error: Any) -> Ht
     try:
         return steps.advance(request, interaction)
     except engine.InteractionError as error:
-        return SignInView.expired(request, interaction.uid, error)
+        return steps.expired(request, interaction.uid, error)
     except EngineError as error:
         return on_error(error)
 
@@ -168,7 +142,7 @@ class AddressCodeView(View):
     url_name: ClassVar[str]
 
     def get(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         policy = policy_for(interaction.client_id, request)
@@ -181,7 +155,7 @@ class AddressCodeView(View):
         return self.render_address(request, interaction, policy, None)
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         policy = policy_for(interaction.client_id, request)
@@ -249,7 +223,7 @@ class AddressCodeView(View):
         try:
             engine.verify(request, interaction, authenticator, {"code_id": pending["code_id"], "code": form.cleaned_data["code"]})
         except engine.InteractionError as error:
-            return SignInView.expired(request, interaction.uid, error)
+            return steps.expired(request, interaction.uid, error)
         except EngineError as error:
             if error.kind == "rate_limited":
                 return captcha_page.locked(request, error)  # the account is locked: 429 with Retry-After
@@ -300,7 +274,7 @@ class AddressCodeView(View):
         current = self.current(request, policy)
         if form is None and current is not None:
             form = (PhoneForm if address_field(current) == PHONE_FIELD else EmailForm)()
-        return page_response(request, interaction, self.template_name, {
+        return steps.render_step(request, interaction, self.template_name, {
             "step": "address", "tabs": tabs, "current": current, "form": form,
             "without_code": not tabs and self.event == Interaction.SIGN_UP and not self.needs_code(request, interaction),
             **(captcha_page.context(request, interaction, error) if tabs else {"captcha": None}),
@@ -311,7 +285,7 @@ class AddressCodeView(View):
 
     def render_code(self, request: HttpRequest, interaction: Interaction, pending: dict[str, str], form: Any,
                     status: int = 200, account_exists: bool = False, error: EngineError | None = None) -> HttpResponse:
-        return page_response(request, interaction, self.template_name, {
+        return steps.render_step(request, interaction, self.template_name, {
             "step": "code", "form": form, "address": pending["address"], "account_exists": account_exists,
             **captcha_page.context(request, interaction, error),  # "Resend code" sends: it may need one
         }, status)
@@ -325,7 +299,7 @@ class SignUpView(AddressCodeView):
     def refused(self, request: HttpRequest, interaction: Interaction, policy: Policy) -> HttpResponse | None:
         if policy.sign_up.enabled:
             return None
-        return page_response(request, interaction, "experience/sign_up_disabled.html",
+        return steps.render_step(request, interaction, "experience/sign_up_disabled.html",
                              {"message": EngineError("sign_up_disabled").message}, status=403)
 
 
@@ -348,7 +322,7 @@ class PasswordStepView(View):
         raise NotImplementedError
 
     def get(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         early = self.too_early(request, interaction)
@@ -357,7 +331,7 @@ class PasswordStepView(View):
         return self.render(request, interaction, self.form(policy_for(interaction.client_id, request)))
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         if interaction.event != self.event:
@@ -395,7 +369,7 @@ class PasswordStepView(View):
         raise NotImplementedError
 
     def render(self, request: HttpRequest, interaction: Interaction, form: Any, status: int = 200) -> HttpResponse:
-        return page_response(request, interaction, self.template_name, {"form": form}, status)
+        return steps.render_step(request, interaction, self.template_name, {"form": form}, status)
 
 
 class ProfileView(PasswordStepView):

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -21,16 +21,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
 from authenticators.types.totp import CodeForm
-from experience import errors, mfa, signed_in, steps
+from experience import errors, mfa, steps
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing, next_requirement
 from experience.models import Interaction
 from experience.steps import see_other
-from experience.views import SignInView
-from identity import languages
-from identity.applications import load_application
-from identity.security import client_targets, deny_framing
+from identity.security import deny_framing
 
 SECOND_FACTOR_GATE = "second_factor_required"
 ENROLMENT_GATE = "mfa_enrolment_required"
@@ -40,26 +37,6 @@ SENT_CODES = "portcullis_mfa_codes"  # session: interaction id -> the e-mail cod
 class PasswordForm(forms.Form):
     password = forms.CharField(label=_("Password"), max_length=4096, strip=False,
                                widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
-
-
-def page(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
-         status: int = 200) -> HttpResponse:
-    """A step page of ``interaction``: its application's name, CSP allowing the client's redirect."""
-    application = load_application(interaction.client_id) if interaction.client_id else None
-    context = {"interaction": interaction, "application": application,
-               "brand_name": application.name if application else "Portcullis", **context}
-    redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
-    targets = client_targets(application, redirect_uri) if application else []
-    return deny_framing(render(request, template, context, status=status), form_action=targets)
-
-
-def load(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
-    try:
-        interaction = engine.load(request, uid)
-    except engine.InteractionError as error:
-        return SignInView.expired(request, uid, error)
-    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
-    return interaction
 
 
 def add_error(form: forms.Form, error: EngineError) -> None:
@@ -81,7 +58,7 @@ class SecondFactorView(View):
     template_name = "experience/second_factor.html"
 
     def get(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         ctx = engine.context(request, interaction)
@@ -92,7 +69,7 @@ class SecondFactorView(View):
                            done=requirement is None)
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         if request.POST.get("action") == "continue":
@@ -149,7 +126,7 @@ class SecondFactorView(View):
         try:
             return steps.advance(request, interaction)
         except engine.InteractionError as error:
-            return SignInView.expired(request, interaction.uid, error)
+            return steps.expired(request, interaction.uid, error)
 
     @staticmethod
     def current(request: HttpRequest, methods: list[Authenticator]) -> Authenticator | None:
@@ -178,7 +155,7 @@ class SecondFactorView(View):
                    "is_email": current is not None and current.auth_type == mfa.EMAIL_CODE,
                    "code_sent": code_sent, "just_sent": request.GET.get("sent") == "1",
                    "other_method": next((method for method in methods if method != current), None)}
-        return page(request, interaction, self.template_name, context, status=status)
+        return steps.render_step(request, interaction, self.template_name, context, status=status)
 
 
 # -- the enrolment step ----------------------------------------------------------------------------------
@@ -187,7 +164,7 @@ class EnrolView(View):
     template_name = "experience/mfa_enrol.html"
 
     def get(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         try:
@@ -197,7 +174,7 @@ class EnrolView(View):
         return self.render(request, interaction, CodeForm())
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
-        interaction = load(request, uid)
+        interaction = steps.live(request, uid)
         if isinstance(interaction, HttpResponse):
             return interaction
         action = request.POST.get("action")
@@ -240,7 +217,7 @@ class EnrolView(View):
                 add_error(form, error)
         context = {"form": form, "setup": setup, "codes": codes, "totp_done": mfa.TOTP in enrolled,
                    "backup_done": mfa.BACKUP_CODE in enrolled, "offers_backup": offers_backup}
-        return page(request, interaction, self.template_name, context, status=status)
+        return steps.render_step(request, interaction, self.template_name, context, status=status)
 
 
 steps.STEP_PAGES[SECOND_FACTOR_GATE] = "experience:second-factor"

@@ -7,13 +7,19 @@ taking the interaction's id); a gate without a page of its own is answered on th
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
 from django.urls import reverse
 
 from experience import interaction as engine
+from experience import signed_in
 from experience.gates import RequirementMissing
 from experience.models import Interaction
-from identity.security import deny_framing
+from identity import languages
+from identity.applications import load_application
+from identity.security import client_targets, deny_framing
 
 # gate code -> URL name of the page that meets it (its one argument: the interaction's id).
 STEP_PAGES: dict[str, str] = {
@@ -47,3 +53,33 @@ def advance(request: HttpRequest, interaction: Interaction) -> HttpResponse:
     except RequirementMissing as missing:
         return see_other(step_url(interaction, missing.gate))
     return see_other(completed.redirect_to)
+
+
+def render_step(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
+                status: int = 200) -> HttpResponse:
+    """A page of ``interaction``: branded with its application's name, not framable, its forms allowed
+    to end at the client (signing in ends in a redirect there, through the authorization endpoint)."""
+    application = load_application(interaction.client_id) if interaction.client_id else None
+    context = {"interaction": interaction, "application": application,
+               "brand_name": application.name if application else "Portcullis", **context}
+    redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
+    targets = client_targets(application, redirect_uri) if application else []
+    return deny_framing(render(request, template, context, status=status), form_action=targets)
+
+
+def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:
+    """The page of an interaction that cannot be used any more, with a way to start over."""
+    interaction = Interaction.objects.filter(uid=uid).first() if uid in request.session.get(engine.SESSION_KEY, []) else None
+    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
+    context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
+    return deny_framing(render(request, "experience/expired.html", context, status=400))
+
+
+def live(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
+    """This browser's live interaction ``uid`` (its language in use), or the expired page."""
+    try:
+        interaction = engine.load(request, uid)
+    except engine.InteractionError as error:
+        return expired(request, uid, error)
+    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
+    return interaction

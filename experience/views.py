@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -24,8 +23,7 @@ from experience.models import Interaction
 from experience.policy import policy_for
 from experience.steps import see_other
 from identity import end_session, languages
-from identity.applications import load_application
-from identity.security import client_targets, deny_framing
+from identity.security import deny_framing
 
 
 def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | None:
@@ -164,12 +162,8 @@ class SignInView(View):
     def render(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
                current: Authenticator | None, form: Any, status: int = 200, notice: Any = None,
                error: EngineError | None = None) -> HttpResponse:
-        application = load_application(interaction.client_id) if interaction.client_id else None
         step = code_step(request, interaction, current, form)
         context = {
-            "interaction": interaction,
-            "application": application,
-            "brand_name": application.name if application else "Portcullis",
             "tabs": authenticators,
             "current": current,
             "form": form,
@@ -179,17 +173,11 @@ class SignInView(View):
             **(code_tabs.context(request, interaction, current, authenticators) if step == "code" and current else {}),
             **captcha_page.context(request, interaction, error if form is not None else None),
         }
-        # Signing in ends in a redirect to the client (through the authorization endpoint).
-        redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
-        targets = client_targets(application, redirect_uri) if application else []
-        return deny_framing(render(request, self.template_name, context, status=status), form_action=targets)
+        return steps.render_step(request, interaction, self.template_name, context, status=status)
 
     @staticmethod
     def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:
-        interaction = Interaction.objects.filter(uid=uid).first() if uid in request.session.get(engine.SESSION_KEY, []) else None
-        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
-        context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
-        return deny_framing(render(request, "experience/expired.html", context, status=400))
+        return steps.expired(request, uid, error)
 
 
 @method_decorator([never_cache, csrf_protect], name="dispatch")
