@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
+
+from identity import versions
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -140,17 +140,12 @@ _checked_at = 0.0
 
 
 def _version() -> str:
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        version = str(timezone.now().timestamp())
-        cache.add(VERSION_KEY, version, None)
-        version = cache.get(VERSION_KEY, version)
-    return str(version)
+    return versions.current(VERSION_KEY)
 
 
 def _bump() -> None:
     global _memo
-    cache.set(VERSION_KEY, str(timezone.now().timestamp()), None)
+    versions.bump(VERSION_KEY)
     _memo = None
 
 

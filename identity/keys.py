@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from jwcrypto import jwk
 from oauth2_provider.settings import oauth2_settings
 
+from identity import versions
 from identity.app_settings import app_settings
 from identity.models import SigningKey
 
@@ -42,18 +42,13 @@ _checked_at = 0.0
 
 
 def _version() -> str:
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        version = str(timezone.now().timestamp())
-        cache.add(VERSION_KEY, version, None)
-        version = cache.get(VERSION_KEY, version)
-    return str(version)
+    return versions.current(VERSION_KEY)
 
 
 def keys_changed() -> None:
     """Tell every process to rebuild its key set (this one at once, the others within seconds)."""
     global _memo
-    cache.set(VERSION_KEY, str(timezone.now().timestamp()), None)
+    versions.bump(VERSION_KEY)
     _memo = None
 
 
