@@ -184,3 +184,22 @@ def _sms_outbox(settings: Any) -> Any:
 @pytest.fixture
 def sms_outbox(_sms_outbox: Any) -> Any:
     return _sms_outbox
+
+
+@pytest.fixture
+def demo_client(live_server: Any, settings: Any, transactional_db: Any) -> Any:
+    """The demo client (``/demo/``) registered for the live server, as ``make run`` registers it."""
+    from oauth2_provider.models import get_application_model
+
+    from identity.models import ApplicationSettings
+
+    settings.PORTCULLIS_DEMO = True
+    Application = get_application_model()
+    application = Application.objects.create(
+        client_id=settings.PORTCULLIS_DEMO_CLIENT_ID, name="Portcullis demo",
+        client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris=f"{live_server.url}/demo/callback", post_logout_redirect_uris=f"{live_server.url}/demo/",
+        algorithm=Application.RS256_ALGORITHM,
+    )
+    ApplicationSettings.objects.create(application=application, first_party=True)
+    return application

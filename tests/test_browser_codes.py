@@ -8,29 +8,20 @@ import re
 
 import pytest
 from django.core import mail
-from oauth2_provider.models import get_application_model
 
 from authenticators.models import Authenticator
-from identity.models import ApplicationSettings, Profile
+from identity.models import Profile
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def demo_client(live_server, settings, transactional_db):
-    settings.PORTCULLIS_DEMO = True
-    Application = get_application_model()
-    application = Application.objects.create(
-        client_id=settings.PORTCULLIS_DEMO_CLIENT_ID, name="Portcullis demo",
-        client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=f"{live_server.url}/demo/callback", post_logout_redirect_uris=f"{live_server.url}/demo/",
-        algorithm=Application.RS256_ALGORITHM,
-    )
-    ApplicationSettings.objects.create(application=application, first_party=True)
+def demo_client(demo_client):
+    """The demo client, with the e-mail code authenticator."""
     # What the data migration creates (a transactional test starts from an emptied database).
     Authenticator.objects.get_or_create(name="email-code", defaults={
         "auth_type": "email-code", "title": "E-mail code", "enabled": True, "sort_order": 10})
-    return application
+    return demo_client
 
 
 @pytest.fixture

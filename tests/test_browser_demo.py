@@ -15,18 +15,6 @@ pytestmark = pytest.mark.browser
 
 
 
-@pytest.fixture
-def demo_client(live_server, settings, transactional_db):
-    settings.PORTCULLIS_DEMO = True
-    Application = get_application_model()
-    application = Application.objects.create(
-        client_id=settings.PORTCULLIS_DEMO_CLIENT_ID, name="Portcullis demo",
-        client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=f"{live_server.url}/demo/callback", post_logout_redirect_uris=f"{live_server.url}/demo/",
-        algorithm=Application.RS256_ALGORITHM,
-    )
-    ApplicationSettings.objects.create(application=application, first_party=True)
-    return application
 
 
 def test_sign_in_from_the_demo_client_shows_the_claims(live_server, demo_client, user, page, tmp_path):

@@ -9,26 +9,12 @@ import base64
 import json
 
 import pytest
-from oauth2_provider.models import get_application_model
 
-from identity.models import ApplicationSettings
 from tests.helpers import PASSWORD, totp_now
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def demo_client(live_server, settings, transactional_db):
-    settings.PORTCULLIS_DEMO = True
-    Application = get_application_model()
-    application = Application.objects.create(
-        client_id=settings.PORTCULLIS_DEMO_CLIENT_ID, name="Portcullis demo",
-        client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris=f"{live_server.url}/demo/callback", post_logout_redirect_uris=f"{live_server.url}/demo/",
-        algorithm=Application.RS256_ALGORITHM,
-    )
-    ApplicationSettings.objects.create(application=application, first_party=True)
-    return application
 
 
 def sign_in_with_password(page, live_server):
