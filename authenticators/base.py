@@ -328,14 +328,27 @@ class RedirectAuth(BaseAuth):
     pending_ttl: ClassVar[int] = 10 * 60
 
     @abstractmethod
-    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str) -> str:
-        """The upstream authorization URL."""
+    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str,
+                      login_hint: str = "") -> str:
+        """The upstream authorization URL (``login_hint``: the e-mail the user gave, when known)."""
 
     @abstractmethod
     def complete(self, params: dict[str, Any], pending: dict[str, Any]) -> Any:
         """Finish with the callback's parameters (``code``, ...); return the user or raise."""
 
-    def begin(self, redirect_uri: str) -> tuple[str, dict[str, Any]]:
+    def callback_path(self) -> str:
+        """This authenticator's redirect URI on this site (``/auth/<name>/callback``), to register
+        upstream; faces make it absolute with the issuer."""
+        from django.urls import reverse
+
+        return reverse("experience:auth-callback", kwargs={"name": self.authenticator.name})
+
+    def test_connection(self) -> list[tuple[bool, str]]:
+        """What the admin's "test connection" shows: each check (discovery reachable, keys valid,
+        issuer matches, ...) with whether it passed. A type with nothing to check answers []."""
+        return []
+
+    def begin(self, redirect_uri: str, *, login_hint: str = "") -> tuple[str, dict[str, Any]]:
         """The URL to send the browser to, and the pending state to keep until the callback."""
         if not self.authenticator.enabled:
             raise AuthError("disabled")
@@ -343,8 +356,15 @@ class RedirectAuth(BaseAuth):
         pending: dict[str, Any] = {"state": state, "nonce": nonce, "code_verifier": verifier,
                                    "redirect_uri": redirect_uri, "authenticator": self.authenticator.name,
                                    "at": int(timezone.now().timestamp())}
-        url = self.authorize_url(redirect_uri=redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
+        url = self.authorize_url(redirect_uri=redirect_uri, state=state, nonce=nonce, code_verifier=verifier,
+                                 login_hint=login_hint)
         return url, pending
+
+    def domains(self) -> list[str]:
+        """The e-mail domains routed to this authenticator (enterprise SSO): the ``domains`` option,
+        lower-cased. Password and code sign-in for an e-mail in one of them are refused (``sso``)."""
+        value = self.options.get("domains") or []
+        return [str(d).strip().lower().lstrip("@") for d in value if str(d).strip()] if isinstance(value, list) else []
 
     def finish(self, params: dict[str, Any], pending: dict[str, Any] | None) -> Any:
         """Check the callback against ``pending`` (which the caller then discards), then complete."""

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import include, path
 
-from experience import account_views, mfa_views, views
+from experience import account_views, mfa_views, upstream_views, views
 
 app_name = "experience"
 
@@ -21,5 +21,7 @@ urlpatterns = [
     path("account/security/", mfa_views.AccountSecurityView.as_view(), name="account-security"),
     path("account/security/totp/", mfa_views.AccountTotpView.as_view(), name="account-totp"),
     path("account/security/confirm/", mfa_views.AccountConfirmView.as_view(), name="account-confirm"),
+    # redirect-type authenticators (upstream OpenID Connect, ...): the redirect URI registered upstream
+    path("auth/<slug:name>/callback", upstream_views.CallbackView.as_view(), name="auth-callback"),
     path("", include("experience.api.urls")),  # the Experience API, /api/schema/ and /api/docs/
 ]
