@@ -104,3 +104,25 @@ def from_oauthlib(request: Any) -> Credentials:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def authenticate_application(authorization: str | None, body: Mapping[str, Any]) -> Any:
+    """The application a JSON API request comes from, authenticated as at the token endpoint (the
+    headless and auth APIs, SPEC §3): one method (Basic, ``client_secret`` in the body, or none); a
+    confidential application must prove its secret, a public one must not send one it lacks.
+
+    Raises ``InvalidClient`` for an unknown client, a missing or wrong secret, and ``TwoMethods``
+    for two methods at once. Every failure is the same whatever the cause."""
+    from oauth2_provider.models import AbstractApplication
+    from oauth2_provider.oauth2_validators import OAuth2Validator
+
+    from identity.applications import load_application
+
+    credentials = presented(authorization, body)
+    client = load_application(credentials.client_id) if credentials.client_id else None
+    if client is None:
+        raise InvalidClient()
+    if client.client_type == AbstractApplication.CLIENT_CONFIDENTIAL or credentials.method != NONE:
+        if not credentials.secret or not OAuth2Validator()._check_secret(credentials.secret, client.client_secret):
+            raise InvalidClient()
+    return client
