@@ -72,3 +72,14 @@ def test_identity_modules_import_each_other_without_circles():
 
     for node in sorted(graph):
         visit(node)
+
+
+def test_experience_and_authenticators_reach_identity_through_its_modules_not_its_views():
+    """identity's pages are its own: the engine reaches the provider through identity.authentication
+    (resume markers, sign-in), identity.applications and identity.tokens, never identity.views."""
+    offenders = {
+        module: sorted(name for name in names if name == "identity.views" or name.startswith("identity.views."))
+        for app in ("experience", "authenticators")
+        for module, names in modules_of(app).items()
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}
