@@ -198,3 +198,50 @@ def test_every_hosted_page_passes_axe(live_server, transactional_db, user, schem
     PAGES[name](Site(live_server.url, page, user))
     assert page.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") is (scheme == "dark")
     assert violations(page) == [], f"{name} ({scheme})"
+
+
+# -- the pages a person meets outside the sign-in steps: the start page, the demo client, a sign-up
+# switched off, a signed-in account that may not use the admin --------------------------------------
+def sign_up_switched_off(site: Site, monkeypatch: Any) -> None:
+    from experience.policy import Policy, SignUpPolicy
+
+    monkeypatch.setattr("experience.policy.resolve", lambda client_id: Policy(sign_up=SignUpPolicy(enabled=False)))
+    site.sign_in_page()
+    site.page.goto(site.page.url.split("?")[0].rstrip("/") + "/create-account/")
+    site.page.get_by_text("New accounts cannot be created here.").wait_for()
+
+
+def admin_denied(site: Site, monkeypatch: Any) -> None:
+    site.sign_in()
+    site.go("/admin/login/")
+    site.page.get_by_role("heading").first.wait_for()
+    assert "alice" in site.page.content()
+
+
+def start_page(site: Site, monkeypatch: Any) -> None:
+    site.go("/")
+    site.page.get_by_role("heading").first.wait_for()
+
+
+def demo_signed_in(site: Site, monkeypatch: Any) -> None:
+    site.go("/demo/")
+    site.page.get_by_role("link", name="Sign in with Portcullis").click()
+    site.page.get_by_label("E-mail or username").fill("alice")
+    site.page.get_by_label("Password").fill(PASSWORD)
+    site.page.get_by_role("button", name="Sign in").click()
+    site.page.locator("#claims").wait_for()
+
+
+OTHER_PAGES: dict[str, Callable[[Site, Any], None]] = {
+    "sign-up switched off": sign_up_switched_off,
+    "admin denied": admin_denied,
+    "start page": start_page,
+    "demo signed out": lambda site, monkeypatch: site.go("/demo/"),
+    "demo signed in": demo_signed_in,
+}
+
+
+@pytest.mark.parametrize("name", OTHER_PAGES)
+def test_the_pages_outside_the_sign_in_steps_pass_axe(live_server, demo_client, user, scheme, page, name, monkeypatch):
+    OTHER_PAGES[name](Site(live_server.url, page, user), monkeypatch)
+    assert violations(page) == [], f"{name} ({scheme})"
