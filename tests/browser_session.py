@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 
 import requests
 
-PASSWORD = "correct horse battery staple"  # tests.conftest.PASSWORD
+from tests.helpers import PASSWORD
 
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from django.test import Client
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import Client, RequestFactory
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_application_model
 
@@ -29,6 +31,37 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REDIRECT_URI = "https://rp.example.com/callback"
+
+NEW_PASSWORD = "a long and unusual passphrase"  # a password the policy accepts, for sign-up and reset
+HUGE = "A" * 100_000
+NUL = "\x00"
+
+# Form bodies Django cannot read (the tests of "never a 500" send them with CSRF as a browser would).
+CSRF_SECRET = "A" * 32  # a well-formed CSRF cookie; the form repeats it, as a real page would
+FORM = f"identifier=alice&password=x&key=k&decision=allow&consent=1&token=x&csrfmiddlewaretoken={CSRF_SECRET}"
+URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART_UTF16 = ("--b\r\nContent-Disposition: form-data; name=\"identifier\"\r\n\r\nalice\r\n--b--\r\n").encode("utf-16")
+UNREADABLE_FORMS: dict[str, tuple[str, bytes]] = {
+    "utf-16": (f"{URLENCODED}; charset=utf-16", FORM.encode("utf-16")),
+    "utf-16-declared-utf-8-sent": (f"{URLENCODED}; charset=utf-16", FORM.encode()),
+    "utf-32": (f"{URLENCODED}; charset=utf-32", FORM.encode("utf-32")),
+    "latin-1": (f"{URLENCODED}; charset=iso-8859-1", FORM.encode("latin-1")),
+    "too-many-fields": (URLENCODED, ("&".join(f"f{i}=x" for i in range(1500)) + "&" + FORM).encode()),
+    "multipart-too-many-fields": ("multipart/form-data; boundary=b", (
+        "".join(f"--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n" for i in range(1500)) + "--b--\r\n").encode()),
+}
+
+
+def browser_request(session: SessionStore | None = None) -> Any:
+    """A request of an anonymous browser with a session, for calling the engine directly."""
+    request = RequestFactory().post("/sign-in/x/")
+    request.session = session or SessionStore()
+    request.user = AnonymousUser()
+    return request
+
+
+def password_data(identifier: str = "alice", password: str = PASSWORD) -> dict[str, str]:
+    return {"identifier": identifier, "password": password}
 
 
 

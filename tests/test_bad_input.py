@@ -17,11 +17,21 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 from django.test import Client
 
-from tests.helpers import REDIRECT_URI, Flow, authorize_params, issue_tokens
+from tests.helpers import (
+    CSRF_SECRET,
+    FORM,
+    HUGE,
+    MULTIPART_UTF16,
+    NUL,
+    REDIRECT_URI,
+    UNREADABLE_FORMS,
+    URLENCODED,
+    Flow,
+    authorize_params,
+    issue_tokens,
+)
 
 BYE = "https://rp.example.com/bye"
-HUGE = "A" * 100_000
-NUL = "\x00"
 
 # What a case must produce.
 OAUTH = "oauth"              # 4xx, JSON object with a string "error"
@@ -657,19 +667,6 @@ def test_code_redeemed_with_garbage_companions(flow, confidential_app, user):
 
 
 # -- form bodies Django cannot read, with CSRF enforced as a browser meets it -----------------------
-CSRF_SECRET = "A" * 32  # a well-formed CSRF cookie; the form repeats it, as a real page would
-FORM = f"identifier=alice&password=x&key=k&decision=allow&consent=1&token=x&csrfmiddlewaretoken={CSRF_SECRET}"
-URLENCODED = "application/x-www-form-urlencoded"
-MULTIPART_UTF16 = ("--b\r\nContent-Disposition: form-data; name=\"identifier\"\r\n\r\nalice\r\n--b--\r\n").encode("utf-16")
-UNREADABLE_FORMS: dict[str, tuple[str, bytes]] = {
-    "utf-16": (f"{URLENCODED}; charset=utf-16", FORM.encode("utf-16")),
-    "utf-16-declared-utf-8-sent": (f"{URLENCODED}; charset=utf-16", FORM.encode()),
-    "utf-32": (f"{URLENCODED}; charset=utf-32", FORM.encode("utf-32")),
-    "latin-1": (f"{URLENCODED}; charset=iso-8859-1", FORM.encode("latin-1")),
-    "too-many-fields": (URLENCODED, ("&".join(f"f{i}=x" for i in range(1500)) + "&" + FORM).encode()),
-    "multipart-too-many-fields": ("multipart/form-data; boundary=b", (
-        "".join(f"--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n" for i in range(1500)) + "--b--\r\n").encode()),
-}
 # Django ignores a charset it does not know and reads UTF-8, and finds no parts in a multipart body
 # sent in UTF-16: not unreadable (an empty or garbled form), but never a 500 either.
 ODD_FORMS: dict[str, tuple[str, bytes]] = {

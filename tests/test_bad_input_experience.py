@@ -14,8 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from experience.models import Interaction
-from tests.helpers import PASSWORD, authorize_params, sign_in_url_from, totp_now
-from tests.test_bad_input import HUGE, NUL, UNREADABLE_FORMS
+from tests.helpers import HUGE, NUL, PASSWORD, UNREADABLE_FORMS, authorize_params, sign_in_url_from, totp_now
 
 pytestmark = pytest.mark.django_db
 API = "/api/experience/"

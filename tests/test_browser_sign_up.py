@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from tests.helpers import (
+    NEW_PASSWORD,
     PASSWORD,
     Flow,
     authorize_params,
@@ -21,7 +22,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.browser
-NEW_PASSWORD = "a long and unusual passphrase"
 
 
 @pytest.fixture

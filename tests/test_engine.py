@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 from django import forms
-from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.db import SessionStore
 from django.db import connections
-from django.test import RequestFactory
 
 from authenticators.base import AuthError, CodeAuth, RedirectAuth, SecondFactorAuth
 from authenticators.models import Authenticator, OneTimeCode, UserAuthenticator
@@ -25,20 +22,9 @@ from experience.errors import EngineError
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import MfaPolicy, Policy, policy_for
-from tests.helpers import PASSWORD, introspect, jwt_payload, refresh
+from tests.helpers import PASSWORD, browser_request, introspect, jwt_payload, password_data, refresh
 
 OUTBOX: list[tuple[str, str]] = []
-
-
-def browser_request(session: SessionStore | None = None) -> Any:
-    request = RequestFactory().post("/sign-in/x/")
-    request.session = session or SessionStore()
-    request.user = AnonymousUser()
-    return request
-
-
-def password_data(identifier: str = "alice", password: str = PASSWORD) -> dict[str, str]:
-    return {"identifier": identifier, "password": password}
 
 
 # -- test types, one per kind -----------------------------------------------------------------------
@@ -81,7 +67,8 @@ class PinFactorAuth(SecondFactorAuth):
 class UpstreamAuth(RedirectAuth):
     """An upstream that 'authenticates' whoever its callback names (the base checks the state)."""
 
-    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str) -> str:
+    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str,
+                      login_hint: str = "") -> str:
         return f"https://upstream.example/authorize?state={state}&redirect_uri={redirect_uri}"
 
     def complete(self, params: dict[str, Any], pending: dict[str, Any]) -> Any:

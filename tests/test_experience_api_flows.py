@@ -26,7 +26,17 @@ from experience import risk
 from experience.policy import MfaPolicy, SignUpPolicy
 from identity.models import Profile
 from tests import test_experience_api as shared
-from tests.helpers import PASSWORD, Flow, error_of, jwt_payload, pkce_pair, refresh, tokens_for, totp_now
+from tests.helpers import (
+    NEW_PASSWORD,
+    PASSWORD,
+    Flow,
+    error_of,
+    jwt_payload,
+    pkce_pair,
+    refresh,
+    tokens_for,
+    totp_now,
+)
 from tests.test_experience_api import (
     API,
     Api,
@@ -41,7 +51,6 @@ from tests.test_experience_api import (
 # The Experience API tests' fixtures: a CSRF-enforcing client, the built-in e-mail code, the policy.
 api, email_code, policy = shared.api, shared.email_code, shared.policy
 
-NEW_PASSWORD = "a long and unusual passphrase"
 PHONE = "+14155552671"
 
 

@@ -21,12 +21,15 @@ from experience.errors import EngineError
 from experience.gates import RequirementMissing
 from experience.models import AuditEvent, Interaction
 from tests.helpers import (
+    NEW_PASSWORD,
     PASSWORD,
     Flow,
     authorize_params,
+    browser_request,
     code_in_mail,
     error_of,
     form_errors,
+    password_data,
     query_of,
     refresh,
     sign_in_on_page,
@@ -34,10 +37,8 @@ from tests.helpers import (
     tokens_for,
     userinfo_status,
 )
-from tests.test_engine import browser_request, password_data
 
 pytestmark = pytest.mark.django_db
-NEW_PASSWORD = "a long and unusual passphrase"
 
 
 @pytest.fixture

@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 import requests
 
+from tests.helpers import PASSWORD
+
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CAPTCHA_ID = re.compile(r'name="captcha_id" value="([0-9a-f]+)"')
-PASSWORD = "correct horse battery staple"
 
 
 def reachable(port: int) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.helpers import PASSWORD, authorize_params, pkce_pair, sign_in_url_from, totp_now
+from tests.helpers import PASSWORD, authorize_params, browser_request, pkce_pair, sign_in_url_from, totp_now
 
 pytestmark = pytest.mark.django_db
 API = "/api/experience/"
@@ -85,7 +85,6 @@ def test_passwords_are_hashed_with_argon2id(db, mail_code, mailoutbox, user):
     from django.contrib.auth.hashers import get_hasher
 
     from experience import interaction as engine
-    from tests.test_engine import browser_request
     from tests.test_sign_up import verified_sign_up
 
     assert get_hasher().algorithm == "argon2" and get_hasher().memory_cost >= 19 * 1024 // 1024  # the default one
@@ -161,7 +160,6 @@ def test_password_fields_allow_paste_and_password_managers(flow, confidential_ap
                                       "ZEBRASTRIPES IN CAPS"])
 def test_no_composition_rules_by_default(db, mail_code, mailoutbox, password):
     from experience import interaction as engine
-    from tests.test_engine import browser_request
     from tests.test_sign_up import verified_sign_up
 
     request = browser_request()
@@ -199,7 +197,6 @@ def test_a_lockout_tells_the_account_owner_once_and_an_unknown_account_tells_nob
     from django.core import mail
 
     from experience import risk
-    from tests.test_engine import browser_request
 
     request = browser_request()
     with django_capture_on_commit_callbacks(execute=True):

@@ -25,8 +25,13 @@ from experience.passwords import describe_rules
 from experience.policy import PasswordPolicy, Policy, SignUpPolicy
 from identity.identifiers import PHONE, find_user
 from tests.helpers import (
+    HUGE,
+    NEW_PASSWORD,
+    NUL,
     PASSWORD,
+    UNREADABLE_FORMS,
     authorize_params,
+    browser_request,
     code_in_mail,
     form_errors,
     jwt_payload,
@@ -37,11 +42,8 @@ from tests.helpers import (
     sign_in_url_from,
     userinfo,
 )
-from tests.test_bad_input import HUGE, NUL, UNREADABLE_FORMS
-from tests.test_engine import browser_request
 
 pytestmark = pytest.mark.django_db
-NEW_PASSWORD = "a long and unusual passphrase"
 
 
 def use_policy(monkeypatch, policy: Policy) -> Policy:
