@@ -269,3 +269,80 @@ def test_stored_options_the_type_refuses_still_open_and_are_shown_to_fix(admin_c
     assert fixed.status_code == 302, field_errors(fixed)
     password_authenticator.refresh_from_db()
     assert password_authenticator.options == {"allow_email": True, "allow_username": False}
+
+
+# -- a type that is not registered: a warning, and every face skips the row ----------------------------------
+@pytest.fixture
+def legacy(db) -> Authenticator:
+    """An enabled row of a type nobody registers, first in order and named by the default experience."""
+    from experience.models import Experience
+
+    row = Authenticator.objects.create(name="legacy", auth_type="gone", title="Legacy", sort_order=-1,
+                                       options={"token": "s3cret"})
+    Experience.objects.create(authenticators=["legacy", "password", "email-code"])
+    return row
+
+
+def test_a_row_of_an_unregistered_type_is_a_system_check_warning(legacy):
+    from django.core import checks
+
+    found = [m for m in checks.run_checks(databases=["default"]) if m.id == "authenticators.W002"]
+    assert len(found) == 1 and "'legacy'" in found[0].msg and "'gone'" in found[0].msg
+    assert found[0].level == checks.WARNING
+    assert not [m for m in checks.run_checks() if m.id == "authenticators.W002"]  # a database check only
+    Authenticator.objects.filter(name="legacy").delete()
+    assert not [m for m in checks.run_checks(databases=["default"]) if m.id == "authenticators.W002"]
+
+
+def test_the_hosted_sign_in_page_skips_a_row_of_an_unregistered_type(flow, confidential_app, user, legacy, mail_code):
+    from tests.helpers import authorize_params
+
+    sign_in = flow.authorize(authorize_params(confidential_app))["Location"]
+    page = flow.client.get(sign_in)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Legacy" not in html and 'name="identifier"' in html  # the first tab is the password one
+    assert flow.client.get(sign_in + "?authenticator=legacy").status_code == 200
+    refused = flow.client.post(sign_in, {"authenticator": "legacy", "token": "x"})
+    assert refused.status_code == 400
+    done = flow.client.post(sign_in, {"authenticator": "password", "identifier": "alice",
+                                      "password": "correct horse battery staple"})
+    assert done.status_code == 303
+
+
+def test_the_experience_api_skips_a_row_of_an_unregistered_type(client, legacy, mail_code):
+    config = client.get("/api/experience/config")
+    assert config.status_code == 200
+    body = config.json()
+    assert "legacy" not in body["authenticators"] and "legacy" not in [m["name"] for m in body["methods"]]
+    assert body["authenticators"][:2] == ["password", "email-code"]
+
+
+def test_a_code_sent_before_its_type_was_removed_is_refused_as_a_wrong_code(client, user, mail_code, settings):
+    """An ``email-code`` authenticator whose type disappears between sending and checking the code."""
+    import json
+
+    from django.core import mail
+
+    from tests.helpers import code_in_mail
+
+    client.get("/api/experience/config")
+    headers = {"X-CSRFToken": client.cookies["csrftoken"].value}
+    uid = client.post("/api/experience/", json.dumps({"event": "sign_in"}), content_type="application/json",
+                      headers=headers).json()["id"]
+    sent = client.post(f"/api/experience/{uid}/code", json.dumps({"email": "alice@example.com"}),
+                       content_type="application/json", headers=headers)
+    assert sent.status_code == 200, sent.content
+    code = code_in_mail(mail.outbox[-1])
+    Authenticator.objects.filter(pk=mail_code.pk).update(auth_type="gone")
+    verify = client.post(f"/api/experience/{uid}/code/verify", json.dumps({"code_id": sent.json()["code_id"], "code": code}),
+                         content_type="application/json", headers=headers)
+    assert verify.status_code == 400 and verify.json()["key"]["code"] == "invalid_code"
+
+
+def test_the_default_experience_admin_page_opens_with_a_row_of_an_unregistered_type(admin_client, legacy):
+    from experience.models import Experience
+
+    row = Experience.objects.get()
+    assert admin_client.get(f"/admin/experience/experience/{row.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/authenticators/authenticator/").status_code == 200
