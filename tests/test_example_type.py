@@ -67,7 +67,7 @@ def ask_for_link(flow: Any, app: Any, email: str = "alice@example.com") -> tuple
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["Alice@example.com"] and "Your sign-in link" in message.subject
-    link = re.search(r"http://testserver/magic-link/\S+", message.body)
+    link = re.search(r"http://testserver/magic-link/\S+", str(message.body))
     assert link, message.body
     return sign_in, link.group(0)
 
