@@ -346,3 +346,44 @@ def test_the_default_experience_admin_page_opens_with_a_row_of_an_unregistered_t
     row = Experience.objects.get()
     assert admin_client.get(f"/admin/experience/experience/{row.pk}/change/").status_code == 200
     assert admin_client.get("/admin/authenticators/authenticator/").status_code == 200
+
+
+@pytest.mark.parametrize(("language", "expected"), [("ru", "Выберите тип нового аутентификатора"),
+                                                    ("uk", "Виберіть тип нового автентифікатора")])
+def test_the_type_picker_is_translated(admin_client, language, expected):
+    html = admin_client.get(ADD_URL, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    assert expected in html
+
+
+# -- the configuration document: what the admin stored, exported and applied back -----------------------------
+def test_an_authenticator_made_in_admin_exports_its_secret_as_null_and_applying_keeps_it(admin_client, upstream_type,
+                                                                                         tmp_path):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    response = admin_client.post(ADD_URL + "?auth_type=test-upstream", common("corp", "Corp SSO", **{
+        "options-issuer": "https://login.corp.example", "options-client_id": "portcullis",
+        "options-client_secret": SECRET}))
+    assert response.status_code == 302, field_errors(response)
+    out = io.StringIO()
+    call_command("portcullis_config", "export", stdout=out)
+    assert SECRET not in out.getvalue()
+    document = json.loads(out.getvalue())
+    entry = next(a for a in document["authenticators"] if a["name"] == "corp")
+    assert entry["options"] == {"issuer": "https://login.corp.example", "client_id": "portcullis", "client_secret": None}
+
+    path = tmp_path / "portcullis.json"
+    path.write_text(json.dumps(document))
+    out = io.StringIO()
+    call_command("portcullis_config", "apply", str(path), stdout=out)
+    assert "authenticator corp" not in out.getvalue()  # the same settings: no change (the experience gets pinned)
+    entry["options"]["client_id"] = "portcullis-2"
+    path.write_text(json.dumps(document))
+    call_command("portcullis_config", "apply", str(path), stdout=io.StringIO())
+    stored = Authenticator.objects.get(name="corp").options
+    assert stored == {"issuer": "https://login.corp.example", "client_id": "portcullis-2", "client_secret": SECRET}
+    # and the admin still shows it without the secret, ready to keep it
+    page = admin_client.get(change_url(Authenticator.objects.get(name="corp"))).content.decode()
+    assert SECRET not in page and 'value="portcullis-2"' in page

@@ -153,3 +153,14 @@ def test_the_password_still_works_beside_it(flow, confidential_app, user, magic_
     sign_in = flow.authorize(authorize_params(confidential_app))["Location"]
     done = flow.client.post(sign_in, {"authenticator": "password", "identifier": "alice", "password": PASSWORD})
     assert done.status_code == 303
+
+
+@pytest.mark.parametrize(("language", "expected"), [("ru", "Ссылка для входа"), ("uk", "Посилання для входу")])
+def test_the_example_app_brings_its_translations(magic_link_app, language, expected):
+    from django.utils import translation
+
+    with translation.override(language):
+        assert translation.gettext("Magic link") == expected
+        assert "%(minutes)s" in translation.ngettext(
+            "The link works once and expires in %(minutes)s minute. Open it in the browser where you asked for it.",
+            "The link works once and expires in %(minutes)s minutes. Open it in the browser where you asked for it.", 5)
