@@ -387,3 +387,28 @@ def test_an_authenticator_made_in_admin_exports_its_secret_as_null_and_applying_
     # and the admin still shows it without the secret, ready to keep it
     page = admin_client.get(change_url(Authenticator.objects.get(name="corp"))).content.decode()
     assert SECRET not in page and 'value="portcullis-2"' in page
+
+
+class ListsSettingsForm(forms.Form):
+    scopes = forms.MultipleChoiceField(choices=[("openid", "openid"), ("email", "email"), ("profile", "profile")],
+                                       widget=forms.CheckboxSelectMultiple, initial=["openid"])
+    claims = forms.JSONField(initial=dict)
+
+
+def test_list_and_object_options_round_trip_through_the_form(admin_client, upstream_type):
+    registry.register("test-lists", UpstreamAuth, settings_form=ListsSettingsForm, title="Lists")
+    try:
+        url = ADD_URL + "?auth_type=test-lists"
+        response = admin_client.post(url, {**common("lists", "Lists"), "options-scopes": ["openid", "email"],
+                                           "options-claims": '{"email": "mail"}'})
+        assert response.status_code == 302, field_errors(response)
+        row = Authenticator.objects.get(name="lists")
+        assert row.options == {"scopes": ["openid", "email"], "claims": {"email": "mail"}}
+        html = unescape(admin_client.get(change_url(row)).content.decode())
+        assert re.search(r'value="email"[^>]*checked', html) and not re.search(r'value="profile"[^>]*checked', html)
+        assert '{"email": "mail"}' in html
+        bad = admin_client.post(change_url(row), {**common("lists", "Lists"), "options-scopes": ["openid", "nope"],
+                                                  "options-claims": "{not json"})
+        assert set(field_errors(bad)) == {"options-scopes", "options-claims"}
+    finally:
+        registry.unregister("test-lists")
