@@ -21,6 +21,7 @@ under that type. To change the type, add a new authenticator and remove the old 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +34,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpRespons
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
@@ -179,7 +180,7 @@ class AuthenticatorAdmin(admin.ModelAdmin):
     list_editable = ["enabled", "sort_order"]
     list_filter = ["auth_type", "enabled"]
     search_fields = ["name", "title"]
-    readonly_fields = ["type_display"]
+    readonly_fields = ["type_display", "options_display"]
     change_form_template = "admin/authenticators/authenticator/change_form.html"
     picker_template = "admin/authenticators/authenticator/type_picker.html"
 
@@ -201,6 +202,8 @@ class AuthenticatorAdmin(admin.ModelAdmin):
         name = self.type_name(request, obj)
         options = list(settings_fields(registry.get(name), None))
         common = (None, {"fields": ["name", "type_display", "title", "description", "enabled", "sort_order"]})
+        if obj is not None and not self.has_change_permission(request, obj):
+            options = ["options_display"] if obj.options else []  # read only: the values, secrets as "set"
         if not options:
             return [common]
         return [common, (_("Settings of the type"), {"fields": options})]
@@ -216,6 +219,21 @@ class AuthenticatorAdmin(admin.ModelAdmin):
                 % {"type": obj.auth_type})
         return format_html("{} (<code>{}</code>) · {}", auth_type.title, auth_type.name,
                            KIND_TITLES.get(auth_type.kind, auth_type.kind))
+
+    @admin.display(description=_("options"))
+    def options_display(self, obj: Authenticator) -> str:
+        """The stored options for a reader who may not change them; a secret only says it is set
+        (every option of a type not registered here, whose secrets are unknown)."""
+        options = obj.options if isinstance(obj.options, dict) else {}
+        auth_type = obj.type
+        fields = auth_type.settings_form.base_fields if auth_type is not None and auth_type.settings_form else {}
+        rows = []
+        for option, value in options.items():
+            secret = auth_type is None or option in auth_type.secret_options
+            shown = gettext("set (not shown)") if secret and value else ("" if secret else json.dumps(value))
+            field = fields.get(option)
+            rows.append((field.label if field is not None and field.label else option, shown))
+        return format_html_join("", "<div>{}: <code>{}</code></div>", rows) if rows else "-"
 
     # -- the type picker -------------------------------------------------------------------------------
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None) -> Any:

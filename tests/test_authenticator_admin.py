@@ -412,3 +412,20 @@ def test_list_and_object_options_round_trip_through_the_form(admin_client, upstr
         assert set(field_errors(bad)) == {"options-scopes", "options-claims"}
     finally:
         registry.unregister("test-lists")
+
+
+def test_a_staff_member_who_may_only_view_sees_the_page_without_secrets(client, django_user_model, upstream, settings):
+    from django.contrib.auth.models import Permission
+
+    settings.PORTCULLIS_STAFF_MFA_REQUIRED = False
+    viewer = django_user_model.objects.create_user("viewer", "viewer@example.com", "x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_authenticator"))
+    client.force_login(viewer)
+    response = client.get(change_url(upstream))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert SECRET not in html and "Corp SSO" in html
+    assert "Issuer: <code>&quot;https://login.corp.example&quot;</code>" in html
+    assert "Client secret: <code>set (not shown)</code>" in html
+    assert client.get(ADD_URL).status_code == 403  # no type picker without the add permission
+    assert client.post(f"/admin/authenticators/authenticator/{upstream.pk}/test-connection/").status_code == 403
