@@ -87,7 +87,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check identity experience authenticators config tests
+	$(VENV)/bin/ruff check identity experience authenticators config tests examples
 	$(VENV)/bin/mypy
 
 clean:

@@ -181,6 +181,7 @@ class CodeAuth(BaseAuth):
     # engine sets it per interaction; the answer is the same whether or not an account exists).
     purpose: str = "sign_in"
     recipient: Any = None  # the account the last send_code reached (None: an unknown address)
+    code_id: str = ""  # the handle of the code being sent: deliver() may put it in a link (a magic link)
 
     # -- what a type writes ------------------------------------------------------------------
     @abstractmethod
@@ -227,6 +228,7 @@ class CodeAuth(BaseAuth):
         code_id, code = secrets.token_urlsafe(24), f"{secrets.randbelow(10**6):06d}"
         user = self.user_for(destination)
         self._store_code(destination, code_id, code, account=user)
+        self.code_id = code_id
         self.recipient = user  # for the engine's audit log only: never in the answer
         try:
             if user is not None or self.purpose == "sign_up":

@@ -91,12 +91,11 @@ def test_admin_creates_an_application_and_a_user_signs_in_through_it(admin_clien
 def test_authenticator_options_are_checked_by_the_type_settings_form(admin_client):
     authenticator = Authenticator.objects.get(name="password")
     url = f"/admin/authenticators/authenticator/{authenticator.pk}/change/"
-    base = {"name": "password", "auth_type": "password", "title": "Password", "description": "",
-            "enabled": "on", "sort_order": "0"}
-    refused = admin_client.post(url, {**base, "options": '{"allow_email": false, "allow_username": false}'})
+    base = {"name": "password", "title": "Password", "description": "", "enabled": "on", "sort_order": "0"}
+    refused = admin_client.post(url, base)  # neither identifier allowed
     assert refused.status_code == 200
     assert "Allow at least one identifier." in refused.content.decode()
-    accepted = admin_client.post(url, {**base, "title": "E-mail and password", "options": '{"allow_email": true}'})
+    accepted = admin_client.post(url, {**base, "title": "E-mail and password", "options-allow_email": "on"})
     assert accepted.status_code == 302
     authenticator.refresh_from_db()
     assert authenticator.title == "E-mail and password"
