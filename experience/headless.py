@@ -169,13 +169,17 @@ def data_2fa(interaction: Interaction, methods: Iterable[str]) -> dict[str, Any]
 
 
 # -- the steps ----------------------------------------------------------------------------------------
-def complete(request: HttpRequest, application: Any, interaction: Interaction, *,
-             authenticator: str = "") -> dict[str, Any]:
+def complete(request: HttpRequest, application: Any, interaction: Interaction, *, authenticator: str = "",
+             spent: str = "data_2fa_expired") -> dict[str, Any]:
     """Submit: a UserToken (the token response) when every gate is met, a Data2fa when only the
-    second factor is missing; any other gate is raised (``requirement``)."""
+    second factor is missing; any other gate is raised (``requirement``). An interaction a
+    parallel request finished (or spent) meanwhile answers ``spent``: the handle the client holds
+    is used up."""
     scopes = tuple(interaction.state.get("scopes") or DEFAULT_SCOPES)
     try:
         completed = engine.submit(request, interaction, ApplicationToken(application, scopes, authenticator))
+    except engine.InteractionError:
+        raise EngineError(spent) from None
     except RequirementMissing as missing:
         interaction.save(update_fields=["state"])
         if missing.gate == SECOND_FACTOR:
@@ -206,7 +210,7 @@ def sign_in_with_code(request: HttpRequest, application: Any, authenticator: Aut
     if authenticator is None:
         authenticator = engine.code_authenticator(request, interaction, data.get("code_id"))
     engine.verify(request, interaction, authenticator, data, save=False)
-    return complete(request, application, interaction)
+    return complete(request, application, interaction, spent="invalid_code")
 
 
 def send_code(request: HttpRequest, application: Any, authenticator: Authenticator, data: dict[str, Any],
@@ -293,7 +297,8 @@ def sign_up(request: HttpRequest, application: Any, authenticator: Authenticator
         interaction.state["scopes"] = list(scopes)
         verify_sign_up_code(request, interaction, authenticator, code)
     engine.set_profile(request, interaction, profile)
-    return complete(request, application, interaction, authenticator=authenticator.name if authenticator else "")
+    return complete(request, application, interaction, authenticator=authenticator.name if authenticator else "",
+                    spent="invalid_code")
 
 
 def verify_sign_up_code(request: HttpRequest, interaction: Interaction, authenticator: Authenticator | None,

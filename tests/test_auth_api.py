@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 from captcha.models import CaptchaStore
+from django.test import Client
 from django.utils import timezone
 
+from authenticators.base import RedirectAuth
+from authenticators.models import Authenticator
+from authenticators.registry import registry
 from experience.models import Interaction
+from experience.policy import Policy, SignUpPolicy
 from identity.models import ApplicationSettings
 from tests.helpers import (
     PASSWORD,
@@ -22,6 +27,7 @@ from tests.helpers import (
     jwt_payload,
     make_application,
     refresh,
+    run_together,
     totp_now,
     userinfo,
     userinfo_status,
@@ -225,6 +231,33 @@ def test_five_wrong_codes_spend_a_data_2fa(client, totp_user, app):
     assert right.status_code == 400 and error(right) == ("key", "data_2fa_expired")
 
 
+def test_parallel_answers_to_one_data_2fa_never_sign_in_twice(transactional_db, totp_user, app):
+    """The code is accepted once; the replays count as wrong codes, and five of them may spend the
+    Data2fa before the winner submits (then nobody is signed in): never two tokens."""
+    from oauth2_provider.models import AccessToken
+
+    pending = data_2fa_for(Client(), app)
+    code = totp_now()
+
+    def answer(index: int) -> Any:
+        response = post(Client(), CHECK_CODE, {**credentials(app), "data_2fa": pending["data_2fa"], "code": code})
+        return response.status_code, error(response)[1] if response.status_code != 200 else ""
+
+    results = run_together(10, answer)
+    assert [status for status, _code in results].count(200) <= 1, results
+    assert {code for status, code in results if status != 200} <= {"invalid_code", "attempts_exceeded",
+                                                                   "data_2fa_expired"}, results
+    assert AccessToken.objects.count() == [status for status, _code in results].count(200)
+
+
+def test_a_headless_interaction_is_out_of_reach_of_the_browser_faces(client, totp_user, app):
+    data_2fa_for(client, app)
+    uid = Interaction.objects.get().uid
+    assert client.get(f"/api/experience/{uid}").status_code == 404
+    page = client.get(f"/sign-in/{uid}/second-factor/")
+    assert page.status_code >= 400 and b"one-time-code" not in page.content
+
+
 def test_a_data_2fa_can_be_finished_with_a_code_by_e_mail(client, totp_user, app, mailoutbox):
     pending = data_2fa_for(client, app)
     assert "email_code" in pending["methods"]
@@ -298,6 +331,38 @@ def test_a_sign_up_code_for_an_existing_account_says_so_once_proved(client, user
     response = post(client, SIGN_UP, {**credentials(app), "code_id": sent["code_id"],
                                       "code": code_in_mail(mailoutbox[-1]), "password": NEW_PASSWORD})
     assert response.status_code == 400 and error(response) == ("key", "account_exists")
+
+
+def test_a_sign_up_by_username_needs_no_code(client, db, app, password_authenticator, monkeypatch):
+    policy = Policy(sign_up=SignUpPolicy(identifiers=("username",), verify=False))
+    monkeypatch.setattr("experience.policy.resolve", lambda client_id: policy)
+    taken = post(client, SIGN_UP, {**credentials(app), "username": "Newt", "password": "short"})
+    assert taken.status_code == 400 and list(taken.json()["validation"]["fields"]) == ["password"]
+    response = post(client, SIGN_UP, {**credentials(app), "username": "Newt", "password": NEW_PASSWORD})
+    assert response.status_code == 200, response.content
+    assert jwt_payload(response.json()["id_token"])["amr"] == ["pwd"]
+    assert client.get(CHECK, **bearer(response.json())).json()["authenticator"] == "password"
+    again = post(client, SIGN_UP, {**credentials(app), "username": "newt", "password": NEW_PASSWORD})
+    assert again.status_code == 400 and list(again.json()["validation"]["fields"]) == ["username"]
+
+
+class Upstream(RedirectAuth):
+    def authorize_url(self, **kwargs: Any) -> str:
+        return "https://upstream.example/authorize"
+
+    def complete(self, params: dict[str, Any], pending: dict[str, Any]) -> Any:
+        raise AssertionError("never called by the auth API's sign-in")
+
+
+def test_a_redirect_type_does_not_sign_in_with_fields(client, user, app):
+    registry.register("test-upstream", Upstream, replace=True)
+    try:
+        Authenticator.objects.create(name="up", auth_type="test-upstream", title="Up", sort_order=7)
+        response = post(client, SIGN_IN, {**credentials(app), "identifier": "alice", "password": PASSWORD},
+                        authenticator="up")
+    finally:
+        registry.unregister("test-upstream")
+    assert response.status_code == 400 and list(response.json()["validation"]["fields"]) == ["X-Authenticator"]
 
 
 # -- check and sign-out ---------------------------------------------------------------------------------------------
