@@ -67,11 +67,19 @@ def safe_next(request: HttpRequest, next_url: str) -> str:
 
 @dataclass(frozen=True)
 class ApplicationToken:
-    """A token response for ``application`` with ``scopes``."""
+    """A token response for ``application`` with ``scopes``. The token family remembers the
+    authenticator of the interaction's first factor (``authenticator`` when none names one: a
+    sign-up by username and password)."""
 
     application: Any
     scopes: tuple[str, ...]
+    authenticator: str = ""
 
     def complete(self, ctx: Context, user: Any, amr: list[str], acr: str) -> Completed:
-        token = tokens.issue_user_token(ctx.request, self.application, user, self.scopes, amr, acr)
+        token = tokens.issue_user_token(ctx.request, self.application, user, self.scopes, amr, acr,
+                                        authenticator=self.signed_in_with(ctx))
         return Completed(token=token)
+
+    def signed_in_with(self, ctx: Context) -> str:
+        names = [v.get("authenticator") for v in ctx.verifications("first") if v.get("authenticator")]
+        return str(names[0]) if names else self.authenticator

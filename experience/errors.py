@@ -53,6 +53,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "invalid_client": ErrorSpec("key", _("The application could not be authenticated."), status=401),
     "invalid_state": ErrorSpec("key", _("This sign-in could not be completed. Start again.")),
     "account_exists": ErrorSpec("key", _("An account with this e-mail exists. Sign in to it first.")),
+    # the auth API's Bearer endpoints (check, sign-out): no live access token of an allowed application
+    "invalid_token": ErrorSpec("key", _("The access token is missing, expired or revoked. Sign in again."), status=401),
     # second factors (part mfa)
     "enrolment_not_started": ErrorSpec("key", _("Start setting up the authenticator app first.")),
     "already_enrolled": ErrorSpec("key", _("This second factor is already set up.")),
@@ -154,11 +156,20 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {key: plain(value) for key, value in data.items()}
 
 
+# A 401 says how to authenticate (RFC 9110 11.6.1): the application as at the token endpoint, or a Bearer token.
+CHALLENGES = {
+    "invalid_client": 'Basic realm="oauth", charset="UTF-8"',
+    "invalid_token": 'Bearer realm="portcullis", error="invalid_token"',
+}
+
+
 def as_json(error: EngineError) -> JsonResponse:
-    """The JSON face's answer; ``rate_limited`` carries ``Retry-After``."""
+    """The JSON face's answer; ``rate_limited`` carries ``Retry-After``, a 401 its challenge."""
     response = JsonResponse(error.body(), status=error.status, headers={"Cache-Control": "no-store"})
     if error.kind == "rate_limited" and "retry_after" in error.data:
         response["Retry-After"] = str(int(error.data["retry_after"]))
+    if error.name in CHALLENGES:
+        response["WWW-Authenticate"] = CHALLENGES[error.name]
     return response
 
 

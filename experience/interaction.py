@@ -40,7 +40,7 @@ SESSION_KEY = "portcullis_interactions"
 
 __all__ = [
     "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "code_authenticator",
-    "context", "describe", "identify", "load", "record_verification", "resumable", "safe_next", "send_code", "set_event", "set_profile",
+    "context", "create", "describe", "identify", "load", "record_verification", "resumable", "safe_next", "send_code", "set_event", "set_profile",
     "sign_in", "sign_in_page", "start", "start_for", "submit", "verify", "verify_code", "verify_second_factor",
 ]
 
@@ -57,22 +57,29 @@ def start(request: HttpRequest, event: str = Interaction.SIGN_IN, *, authorize_p
           client_id: str = "", login_hint: str = "", next_url: str = "") -> Interaction:
     """A new interaction, bound to this browser session. Refuses an unknown event and a sign-up the
     experience switched off."""
-    accounts.check_event(request, client_id, event)
-    now = timezone.now()
     login_hint, next_url = printable(login_hint)[:254], printable(next_url)[:2000]
-    interaction = Interaction.objects.create(
-        uid=secrets.token_urlsafe(24),
-        event=event,
-        client_id=client_id,
-        expires_at=now + timedelta(seconds=app_settings.INTERACTION_TTL),
-        state={"authorize": authorize_params, "login_hint": login_hint, "next": next_url,
-               "user_id": None, "verifications": []},
-    )
+    interaction = create(request, event, client_id=client_id,
+                         state={"authorize": authorize_params, "login_hint": login_hint, "next": next_url})
     if request.session.session_key is None:
         request.session.save()
     owned = [uid for uid in request.session.get(SESSION_KEY, []) if uid != interaction.uid]
     request.session[SESSION_KEY] = (owned + [interaction.uid])[-app_settings.INTERACTIONS_PER_SESSION:]
     return interaction
+
+
+def create(request: HttpRequest, event: str, *, client_id: str = "", uid: str = "",
+           state: dict[str, Any] | None = None) -> Interaction:
+    """A new interaction bound to nothing yet (:func:`start` binds it to the browser session, the
+    headless API to an opaque handle: ``experience.headless``). Refuses an unknown event and a
+    sign-up the experience switched off."""
+    accounts.check_event(request, client_id, event)
+    return Interaction.objects.create(
+        uid=uid or secrets.token_urlsafe(24),
+        event=event,
+        client_id=client_id,
+        expires_at=timezone.now() + timedelta(seconds=app_settings.INTERACTION_TTL),
+        state={**(state or {}), "user_id": None, "verifications": []},
+    )
 
 
 def printable(value: str) -> str:

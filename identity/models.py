@@ -92,6 +92,9 @@ class AuthorizationRecord(models.Model):
     amr = models.JSONField(default=list)
     acr = models.CharField(max_length=100, blank=True)
     sid = models.CharField(max_length=64, blank=True, db_index=True)
+    # The authenticator (its name) the user signed in with, when the sign-in said so: the auth
+    # API's ``check`` answers it. A plain name: identity knows nothing of authenticators.
+    authenticator = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     redeemed_at = models.DateTimeField(null=True, blank=True)
 

@@ -30,7 +30,7 @@ RefreshToken = get_refresh_token_model()
 
 
 def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: Iterable[str], amr: list[str],
-                     acr: str) -> dict[str, Any]:
+                     acr: str, *, authenticator: str = "") -> dict[str, Any]:
     """A token response (SPEC's UserToken) for ``user``, whom the engine has just signed in, to
     ``application``: what the headless and auth APIs answer.
 
@@ -38,7 +38,8 @@ def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: 
     lifetimes, the validator's storage and ID-token signing), in a token family of its own that
     an :class:`~identity.models.AuthorizationRecord` starts, so the tokens are refreshed, revoked
     and introspected at the standard endpoints like any others, and a refreshed ID token keeps
-    this sign-in's ``auth_time``, ``amr`` and ``acr``.
+    this sign-in's ``auth_time``, ``amr`` and ``acr``. ``authenticator`` (the name of the
+    authenticator the user signed in with) is remembered on the family (:func:`family_authenticator`).
     """
     core = get_oauthlib_core()
     server = core.server
@@ -49,7 +50,8 @@ def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: 
     oauth_request.user, oauth_request.scopes = user, scopes
     oauth_request.grant_type = "portcullis_user_token"
     oauth_request._portcullis_record = AuthorizationRecord.objects.create(
-        application=application, user=user, auth_time=timezone.now(), amr=list(amr), acr=acr, redeemed_at=timezone.now())
+        application=application, user=user, auth_time=timezone.now(), amr=list(amr), acr=acr,
+        authenticator=authenticator[:64], redeemed_at=timezone.now())
     token = server.bearer.create_token(oauth_request, refresh_token=True)
     server.request_validator.save_user_token(token, oauth_request)
     if "openid" in scopes:
@@ -83,6 +85,23 @@ def family_record(refresh: Any) -> AuthorizationRecord | None:
     if not refresh.token_family:
         return None
     return AuthorizationRecord.objects.filter(family=refresh.token_family).first()
+
+
+def family_authenticator(access: Any) -> str:
+    """The authenticator name remembered for the sign-in an access token's family came from (""
+    when unknown: a family the browser's code flow started, or one without a refresh token)."""
+    families = RefreshToken.objects.filter(access_token=access).values("token_family")
+    name = AuthorizationRecord.objects.filter(family__in=families).values_list("authenticator", flat=True).first()
+    return name or ""
+
+
+def revoke_access_token_family(access: Any) -> None:
+    """Sign-out with an access token: revoke it and its refresh family (the family's other access
+    tokens, issued by refreshes, too); an access token without a refresh token is deleted."""
+    refresh = RefreshToken.objects.filter(access_token=access).values_list("token_family", flat=True).first()
+    if refresh:
+        revoke_family(refresh)
+    AccessToken.objects.filter(pk=access.pk).delete()
 
 
 def refresh_token_expires_at(refresh: Any, record: AuthorizationRecord) -> datetime | None:

@@ -70,3 +70,34 @@ class CsrfSessionScheme(OpenApiAuthenticationExtension):
                 "in the `X-CSRFToken` header."
             ),
         }
+
+
+class BearerAccessToken(BaseAuthentication):
+    """The auth API's ``check`` and ``sign-out``: an ``Authorization: Bearer`` access token that is
+    alive (as userinfo judges it) and was issued to an application allowed the headless API.
+    ``invalid_token`` (401) otherwise, ``headless_not_allowed`` (403) for another application's."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        from experience.headless import headless_allowed
+        from identity import tokens
+        from identity.validators import load_access_token
+
+        scheme, _space, token = request._request.headers.get("Authorization", "").strip().partition(" ")
+        access = load_access_token(token.strip()) if scheme.lower() == "bearer" else None
+        if access is None or not tokens.access_token_alive(access):
+            raise EngineError("invalid_token")
+        if not headless_allowed(access.application):
+            raise EngineError("headless_not_allowed")
+        return access.user, access
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="portcullis"'
+
+
+class BearerAccessTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "experience.api.authentication.BearerAccessToken"
+    name = "accessToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer",
+                "description": "An access token of a UserToken (the auth API, the headless API)."}

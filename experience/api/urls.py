@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from experience.api import views
+from experience.api import auth_views, views
 
 urlpatterns = [
     path("api/experience/", views.StartView.as_view(), name="api-start"),
@@ -23,6 +23,13 @@ urlpatterns = [
     path("api/experience/<str:uid>/mfa/totp/confirm", views.TotpConfirmView.as_view(), name="api-mfa-totp-confirm"),
     path("api/experience/<str:uid>/mfa/backup-codes", views.BackupCodesView.as_view(), name="api-mfa-backup-codes"),
     path("api/experience/<str:uid>/submit", views.SubmitView.as_view(), name="api-submit"),
+    # The auth API (SPEC §4, the NocoBase verbs) and the Data2fa's check-code (SPEC §3).
+    path("api/auth/sign-in", auth_views.SignInView.as_view(), name="api-auth-sign-in"),
+    path("api/auth/send-code", auth_views.SendCodeView.as_view(), name="api-auth-send-code"),
+    path("api/auth/sign-up", auth_views.SignUpView.as_view(), name="api-auth-sign-up"),
+    path("api/auth/sign-out", auth_views.SignOutView.as_view(), name="api-auth-sign-out"),
+    path("api/auth/check", auth_views.CheckView.as_view(), name="api-auth-check"),
+    path("api/authorization/check-code", auth_views.CheckCodeView.as_view(), name="api-authorization-check-code"),
     # One OpenAPI 3 schema of every JSON API, and its docs page (Swagger UI from
     # drf-spectacular-sidecar's static files: no CDN; its script is a separate, same-origin file).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

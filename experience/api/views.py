@@ -40,17 +40,19 @@ def throttle(request: HttpRequest, scope: str) -> None:
 
 
 # -- the base -----------------------------------------------------------------------------------------------
-class ExperienceView(APIView):
-    """JSON in, JSON out, session + CSRF, SPEC's error shape, whatever the project's REST_FRAMEWORK says."""
+class JsonView(APIView):
+    """JSON in, JSON out, SPEC's error shape, the JSON APIs' rate limit and ``no-store``, whatever
+    the project's REST_FRAMEWORK says. No authentication of its own: a face adds what it needs
+    (the Experience API the browser session and CSRF, the auth API the application or a Bearer token)."""
 
-    authentication_classes = [CsrfSession]
+    authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
     parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnly
     throttle_classes: list[Any] = []
     metadata_class = None  # no OPTIONS description: the OpenAPI schema is the description
-    throttle_scope = "experience"
+    throttle_scope = "api"
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
@@ -62,17 +64,13 @@ class ExperienceView(APIView):
         return exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # CsrfSession: unsafe methods pass the CSRF check
+        super().initial(request, *args, **kwargs)
         throttle(request._request, self.throttle_scope)
         if request.method not in SAFE_METHODS:
             self.body()  # every unsafe request's body is JSON (or empty), whether the view reads it
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
-        django_request = request._request
-        if request.method in SAFE_METHODS:
-            get_token(django_request)  # every GET sets the CSRF cookie
-        set_csrf_cookie(django_request, response)
         response["Cache-Control"] = "no-store"
         return response
 
@@ -93,6 +91,21 @@ class ExperienceView(APIView):
         serializer = serializer_class(data=self.body())
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
+
+
+class ExperienceView(JsonView):
+    """The Experience API: the browser session, with Django's CSRF check on every unsafe method."""
+
+    authentication_classes = [CsrfSession]
+    throttle_scope = "experience"
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        django_request = request._request
+        if request.method in SAFE_METHODS:
+            get_token(django_request)  # every GET sets the CSRF cookie
+        set_csrf_cookie(django_request, response)
+        return response
 
     def load(self, uid: str) -> Interaction:
         return engine.load(self.request._request, uid)
@@ -120,6 +133,18 @@ def second_factor(request: HttpRequest, interaction: Interaction, auth_type: str
         if authenticator.auth_type == auth_type:
             return authenticator
     raise EngineError("disabled")
+
+
+def type_fields(authenticator: Authenticator, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` checked by the type's own sign-in form (its rules for its fields: lengths), as on
+    the hosted page; ``validation`` with ``fields`` when it refuses them."""
+    form_class = authenticator.type.sign_in_form if authenticator.type is not None else None
+    if form_class is None:
+        return values
+    form = form_class(data=values)
+    if not form.is_valid():
+        raise EngineError("invalid", fields={name: list(messages) for name, messages in form.errors.items()})
+    return dict(form.cleaned_data)
 
 
 def sent(code: SentCode) -> Response:
@@ -204,13 +229,7 @@ class PasswordView(ExperienceView):
         interaction = self.load(uid)
         data = self.valid(s.PasswordRequest)
         authenticator = first_factor(request._request, interaction, "password")
-        checked = {"identifier": data["identifier"], "password": data["password"]}
-        form_class = authenticator.type.sign_in_form if authenticator.type is not None else None
-        if form_class is not None:  # the type's own rules for its fields (lengths), as on the hosted page
-            form = form_class(data=checked)
-            if not form.is_valid():
-                raise EngineError("invalid", fields={name: list(messages) for name, messages in form.errors.items()})
-            checked = dict(form.cleaned_data)
+        checked = type_fields(authenticator, {"identifier": data["identifier"], "password": data["password"]})
         engine.verify(request._request, interaction, authenticator, with_captcha(data, checked))
         return self.state(interaction)
 
