@@ -17,6 +17,7 @@ identifier.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -226,8 +227,6 @@ def signing_keys(jwks_uri: str, *, refresh: bool = False) -> KeySet:
 
 
 def _header(token: str) -> dict[str, Any]:
-    import base64
-
     try:
         part = token.split(".")[0]
         header = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
@@ -498,7 +497,7 @@ class OidcAuth(RedirectAuth):
         except (UpstreamUnavailable, UrlRefused) as error:
             return [*results, (False, gettext("The signing keys could not be read: %(reason)s")
                                % {"reason": _reason(error)})]
-        return [*results, (True, gettext("%(count)d signing keys published") % {"count": count})]
+        return [*results, (True, gettext("Signing keys published: %(count)d") % {"count": count})]
 
 
 # -- helpers ------------------------------------------------------------------------------------------
