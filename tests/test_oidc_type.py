@@ -409,3 +409,35 @@ def test_scopes_need_openid_and_domains_must_be_domain_names() -> None:
 
 def test_an_issuer_is_required_without_a_preset() -> None:
     assert "issuer" in settings_form().errors
+
+
+# -- accounts: usernames, races ------------------------------------------------------------------------
+def test_a_mapped_username_is_kept_when_free(db: Any, provider: FakeProvider) -> None:
+    provider.claims["preferred_username"] = "carol"
+    claims = {"email": "email", "name": "name", "username": "preferred_username"}
+
+    assert attempt(fake_authenticator(provider, claims=claims), provider).username == "carol"
+
+
+def test_a_taken_username_gives_a_generated_one(db: Any, provider: FakeProvider) -> None:
+    create_user({"username": "carol"}, password="local password 123")
+    provider.claims["preferred_username"] = "Carol"
+    claims = {"email": "email", "username": "preferred_username"}
+
+    user = attempt(fake_authenticator(provider, claims=claims), provider)
+
+    assert user.username == f"upstream-{provider.sub}" and user.email == "carol@example.net"
+
+
+def test_parallel_first_sign_ins_make_one_account(transactional_db: Any, provider: FakeProvider) -> None:
+    from tests.helpers import run_together
+
+    authenticator = fake_authenticator(provider)
+    legs = [auth_of(authenticator).begin(CALLBACK) for _ in range(4)]
+    callbacks = [(provider.authorize(url), pending) for url, pending in legs]
+
+    results = run_together(4, lambda index: auth_of(authenticator).finish(*callbacks[index]))
+
+    assert not [result for result in results if isinstance(result, BaseException)], results
+    assert len({result.pk for result in results}) == 1
+    assert counts() == (1, 1)

@@ -462,13 +462,13 @@ class OidcAuth(RedirectAuth):
                     raise
                 values.pop(username_field)  # the upstream's username is taken here: a generated one
                 user = self.authenticator.new_user(sub, values, meta)
-        except ValidationError:
-            raise AuthError("account_exists", reason="identifier_taken") from None
-        except IntegrityError:  # a parallel first sign-in of the same sub created it
-            user = self.authenticator.find_user(sub)
-            if user is None:
+        except (ValidationError, IntegrityError) as error:
+            linked = self.authenticator.find_user(sub)  # a parallel first sign-in of the same sub won
+            if linked is not None:
+                return linked
+            if isinstance(error, IntegrityError):
                 raise
-            return user
+            raise AuthError("account_exists", reason="identifier_taken") from None
         if email:
             Profile.objects.filter(user=user).update(email_verified=True)
         return user
