@@ -441,3 +441,11 @@ def test_parallel_first_sign_ins_make_one_account(transactional_db: Any, provide
     assert not [result for result in results if isinstance(result, BaseException)], results
     assert len({result.pk for result in results}) == 1
     assert counts() == (1, 1)
+
+
+def test_the_form_renders_stored_options() -> None:
+    """Stored options are JSON values (a dict of claims, lists), not the text a browser posts."""
+    html = str(settings_form(preset="github", claims={"email": "email", "username": "login"},
+                             domains=["example.com"]))
+
+    assert "&quot;username&quot;: &quot;login&quot;" in html and 'value="example.com"' in html

@@ -91,6 +91,13 @@ class ListField(forms.Field):
         return " ".join(value) if isinstance(value, list) else value
 
 
+class ClaimsField(forms.JSONField):
+    """A JSON object; stored options come as a dict rather than text (the form then still renders)."""
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        return data if isinstance(data, (dict, list)) else super().bound_data(data, initial)
+
+
 class OidcSettingsForm(forms.Form):
     preset = forms.ChoiceField(label=_("Preset"), required=False, initial="",
                                choices=[("", _("None (any OpenID Connect provider)"))]
@@ -103,7 +110,7 @@ class OidcSettingsForm(forms.Form):
     client_secret = forms.CharField(label=_("Client secret"), required=False, max_length=2000, initial="",
                                     widget=forms.PasswordInput(render_value=False))
     scopes = ListField(label=_("Scopes"), required=False, initial=lambda: list(DEFAULT_SCOPES))
-    claims = forms.JSONField(label=_("Claim mapping"), required=False, initial=lambda: dict(DEFAULT_CLAIMS),
+    claims = ClaimsField(label=_("Claim mapping"), required=False, initial=lambda: dict(DEFAULT_CLAIMS),
                              help_text=_('Our claim → the upstream claim, e.g. {"email": "email", "name": "name"}.'))
     sign_up = forms.BooleanField(label=_("Create an account on first sign-in"), required=False, initial=True)
     link_by_email = forms.BooleanField(
