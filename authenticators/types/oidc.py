@@ -18,7 +18,6 @@ identifier.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from typing import Any
@@ -36,10 +35,17 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from authenticators.base import AuthError, RedirectAuth
 from authenticators.types import outbound
+from authenticators.types.discovery import (
+    TENANT_ID,
+    cache_key,
+    discovery_url,
+    issuer_matches,
+    metadata,
+    signing_keys,
+)
 from authenticators.types.outbound import UpstreamUnavailable, UrlRefused
 from authenticators.types.presets import (
     DEFAULT_CLAIMS,
@@ -50,13 +56,11 @@ from authenticators.types.presets import (
     preset_of,
     protocol_of,
 )
-from identity.app_settings import setting
 from identity.identifiers import EMAIL, AmbiguousIdentifier, find_user
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 DOMAIN = re.compile(r"(?=.{1,253}$)(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+[a-z]{2,63}")
 TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}")
-TENANT_ID = "{tenantid}"
 LEEWAY = 60
 
 
@@ -172,67 +176,6 @@ class OidcSettingsForm(forms.Form):
         return self.cleaned_data
 
 
-# -- discovery and keys (cached) ----------------------------------------------------------------------
-def _cache_key(kind: str, url: str) -> str:
-    return f"portcullis:oidc:{kind}:{hashlib.sha256(url.encode()).hexdigest()}"
-
-
-def cache_ttl() -> int:
-    """``PORTCULLIS_OIDC_DISCOVERY_TTL``: how long discovery documents and JWKS are kept (300 s)."""
-    return int(setting("OIDC_DISCOVERY_TTL", 300))
-
-
-def discovery_url(issuer: str) -> str:
-    return issuer.rstrip("/") + "/.well-known/openid-configuration"
-
-
-def issuer_matches(published: str, configured: str) -> bool:
-    """Whether the discovery document's issuer is the one configured. Entra ID's multi-tenant
-    endpoints (``common``, ``organizations``) publish ``.../{tenantid}/v2.0``: any tenant segment."""
-    if TENANT_ID in published:
-        pattern = re.escape(published).replace(re.escape(TENANT_ID), "[^/]+")
-        return re.fullmatch(pattern, configured) is not None
-    return published == configured
-
-
-def fetch_metadata(issuer: str) -> dict[str, Any]:
-    """The provider's discovery document, checked (issuer, endpoints); not cached."""
-    document = outbound.get_json(discovery_url(issuer))
-    if not isinstance(document, dict) or not isinstance(document.get("issuer"), str):
-        raise UpstreamUnavailable("bad_metadata")
-    if not issuer_matches(document["issuer"], issuer):
-        raise UpstreamUnavailable("issuer_mismatch")
-    for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
-        if not isinstance(document.get(name), str) or not document[name].startswith(("https://", "http://")):
-            raise UpstreamUnavailable("bad_metadata")
-    return document
-
-
-def metadata(issuer: str) -> dict[str, Any]:
-    key = _cache_key("discovery", issuer)
-    document = cache.get(key)
-    if not isinstance(document, dict):
-        document = fetch_metadata(issuer)
-        cache.set(key, document, cache_ttl())
-    return document
-
-
-def signing_keys(jwks_uri: str, *, refresh: bool = False) -> KeySet:
-    """The provider's signature keys (``use`` absent or ``sig``); refetched when ``refresh``."""
-    key = _cache_key("jwks", jwks_uri)
-    document = None if refresh else cache.get(key)
-    if not isinstance(document, dict):
-        document = outbound.get_json(jwks_uri)
-        cache.set(key, document, cache_ttl())
-    keys = document.get("keys") if isinstance(document, dict) else None
-    usable = [item for item in keys if isinstance(item, dict) and item.get("use", "sig") == "sig"] \
-        if isinstance(keys, list) else []
-    try:
-        return KeySet.import_key_set({"keys": usable})
-    except (JoseError, ValueError, TypeError, KeyError):
-        raise UpstreamUnavailable("bad_jwks") from None
-
-
 def _header(token: str) -> dict[str, Any]:
     try:
         part = token.split(".")[0]
@@ -288,7 +231,7 @@ class OidcAuth(RedirectAuth):
 
     def _spend(self, pending: dict[str, Any]) -> None:
         """A pending state completes once (a replayed callback is refused even if the caller kept it)."""
-        key = _cache_key("state", str(pending.get("state", "")))
+        key = cache_key("state", str(pending.get("state", "")))
         if not cache.add(key, 1, self.pending_ttl + LEEWAY):
             raise AuthError("invalid_state", reason="replayed")
 
