@@ -261,6 +261,9 @@ class OidcAuth(RedirectAuth):
         return answer
 
     def _oidc_claims(self, code: str, pending: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        nonce = pending.get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            raise AuthError("invalid_state", reason="no_nonce")  # the ID token must be bound to this sign-in
         document = metadata(self.config["issuer"])
         self._check_response_issuer(params, document)
         token = self._exchange(document["token_endpoint"], code, pending,
@@ -268,8 +271,7 @@ class OidcAuth(RedirectAuth):
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise AuthError("invalid_id_token", reason="missing")
-        claims = self.verify_id_token(id_token, document, nonce=str(pending.get("nonce", "")),
-                                      access_token=token["access_token"])
+        claims = self.verify_id_token(id_token, document, nonce=nonce, access_token=token["access_token"])
         wanted = set(self.config["claims"].values())
         if not wanted <= set(claims) and isinstance(document.get("userinfo_endpoint"), str):
             info = outbound.get_json(document["userinfo_endpoint"],
