@@ -33,6 +33,10 @@ class AuthenticatorsConfig(AppConfig):
         registry.register("email_code", EmailFactorAuth, sign_in_form=EmailFactorForm, title=_("Code by e-mail"),
                           replace=True)
         self.register_code_types(registry)
+        from authenticators.types.oidc import OidcAuth, OidcSettingsForm
+
+        registry.register("oidc", OidcAuth, settings_form=OidcSettingsForm, title=_("OpenID Connect"),
+                          secret_options=("client_secret",), replace=True)
 
     @staticmethod
     def register_code_types(registry: Any) -> None:

@@ -107,6 +107,11 @@ ERRORS: dict[str, ErrorSpec] = {
     "second_factor_required": ErrorSpec("requirement", _("Confirm it is you with your second factor.")),
     "profile_incomplete": ErrorSpec("requirement", _("Complete your profile to continue.")),
     "mfa_enrolment_required": ErrorSpec("requirement", _("Set up a second factor to continue.")),
+    # upstream sign-in (oidc)
+    "upstream_error": ErrorSpec("key", _("The sign-in provider did not sign you in. Try again.")),
+    "invalid_id_token": ErrorSpec("key", _("The sign-in provider's answer could not be verified. Try again.")),
+    "upstream_unavailable": ErrorSpec("unavailable", _("The sign-in provider cannot be reached just now. Try again "
+                                                       "in a few minutes.")),
 }
 
 UNKNOWN = ErrorSpec("key", _("The request could not be completed."))
