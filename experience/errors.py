@@ -105,6 +105,10 @@ ERRORS: dict[str, ErrorSpec] = {
     "second_factor_required": ErrorSpec("requirement", _("Confirm it is you with your second factor.")),
     "profile_incomplete": ErrorSpec("requirement", _("Complete your profile to continue.")),
     "mfa_enrolment_required": ErrorSpec("requirement", _("Set up a second factor to continue.")),
+    # upstream sign-in flow (redirect-type authenticators: experience.upstream)
+    "upstream_error": ErrorSpec("key", _("The sign-in was cancelled or refused by the provider. Start again.")),
+    "exchange_code_invalid": ErrorSpec("key", _("The sign-in code is invalid, used or expired. Start the sign-in again."),
+                                       code="invalid_code"),
 }
 
 UNKNOWN = ErrorSpec("key", _("The request could not be completed."))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from experience.api import views
+from experience.api import auth_views, views
 
 urlpatterns = [
     path("api/experience/", views.StartView.as_view(), name="api-start"),
@@ -23,6 +23,10 @@ urlpatterns = [
     path("api/experience/<str:uid>/mfa/totp/confirm", views.TotpConfirmView.as_view(), name="api-mfa-totp-confirm"),
     path("api/experience/<str:uid>/mfa/backup-codes", views.BackupCodesView.as_view(), name="api-mfa-backup-codes"),
     path("api/experience/<str:uid>/submit", views.SubmitView.as_view(), name="api-submit"),
+    path("api/experience/<str:uid>/redirect", views.RedirectView.as_view(), name="api-redirect"),
+    # the third-party flow of redirect-type authenticators (H2)
+    path("api/auth/<slug:name>/authorize-url", auth_views.AuthorizeUrlView.as_view(), name="api-auth-authorize-url"),
+    path("api/auth/token", auth_views.ExchangeTokenView.as_view(), name="api-auth-token"),
     # One OpenAPI 3 schema of every JSON API, and its docs page (Swagger UI from
     # drf-spectacular-sidecar's static files: no CDN; its script is a separate, same-origin file).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
