@@ -169,7 +169,9 @@ def test_the_start_again_link_goes_back_to_the_authorization_request(client, use
     sign_in_url, params = start_sign_in(client, confidential_app, pkce_pair()[1])
     state = press_button(client, sign_in_url)["state"]
     page = callback(client, state, error="access_denied").content.decode()
-    restart = re.search(r'<a class="button" href="([^"]+)">Start again</a>', page).group(1)
+    found = re.search(r'<a class="button" href="([^"]+)">Start again</a>', page)
+    assert found, page
+    restart = found.group(1)
     assert restart.startswith("/oauth/authorize?") and query_of(restart.replace("&amp;", "&"))["state"] == params["state"]
 
 
@@ -230,11 +232,11 @@ def spa(db: Any) -> ClientApp:
     return headless(make_application(public=True, name="Front end"))
 
 
-def authorize_url(client: Client, app: ClientApp, redirect: str = REDIRECT_URI, name: str = "acme", **headers: str) -> Any:
+def authorize_url(client: Client, app: ClientApp, redirect: str = REDIRECT_URI, name: str = "acme", **headers: Any) -> Any:
     return client.get(f"/api/auth/{name}/authorize-url", {"client_id": app.client_id, "redirect": redirect}, **headers)
 
 
-def exchange(client: Client, app: ClientApp, code: str, **headers: str) -> Any:
+def exchange(client: Client, app: ClientApp, code: str, **headers: Any) -> Any:
     return client.post("/api/auth/token", {"client_id": app.client_id, "code": code}, content_type="application/json",
                        **headers)
 
@@ -288,9 +290,12 @@ def test_an_exchange_code_lives_sixty_seconds(client, user, acme, spa):
 def test_a_confidential_api_client_authenticates(client, user, acme):
     app = headless(make_application(name="Back end"))
     assert authorize_url(client, app).status_code == 401
-    assert authorize_url(client, app, HTTP_AUTHORIZATION=basic_auth(app)).status_code == 200
-    code = front_end_code(client, app) if False else None  # noqa: SIM108  (the public path covers the rest)
-    assert code is None
+    answer = authorize_url(client, app, HTTP_AUTHORIZATION=basic_auth(app))
+    assert answer.status_code == 200, answer.content
+    response = callback(Client(), query_of(answer.json()["url"])["state"])
+    code = query_of(response["Location"])["code"]
+    assert exchange(client, app, code).status_code == 401  # the secret is needed here too
+    assert exchange(client, app, code, HTTP_AUTHORIZATION=basic_auth(app)).status_code == 200
 
 
 def test_the_redirect_must_be_registered_exactly(client, user, acme, spa):
