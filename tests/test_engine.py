@@ -81,7 +81,8 @@ class PinFactorAuth(SecondFactorAuth):
 class UpstreamAuth(RedirectAuth):
     """An upstream that 'authenticates' whoever its callback names (the base checks the state)."""
 
-    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str) -> str:
+    def authorize_url(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str,
+                      login_hint: str = "") -> str:
         return f"https://upstream.example/authorize?state={state}&redirect_uri={redirect_uri}"
 
     def complete(self, params: dict[str, Any], pending: dict[str, Any]) -> Any:
