@@ -338,3 +338,15 @@ def test_a_second_factor_user_gets_the_requirement_at_the_token_exchange(client,
     answer = exchange(client, spa, front_end_code(client, spa))
     assert answer.status_code == 400
     assert answer.json()["requirement"]["code"] == "second_factor_required"
+
+
+# -- translations ------------------------------------------------------------------------------------------------
+def test_the_button_and_the_error_page_speak_the_requests_language(client, user, acme, confidential_app):
+    params = authorize_params(confidential_app, pkce_pair()[1], ui_locales="ru")
+    sign_in_url = sign_in_url_from(client.get("/oauth/authorize", params))
+    assert "Продолжить через Acme" in client.get(sign_in_url).content.decode()
+    state = press_button(client, sign_in_url)["state"]
+    page = callback(client, state, error="access_denied").content.decode()
+    assert "Вход отменён или отклонён провайдером. Начните заново." in page and "Начать заново" in page
+    uk = client.get("/auth/acme/callback", {"state": "forged"}, HTTP_ACCEPT_LANGUAGE="uk").content.decode()
+    assert "Вхід не завершено" in uk
