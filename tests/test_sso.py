@@ -145,3 +145,15 @@ def test_a_headless_interaction_is_sent_to_the_authorize_url(rf, bob, acme):
         sso.route(request, interaction, "bob@acme.test")
     assert re.fullmatch(rf"http://testserver/api/auth/acme/authorize-url\?client_id={app.client_id}",
                         routed.value.data["url"])
+
+
+@pytest.mark.parametrize("page", ["create-account", "forgot-password"])
+def test_sign_up_and_forgot_password_codes_for_an_sso_email_go_there_too(client, bob, acme, mail_code, confidential_app,
+                                                                         page):
+    sign_in_url = sign_in_page(client, confidential_app)
+    page_url = f"{sign_in_url}{page}/"
+    assert "https://upstream.test" in client.get(page_url)["Content-Security-Policy"]
+    response = client.post(page_url, {"email": "new@acme.test", "action": "send"})
+    assert response.status_code == 303, response.content
+    assert response["Location"] == f"http://testserver{sign_in_url}?authenticator=acme"
+    assert mail.outbox == []
