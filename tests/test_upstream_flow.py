@@ -30,6 +30,7 @@ from tests.helpers import (
     make_application,
     pkce_pair,
     query_of,
+    run_together,
     sign_in_url_from,
     totp_now,
 )
@@ -350,3 +351,25 @@ def test_the_button_and_the_error_page_speak_the_requests_language(client, user,
     assert "Вход отменён или отклонён провайдером. Начните заново." in page and "Начать заново" in page
     uk = client.get("/auth/acme/callback", {"state": "forged"}, HTTP_ACCEPT_LANGUAGE="uk").content.decode()
     assert "Вхід не завершено" in uk
+
+
+# -- races (PostgreSQL and SQLite) ---------------------------------------------------------------------------------
+@pytest.fixture
+def racing(transactional_db: Any, django_user_model: Any) -> Any:
+    fake_upstream.register()
+    authenticator = Authenticator.objects.create(name="acme", auth_type=fake_upstream.TYPE, title="Acme")
+    django_user_model.objects.create_user("alice", "alice@example.com", "correct horse battery staple")
+    yield authenticator
+    fake_upstream.unregister()
+
+
+def test_parallel_callbacks_and_exchanges_succeed_once(racing):
+    app = headless(make_application(public=True, name="Front end"))
+    state = query_of(Client().get("/api/auth/acme/authorize-url", {"client_id": app.client_id,
+                                                                   "redirect": REDIRECT_URI}).json()["url"])["state"]
+    locations = run_together(10, lambda index: callback(Client(), state)["Location"])
+    codes = [query_of(location).get("code") for location in locations]
+    assert len([code for code in codes if code]) == 1, locations
+    code = next(code for code in codes if code)
+    statuses = run_together(10, lambda index: exchange(Client(), app, code).status_code)
+    assert sorted(statuses) == [200] + [400] * 9
