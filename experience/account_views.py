@@ -24,7 +24,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import accounts, captcha_page, code_tabs, errors, steps
+from experience import accounts, captcha_page, code_tabs, errors, sso, steps, upstream
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing, next_requirement
@@ -187,6 +187,8 @@ class AddressCodeView(View):
         except EngineError as error:
             if captcha_page.is_locked_out(request, error, address):
                 return captcha_page.locked(request, error)  # 429 with Retry-After, known account or not
+            if error.kind == "sso":  # this e-mail's organisation signs it in (and makes its account)
+                return see_other(error.data["url"])
             form.add_error(None, code_tabs.send_error_message(error))
             return refusal(self.render_address(request, interaction, policy, form, status=error.status, error=error), error)
         self.remember(request, interaction, {"authenticator": authenticator.name, "code_id": sent.code_id,
@@ -278,7 +280,7 @@ class AddressCodeView(View):
             "step": "address", "tabs": tabs, "current": current, "form": form,
             "without_code": not tabs and self.event == Interaction.SIGN_UP and not self.needs_code(request, interaction),
             **(captcha_page.context(request, interaction, error) if tabs else {"captcha": None}),
-        }, status)
+        }, status, form_action=upstream.form_targets(request, sso.redirect_authenticators(policy)))  # SSO routing
 
     def needs_code(self, request: HttpRequest, interaction: Interaction) -> bool:
         return accounts.needs_verified_address(engine.context(request, interaction))

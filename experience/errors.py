@@ -112,6 +112,8 @@ ERRORS: dict[str, ErrorSpec] = {
     "invalid_id_token": ErrorSpec("key", _("The sign-in provider's answer could not be verified. Try again.")),
     "upstream_unavailable": ErrorSpec("unavailable", _("The sign-in provider cannot be reached just now. Try again "
                                                        "in a few minutes.")),
+    "exchange_code_invalid": ErrorSpec("key", _("The sign-in code is invalid, used or expired. Start the sign-in again."),
+                                       code="invalid_code"),
 }
 
 UNKNOWN = ErrorSpec("key", _("The request could not be completed."))

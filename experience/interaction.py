@@ -26,9 +26,9 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 
-from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
+from authenticators.base import AuthError, CodeAuth, RedirectAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator, OneTimeCode
-from experience import accounts, audit, risk
+from experience import accounts, audit, risk, sso
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
@@ -36,7 +36,7 @@ from experience.gates import Context, Requirement, RequirementMissing, identify_
 from experience.models import AuditEvent, Interaction
 from experience.policy import policy_for
 
-SESSION_KEY = "portcullis_interactions"
+SESSION_KEY = sso.SESSION_KEY  # this browser's interactions, in its session
 
 __all__ = [
     "Completed", "EngineError", "InteractionError", "RequirementMissing", "begin_authorization", "code_authenticator",
@@ -251,12 +251,15 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
+    if authenticator.type.kind != "redirect":
+        sso.route(request, interaction, identifier)  # an SSO domain's e-mail signs in upstream only
     risk.guard(request, interaction, identifier, data)  # lockout, captcha (experience.risk)
     auth = _auth(request, interaction, authenticator)
     if interaction.event == Interaction.SIGN_UP:
         return _verify_new_address(request, interaction, authenticator, auth, data, save=save)
     try:
-        user = auth.sign_in(data)
+        # a redirect's callback: the state checked against what is pending, then the type completes
+        user = auth.finish(data["params"], data["pending"]) if isinstance(auth, RedirectAuth) else auth.sign_in(data)
     except AuthError as error:
         if error.code not in risk.NOT_COUNTED:
             risk.failed(request, identifier, interaction)
@@ -341,6 +344,7 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
         accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     address = str(data.get("email") or data.get("phone_number") or "")
+    sso.route(request, interaction, address)  # an SSO domain's e-mail gets no code: it signs in upstream
     demanded = interaction.state.get("captcha")
     risk.guard(request, interaction, address, data)
     if interaction.state.get("captcha") != demanded:  # a captcha solved here (its key is spent) meets the gate

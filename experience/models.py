@@ -227,3 +227,53 @@ def _experience_changed(**kwargs: Any) -> None:
 
 models.signals.post_save.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_saved")
 models.signals.post_delete.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_deleted")
+
+
+# -- redirect-type authenticators (upstream sign-in, enterprise SSO) ------------------------------------
+class UpstreamRedirect(models.Model):
+    """A sign-in sent to an upstream provider, waiting for its callback (``experience.upstream``).
+
+    Found by the SHA-256 of its ``state`` (the state itself is never stored), used once (a
+    conditional UPDATE sets ``consumed_at``), and only until ``expires_at``. It belongs to the
+    interaction that started it: a hosted page's (bound to that browser's session) or, for an API
+    client (``GET /api/auth/<name>/authorize-url``), one made for the application, with the front
+    end's ``redirect`` URI where the callback sends the browser with an exchange code."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    authenticator = models.CharField(_("authenticator"), max_length=64)
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="+")
+    client_id = models.CharField(_("application"), max_length=100, blank=True)
+    redirect = models.CharField(_("front end's redirect URI"), max_length=2000, blank=True,
+                                help_text=_("Empty for the hosted pages."))
+    client_state = models.CharField(max_length=500, blank=True)  # the front end's own state, echoed back
+    pending = models.JSONField(default=dict)  # nonce, PKCE verifier, redirect URI: never the state
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("upstream sign-in")
+        verbose_name_plural = _("upstream sign-ins")
+
+    def __str__(self) -> str:
+        return f"{self.authenticator} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class ExchangeCode(models.Model):
+    """What the callback gives an API client's front end (``?code=``): single use, short-lived
+    (60 s), bound to the application; traded at ``POST /api/auth/token`` for a UserToken. Only its
+    SHA-256 is stored. The interaction holds the upstream verification the token is issued for."""
+
+    digest = models.CharField(max_length=64, unique=True)
+    client_id = models.CharField(_("application"), max_length=100)
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("exchange code")
+        verbose_name_plural = _("exchange codes")
+
+    def __str__(self) -> str:
+        return f"{self.client_id} {self.created_at:%Y-%m-%d %H:%M}"

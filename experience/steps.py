@@ -56,14 +56,15 @@ def advance(request: HttpRequest, interaction: Interaction) -> HttpResponse:
 
 
 def render_step(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
-                status: int = 200) -> HttpResponse:
+                status: int = 200, form_action: list[str] | None = None) -> HttpResponse:
     """A page of ``interaction``: branded with its application's name, not framable, its forms allowed
-    to end at the client (signing in ends in a redirect there, through the authorization endpoint)."""
+    to end at the client (signing in ends in a redirect there, through the authorization endpoint),
+    and at ``form_action`` (the upstream providers its buttons send the browser to)."""
     application = load_application(interaction.client_id) if interaction.client_id else None
     context = {"interaction": interaction, "application": application,
                "brand_name": application.name if application else "Portcullis", **context}
     redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
-    targets = client_targets(application, redirect_uri) if application else []
+    targets = (client_targets(application, redirect_uri) if application else []) + list(form_action or [])
     return deny_framing(render(request, template, context, status=status), form_action=targets)
 
 

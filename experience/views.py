@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import captcha_page, code_tabs, errors, signed_in, steps
+from experience import captcha_page, code_tabs, errors, signed_in, sso, steps, upstream
 from experience import interaction as engine
 from experience.code_tabs import address_form, address_initial, code_step
 from experience.errors import EngineError
@@ -63,6 +63,9 @@ class SignInView(View):
         languages.use_ui_locales(request, signed_in.ui_locales(interaction))
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
+        button = self.button(request, interaction, request.GET.get("authenticator"))
+        if button is not None:  # a redirect-type method's link (SPEC's ?authenticator=): go upstream
+            return self.go_upstream(request, interaction, authenticators, current, button, status=302)
         return self.render(request, interaction, authenticators, current, self.fresh_form(request, interaction, current))
 
     def post(self, request: HttpRequest, uid: str) -> HttpResponseBase:
@@ -73,6 +76,13 @@ class SignInView(View):
         languages.use_ui_locales(request, signed_in.ui_locales(interaction))  # before any message is made
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
+        if request.POST.get("action") == "redirect":  # a "Continue with ..." button
+            button = self.button(request, interaction, request.POST.get("authenticator"))
+            if button is None:
+                return self.render(request, interaction, authenticators, current,
+                                   self.fresh_form(request, interaction, current), status=400,
+                                   notice=errors.ERRORS["disabled"].message)
+            return self.go_upstream(request, interaction, authenticators, current, button, status=303)
         form_class = sign_in_form_of(current)
         if current is None or form_class is None:
             return self.render(request, interaction, authenticators, current, None, status=400)
@@ -98,6 +108,8 @@ class SignInView(View):
         except EngineError as error:
             if error.kind == "rate_limited":
                 return captcha_page.locked(request, error)
+            if error.kind == "sso":  # this e-mail's organisation signs it in: go there
+                return see_other(error.data["url"])
             errors.add_to_form(form, error)
             return self.render(request, interaction, authenticators, current, form, status=400, error=error)
         return see_other(completed.redirect_to)
@@ -129,6 +141,24 @@ class SignInView(View):
                 return authenticator
         return forms[0] if forms else None
 
+    @staticmethod
+    def buttons(request: HttpRequest, interaction: Interaction) -> list[Authenticator]:
+        """The application's redirect-type methods ("Continue with ..." buttons), in its policy's order."""
+        return sso.redirect_authenticators(policy_for(interaction.client_id, request))
+
+    def button(self, request: HttpRequest, interaction: Interaction, name: Any) -> Authenticator | None:
+        return next((a for a in self.buttons(request, interaction) if a.name == name), None) if name else None
+
+    def go_upstream(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
+                    current: Authenticator | None, button: Authenticator, status: int) -> HttpResponseBase:
+        """Start the sign-in with ``button``'s upstream for this interaction; the browser goes there."""
+        try:
+            url = upstream.begin(request, interaction, button)
+        except EngineError as error:
+            return self.render(request, interaction, authenticators, current,
+                               self.fresh_form(request, interaction, current), status=error.status, notice=error.message)
+        return deny_framing(HttpResponse(status=status, headers={"Location": url}))
+
     def send_code(self, request: HttpRequest, interaction: Interaction, authenticators: list[Authenticator],
                   current: Authenticator) -> HttpResponseBase:
         """A code tab's first step (the address form), or its "Resend code" to the address kept."""
@@ -148,6 +178,8 @@ class SignInView(View):
         except engine.InteractionError as error:
             return self.expired(request, interaction.uid, error)
         except EngineError as error:
+            if error.kind == "sso":  # this e-mail's organisation signs it in: go there
+                return see_other(error.data["url"])
             if not form.is_bound:  # the code form of a refused "Resend code": an error, no data
                 form.full_clean()
                 form.cleaned_data = {}
@@ -163,8 +195,10 @@ class SignInView(View):
                current: Authenticator | None, form: Any, status: int = 200, notice: Any = None,
                error: EngineError | None = None) -> HttpResponse:
         step = code_step(request, interaction, current, form)
+        buttons = self.buttons(request, interaction)
         context = {
             "tabs": authenticators,
+            "buttons": buttons,
             "current": current,
             "form": form,
             "sign_up_enabled": policy_for(interaction.client_id, request).sign_up.enabled,
@@ -173,7 +207,8 @@ class SignInView(View):
             **(code_tabs.context(request, interaction, current, authenticators) if step == "code" and current else {}),
             **captcha_page.context(request, interaction, error if form is not None else None),
         }
-        return steps.render_step(request, interaction, self.template_name, context, status=status)
+        return steps.render_step(request, interaction, self.template_name, context, status=status,
+                                 form_action=upstream.form_targets(request, buttons))
 
     @staticmethod
     def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:

@@ -19,7 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from authenticators.models import Authenticator
-from experience import headless
+from experience import headless, upstream
 from experience.api import auth_serializers as a
 from experience.api import serializers as s
 from experience.api.authentication import BearerAccessToken
@@ -215,4 +215,57 @@ class SignOutView(BearerView):
         return Response(status=204)
 
 
-# -- third-party flow (H2)
+# -- the third-party flow of redirect-type authenticators -------------------------------------------------
+class AuthorizeUrlView(AuthApiView):
+    """`GET /api/auth/<authenticator>/authorize-url?client_id=&redirect=`: the upstream URL for an API
+    client's front end. The upstream calls back `/auth/<authenticator>/callback`, which sends the
+    browser to `redirect` with `?authenticator=<name>&code=<exchange code>` (or `&error=<code>`)."""
+
+    throttle_scope = "auth.authorize-url"
+
+    @extend_schema(
+        summary="The upstream authorization URL (third-party flow)", tags=TAG,
+        parameters=[
+            OpenApiParameter("client_id", str, required=True, description="The application."),
+            OpenApiParameter("redirect", str, required=True,
+                             description="The front end's URL: exactly one of the application's registered redirect URIs."),
+            OpenApiParameter("state", str, description="Optional: given back at `redirect` with the code."),
+        ],
+        description="A confidential application authenticates with HTTP Basic (never a secret in the URL).",
+        responses={200: s.UpstreamUrl, 400: s.errors_of(400, "validation", description="`redirect` is not registered."),
+                   401: s.errors_of(401, "key", description="`invalid_client`."),
+                   403: s.errors_of(403, "forbidden", description="`headless_not_allowed`."),
+                   404: s.errors_of(404, "not_found", description="Not a redirect-type method of the application."),
+                   429: s.errors_of(429, "rate_limited")},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        query = s.AuthorizeUrlQuery(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        application = self.application({"client_id": data["client_id"]})
+        url = upstream.begin_for_client(request._request, application, name, data["redirect"], data["state"])
+        return Response({"url": url})
+
+
+class ExchangeTokenView(AuthApiView):
+    """`POST /api/auth/token` `{"client_id", "code"}`: the callback's exchange code for a UserToken."""
+
+    throttle_scope = "auth.token"
+
+    @extend_schema(
+        summary="Trade an exchange code for tokens (third-party flow)", tags=TAG, request=s.ExchangeRequest,
+        description="The code is single use, lives 60 s and belongs to the application it was made for. A user with "
+                    "a second factor answers `400 requirement second_factor_required`.",
+        responses={200: s.TokenAnswer,
+                   400: s.errors_of(400, "validation", "key", "requirement",
+                                    description="A bad body; a used, expired or another application's code "
+                                                "(`key.invalid_code`); a gate not met."),
+                   401: s.errors_of(401, "key", description="`invalid_client`."),
+                   403: s.errors_of(403, "forbidden", description="`headless_not_allowed`."),
+                   429: s.errors_of(429, "rate_limited")},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.valid(s.ExchangeRequest)
+        application = self.application(data)
+        completed = upstream.redeem(request._request, application, data["code"])
+        return Response(completed.token)

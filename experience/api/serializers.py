@@ -196,6 +196,8 @@ class ErrorDetail(serializers.Serializer):
             retry_after=serializers.IntegerField(required=False, help_text="`rate_limited`: seconds to wait."),
             captcha=CaptchaChallenge(required=False, help_text="`captcha_answer`: the captcha to solve."),
             url=serializers.CharField(required=False, help_text="`sso`: where the sign-in continues."),
+            authenticator=serializers.CharField(required=False, help_text="`sso`: the authenticator that signs this "
+                                                                           "e-mail in."),
         )
         return fields
 
@@ -225,3 +227,34 @@ def errors_of(status: int, *kinds: str, description: str = "") -> OpenApiRespons
         component_name="Error" + "".join(kind.title().replace("_", "") for kind in kinds) + str(status),
         serializers=[KINDS[kind] for kind in kinds], resource_type_field_name=None)
     return OpenApiResponse(proxy, description=description)
+
+
+# -- redirect-type authenticators (upstream sign-in; the third-party flow) ------------------------------------
+class RedirectRequest(serializers.Serializer):
+    authenticator = text(64, help_text="A redirect-type authenticator of the application's experience.")
+
+
+class UpstreamUrl(serializers.Serializer):
+    url = serializers.CharField(help_text="The upstream authorization URL: send the browser there.")
+
+
+class AuthorizeUrlQuery(serializers.Serializer):
+    client_id = text(100)
+    redirect = text(2000, help_text="The front end's URL: exactly one of the application's registered redirect URIs.")
+    state = text(500, required=False, default="", allow_blank=True, help_text=(
+        "Optional: the front end's own value, given back with the code at `redirect` (check it there)."))
+
+
+class ExchangeRequest(serializers.Serializer):
+    client_id = text(100)
+    code = text(512, help_text="The exchange code the callback gave the front end (60 s, single use).")
+    client_secret = text(512, required=False, help_text="A confidential application's secret (or HTTP Basic).")
+
+
+class TokenAnswer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    refresh_token = serializers.CharField()
+    scope = serializers.CharField()
+    id_token = serializers.CharField(required=False, help_text="When `openid` is in scope.")

@@ -30,6 +30,10 @@ urlpatterns = [
     path("api/auth/sign-out", auth_views.SignOutView.as_view(), name="api-auth-sign-out"),
     path("api/auth/check", auth_views.CheckView.as_view(), name="api-auth-check"),
     path("api/authorization/check-code", auth_views.CheckCodeView.as_view(), name="api-authorization-check-code"),
+    path("api/experience/<str:uid>/redirect", views.RedirectView.as_view(), name="api-redirect"),
+    # the third-party flow of redirect-type authenticators (H2)
+    path("api/auth/<slug:name>/authorize-url", auth_views.AuthorizeUrlView.as_view(), name="api-auth-authorize-url"),
+    path("api/auth/token", auth_views.ExchangeTokenView.as_view(), name="api-auth-token"),
     # One OpenAPI 3 schema of every JSON API, and its docs page (Swagger UI from
     # drf-spectacular-sidecar's static files: no CDN; its script is a separate, same-origin file).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from authenticators.base import SentCode
 from authenticators.models import Authenticator
-from experience import errors, mfa, risk
+from experience import errors, mfa, risk, upstream
 from experience import interaction as engine
 from experience.api import serializers as s
 from experience.api.authentication import CsrfSession, set_csrf_cookie
@@ -374,6 +374,25 @@ class SubmitView(ExperienceView):
         interaction = self.load(uid)
         completed = engine.submit(request._request, interaction)
         return Response({"redirect_to": completed.redirect_to})
+
+
+class RedirectView(ExperienceView):
+    """`POST .../redirect`: start the sign-in with a redirect-type authenticator (upstream, SSO)."""
+
+    throttle_scope = "experience.redirect"
+
+    @step("Start an upstream sign-in (redirect-type authenticator)", s.RedirectRequest, s.UpstreamUrl,
+          description="Answers the upstream authorization URL; the browser goes there, and the upstream calls back "
+                      "`/auth/<authenticator>/callback`, which continues this interaction (the next step's page, or "
+                      "the application's own sign-in page with `?interaction=`) and ends at the client application.",
+          errors={404: s.errors_of(404, "not_found", "interaction",
+                                   description="Not a redirect-type method of this application (`authenticator`), or "
+                                               "not this browser's interaction.")})
+    def post(self, request: Request, uid: str) -> Response:
+        interaction = self.load(uid)
+        data = self.valid(s.RedirectRequest)
+        authenticator = upstream.authenticator_of(request._request, interaction.client_id, data["authenticator"])
+        return Response({"url": upstream.begin(request._request, interaction, authenticator)})
 
 
 class ConfigView(ExperienceView):
