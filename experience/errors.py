@@ -108,7 +108,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "profile_incomplete": ErrorSpec("requirement", _("Complete your profile to continue.")),
     "mfa_enrolment_required": ErrorSpec("requirement", _("Set up a second factor to continue.")),
     # upstream sign-in (oidc)
-    "upstream_error": ErrorSpec("key", _("The sign-in provider did not sign you in. Try again.")),
+    "upstream_error": ErrorSpec("key", _("The sign-in was cancelled or refused by the provider. Start again.")),
     "invalid_id_token": ErrorSpec("key", _("The sign-in provider's answer could not be verified. Try again.")),
     "upstream_unavailable": ErrorSpec("unavailable", _("The sign-in provider cannot be reached just now. Try again "
                                                        "in a few minutes.")),
