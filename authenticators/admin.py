@@ -42,7 +42,6 @@ from django.views.decorators.debug import sensitive_post_parameters
 from authenticators.base import RedirectAuth
 from authenticators.models import Authenticator, BackupCode, SecondFactorState, UserAuthenticator
 from authenticators.registry import AuthType, registry
-from identity.app_settings import app_settings, mount_path
 
 OPTION_PREFIX = "options"
 KIND_TITLES = {
@@ -99,16 +98,6 @@ def settings_fields(auth_type: AuthType | None, stored: dict[str, Any] | None) -
                 field.help_text = f"{field.help_text} {keep}".strip() if field.help_text else keep
         fields[option_field_name(option)] = field
     return fields
-
-
-def redirect_uri(request: HttpRequest, auth: RedirectAuth) -> str:
-    """The absolute redirect URI to register upstream: the issuer (where the apps are mounted, or
-    ``PORTCULLIS_ISSUER``) and the authenticator's ``callback_path()`` below that mount point."""
-    callback = auth.callback_path()
-    mount = mount_path()
-    if mount and (callback == mount or callback.startswith(mount + "/")):
-        callback = callback[len(mount):]
-    return app_settings.issuer(request) + callback
 
 
 class AuthenticatorAdminForm(forms.ModelForm):
@@ -275,7 +264,7 @@ class AuthenticatorAdmin(admin.ModelAdmin):
         opts = self.model._meta
         try:
             auth = obj.get_auth(request)
-            uri = redirect_uri(request, auth) if isinstance(auth, RedirectAuth) else ""
+            uri = auth.redirect_uri(request) if isinstance(auth, RedirectAuth) else ""
         except NoReverseMatch:
             uri = ""  # the host project does not mount experience.urls: there is no callback yet
         return {"redirect_uri": uri,

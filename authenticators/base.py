@@ -345,6 +345,17 @@ class RedirectAuth(BaseAuth):
 
         return reverse("experience:auth-callback", kwargs={"name": self.authenticator.name})
 
+    def redirect_uri(self, request: HttpRequest | None = None) -> str:
+        """The absolute redirect URI, registered upstream and sent with each authorization request:
+        the issuer (where the apps are mounted, or ``PORTCULLIS_ISSUER``) and :meth:`callback_path`
+        below that mount point, as discovery makes its endpoints."""
+        from identity.app_settings import app_settings, mount_path
+
+        callback, mount = self.callback_path(), mount_path()
+        if mount and (callback == mount or callback.startswith(mount + "/")):
+            callback = callback[len(mount):]
+        return app_settings.issuer(request) + callback
+
     def test_connection(self) -> list[tuple[bool, str]]:
         """What the admin's "test connection" shows: each check (discovery reachable, keys valid,
         issuer matches, ...) with whether it passed. A type with nothing to check answers []."""

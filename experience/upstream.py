@@ -30,7 +30,6 @@ from urllib.parse import urlencode, urlsplit
 
 from django.db import transaction
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils import timezone
 
 from authenticators.base import AuthError, RedirectAuth
@@ -42,7 +41,6 @@ from experience.completion import ApplicationToken, Completed
 from experience.errors import EngineError
 from experience.models import AuditEvent, ExchangeCode, Interaction, UpstreamRedirect
 from experience.policy import policy_for
-from identity.app_settings import app_settings as identity_settings
 
 EXCHANGE_CODE_TTL = 60  # seconds (SPEC §4)
 # What a token traded for an exchange code is for (the auth API's sign-in answers the same scopes).
@@ -65,15 +63,6 @@ def authenticator_of(request: HttpRequest, client_id: str, name: Any) -> Authent
     raise EngineError("unknown_authenticator")
 
 
-def callback_url(request: HttpRequest, authenticator: Authenticator) -> str:
-    """The redirect URI registered upstream: ``/auth/<name>/callback`` on the issuer's origin."""
-    path = reverse("experience:auth-callback", kwargs={"name": authenticator.name})
-    issuer = urlsplit(identity_settings.issuer(request))
-    if issuer.scheme and issuer.netloc:
-        return f"{issuer.scheme}://{issuer.netloc}{path}"
-    return request.build_absolute_uri(path)
-
-
 # -- the first leg -----------------------------------------------------------------------------------------
 def begin(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, *,
           redirect: str = "", client_state: str = "") -> str:
@@ -86,7 +75,7 @@ def begin(request: HttpRequest, interaction: Interaction, authenticator: Authent
     if not isinstance(auth, RedirectAuth):
         raise EngineError("unknown_authenticator")
     try:
-        url, pending = auth.begin(callback_url(request, authenticator),
+        url, pending = auth.begin(auth.redirect_uri(request),
                                   login_hint=str(interaction.state.get("login_hint") or ""))
     except AuthError as error:
         raise engine.engine_error(error) from None
@@ -248,7 +237,7 @@ def form_targets(request: HttpRequest, authenticators: list[Authenticator]) -> l
         if not isinstance(auth, RedirectAuth):
             continue
         try:
-            targets.append(auth.authorize_url(redirect_uri=callback_url(request, authenticator), state="-",
+            targets.append(auth.authorize_url(redirect_uri=auth.redirect_uri(request), state="-",
                                               nonce="-", code_verifier="-"))
         except Exception:  # noqa: BLE001  the page renders whatever an upstream type does
             continue
