@@ -37,7 +37,6 @@ from authenticators.models import Authenticator
 from experience import audit, sso
 from experience import interaction as engine
 from experience.app_settings import app_settings
-from experience.completion import ApplicationToken, Completed
 from experience.errors import EngineError
 from experience.models import AuditEvent, ExchangeCode, Interaction, UpstreamRedirect
 from experience.policy import policy_for
@@ -209,10 +208,13 @@ def exchange_code(finished: Finished) -> str:
     return code
 
 
-def redeem(request: HttpRequest, application: Any, code: Any) -> Completed:
+def redeem(request: HttpRequest, application: Any, code: Any) -> dict[str, Any]:
     """Trade an exchange code of ``application`` for a token response (once: a conditional UPDATE
-    spends it; another application's code stays unspent). The interaction's gates still apply
-    (a user with a second factor: ``requirement`` ``second_factor_required``)."""
+    spends it; another application's code stays unspent), or a Data2fa when the user has a second
+    factor: from here on the interaction is a headless one of the application, finished at
+    ``/api/authorization/check-code`` as after a password (``experience.headless``)."""
+    from experience import headless
+
     if not isinstance(code, str) or not code or len(code) > MAX_STATE:
         raise EngineError("exchange_code_invalid")
     with transaction.atomic():
@@ -223,7 +225,15 @@ def redeem(request: HttpRequest, application: Any, code: Any) -> Completed:
     if row is None:
         audit.record(request, AuditEvent.SIGN_IN_FAILED, client_id=application.client_id, reason="exchange_code_invalid")
         raise EngineError("exchange_code_invalid")
-    return engine.submit(request, row.interaction, ApplicationToken(application, API_SCOPES))
+    interaction = row.interaction
+    # The upstream leg's rows are spent: gone, so that a Data2fa's new handle (a new key of the
+    # interaction) leaves nothing pointing at the old one.
+    ExchangeCode.objects.filter(interaction=interaction).delete()
+    UpstreamRedirect.objects.filter(interaction=interaction).delete()
+    interaction.state.update(headless=True, scopes=list(API_SCOPES))
+    first = next((v.get("authenticator", "") for v in interaction.state.get("verifications", [])
+                  if v.get("factor") == "first"), "")
+    return headless.complete(request, application, interaction, authenticator=first, spent="exchange_code_invalid")
 
 
 # -- the hosted page ------------------------------------------------------------------------------------------

@@ -429,3 +429,56 @@ def test_a_staff_member_who_may_only_view_sees_the_page_without_secrets(client, 
     assert "Client secret: <code>set (not shown)</code>" in html
     assert client.get(ADD_URL).status_code == 403  # no type picker without the add permission
     assert client.post(f"/admin/authenticators/authenticator/{upstream.pk}/test-connection/").status_code == 403
+
+
+# -- the built-in oidc type through the admin ----------------------------------------------------------------
+def oidc_fields(issuer: str, **extra: str) -> dict[str, str]:
+    return common("corp-oidc", "Corp", **{
+        "options-preset": "", "options-issuer": issuer, "options-tenant": "common", "options-client_id": "downstream",
+        "options-client_secret": "downstream-secret", "options-scopes": "openid email profile",
+        "options-claims": '{"email": "email", "name": "name"}', "options-sign_up": "on",
+        "options-domains": "Corp.Example, @sub.corp.example", **extra})
+
+
+def test_an_oidc_authenticator_is_made_in_admin_and_its_connection_tested(admin_client, settings):
+    from tests.upstream import FakeProvider
+
+    settings.PORTCULLIS_OIDC_ALLOW_INSECURE_ISSUERS = True
+    provider = FakeProvider()
+    try:
+        page = admin_client.get(ADD_URL + "?auth_type=oidc").content.decode()
+        assert 'name="options-issuer"' in page and 'name="options-client_secret"' in page
+        response = admin_client.post(ADD_URL + "?auth_type=oidc", oidc_fields(provider.issuer))
+        assert response.status_code == 302, field_errors(response)
+        created = Authenticator.objects.get(name="corp-oidc")
+        assert created.options["issuer"] == provider.issuer and created.options["client_secret"] == "downstream-secret"
+        assert created.options["domains"] == ["corp.example", "sub.corp.example"]
+        assert created.options["scopes"] == ["openid", "email", "profile"]
+
+        html = admin_client.get(change_url(created)).content.decode()
+        assert '<code id="redirect-uri">http://testserver/auth/corp-oidc/callback</code>' in html
+        assert "downstream-secret" not in html
+        tested = admin_client.post(f"/admin/authenticators/authenticator/{created.pk}/test-connection/", follow=True)
+        shown = [(m.level_tag, str(m)) for m in tested.context["messages"]]
+        assert [level for level, _message in shown] == ["success", "success", "success"], shown
+        assert shown[-1][1] == "Signing keys published: 1"
+    finally:
+        provider.stop()
+
+
+@pytest.mark.parametrize(("issuer", "field"), [
+    ("http://login.corp.example", "options-issuer"),  # plain http off loopback
+    ("https://169.254.169.254", "options-issuer"),  # the cloud metadata address: no server-side request forgery
+    ("https://10.0.0.1", "options-issuer"),
+])
+def test_an_oidc_issuer_the_rule_refuses_is_an_error_on_its_field(admin_client, issuer, field):
+    response = admin_client.post(ADD_URL + "?auth_type=oidc", oidc_fields(issuer))
+    assert response.status_code == 200
+    assert list(field_errors(response)) == [field], field_errors(response)
+    assert not Authenticator.objects.filter(name="corp-oidc").exists()
+
+
+def test_an_oidc_preset_fills_in_the_provider(admin_client):
+    response = admin_client.post(ADD_URL + "?auth_type=oidc", oidc_fields("", **{"options-preset": "google"}))
+    assert response.status_code == 302, field_errors(response)
+    assert Authenticator.objects.get(name="corp-oidc").options["issuer"] == "https://accounts.google.com"

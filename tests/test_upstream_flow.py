@@ -335,10 +335,23 @@ def test_the_front_ends_own_state_comes_back(client, user, acme, spa):
     assert query_of(response["Location"])["state"] == "front-end-123"
 
 
-def test_a_second_factor_user_gets_the_requirement_at_the_token_exchange(client, totp_user, acme, spa):
+def test_a_second_factor_user_gets_a_data_2fa_at_the_token_exchange_and_finishes_it(client, totp_user, acme, spa):
     answer = exchange(client, spa, front_end_code(client, spa))
-    assert answer.status_code == 400
-    assert answer.json()["requirement"]["code"] == "second_factor_required"
+    assert answer.status_code == 200, answer.content
+    data_2fa = answer.json()
+    assert set(data_2fa) == {"data_2fa", "timeout", "methods"} and "totp" in data_2fa["methods"]
+    assert "access_token" not in data_2fa
+
+    wrong = client.post("/api/authorization/check-code", {"client_id": spa.client_id, "data_2fa": data_2fa["data_2fa"],
+                        "code": "000000" if totp_now() != "000000" else "111111"}, content_type="application/json")
+    assert wrong.status_code == 400 and wrong.json()["key"]["code"] == "invalid_code"
+    tokens = client.post("/api/authorization/check-code", {"client_id": spa.client_id, "data_2fa": data_2fa["data_2fa"],
+                         "code": totp_now()}, content_type="application/json")
+    assert tokens.status_code == 200, tokens.content
+    claims = jwt_payload(tokens.json()["id_token"])
+    assert "otp" in claims["amr"] or "mfa" in claims["amr"], claims["amr"]
+    checked = client.get("/api/auth/check", HTTP_AUTHORIZATION=f"Bearer {tokens.json()['access_token']}")
+    assert checked.status_code == 200 and checked.json()["authenticator"] == "acme"
 
 
 # -- translations ------------------------------------------------------------------------------------------------

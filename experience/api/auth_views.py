@@ -255,8 +255,8 @@ class ExchangeTokenView(AuthApiView):
     @extend_schema(
         summary="Trade an exchange code for tokens (third-party flow)", tags=TAG, request=s.ExchangeRequest,
         description="The code is single use, lives 60 s and belongs to the application it was made for. A user with "
-                    "a second factor answers `400 requirement second_factor_required`.",
-        responses={200: s.TokenAnswer,
+                    "a second factor gets a Data2fa, finished at `/api/authorization/check-code` as after a password.",
+        responses={200: a.USER_TOKEN_OR_DATA_2FA,
                    400: s.errors_of(400, "validation", "key", "requirement",
                                     description="A bad body; a used, expired or another application's code "
                                                 "(`key.invalid_code`); a gate not met."),
@@ -267,5 +267,4 @@ class ExchangeTokenView(AuthApiView):
     def post(self, request: Request) -> Response:
         data = self.valid(s.ExchangeRequest)
         application = self.application(data)
-        completed = upstream.redeem(request._request, application, data["code"])
-        return Response(completed.token)
+        return Response(upstream.redeem(request._request, application, data["code"]))
