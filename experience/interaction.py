@@ -259,7 +259,11 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
         return _verify_new_address(request, interaction, authenticator, auth, data, save=save)
     try:
         # a redirect's callback: the state checked against what is pending, then the type completes
-        user = auth.finish(data["params"], data["pending"]) if isinstance(auth, RedirectAuth) else auth.sign_in(data)
+        if isinstance(auth, RedirectAuth):
+            params = data.get("params")
+            user = auth.finish(params if isinstance(params, dict) else {}, data.get("pending"))
+        else:
+            user = auth.sign_in(data)
     except AuthError as error:
         if error.code not in risk.NOT_COUNTED:
             risk.failed(request, identifier, interaction)

@@ -386,3 +386,16 @@ def test_parallel_callbacks_and_exchanges_succeed_once(racing):
     code = next(code for code in codes if code)
     statuses = run_together(10, lambda index: exchange(Client(), app, code).status_code)
     assert sorted(statuses) == [200] + [400] * 9
+
+
+def test_a_redirect_type_driven_like_a_form_is_refused_not_a_500(db, acme):
+    """Only the callback has what a redirect type checks; anything else is a refused state."""
+    from experience import interaction as engine
+    from experience.errors import EngineError
+    from tests.helpers import browser_request
+
+    request = browser_request()
+    interaction = engine.start(request)
+    with pytest.raises(EngineError) as refused:
+        engine.verify(request, interaction, acme, {"identifier": "alice", "password": "x"})
+    assert refused.value.code == "invalid_state"
