@@ -29,7 +29,7 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 	@touch $@
 
 $(STAMP): $(RUN_STAMP)
-	@echo "==> Installing the test tools (.[dev]: pytest, Playwright, Authlib, ruff, mypy, PostgreSQL and Redis drivers)"
+	@echo "==> Installing the test tools (.[dev]: pytest, Playwright, requests, ruff, mypy, PostgreSQL and Redis drivers)"
 	@$(call PIP_INSTALL,-e ".[dev]")
 	@rm -f $(VENV)/.installed-dev-*
 	@touch $@
