@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from authenticators.base import AuthError, RedirectAuth
 from authenticators.models import Authenticator
-from experience import audit, sso
+from experience import audit, headless, sso
 from experience import interaction as engine
 from experience.app_settings import app_settings
 from experience.errors import EngineError
@@ -43,7 +43,6 @@ from experience.policy import policy_for
 
 EXCHANGE_CODE_TTL = 60  # seconds (SPEC §4)
 # What a token traded for an exchange code is for (the auth API's sign-in answers the same scopes).
-API_SCOPES = ("openid", "profile", "email")
 MAX_STATE = 512
 
 
@@ -213,8 +212,6 @@ def redeem(request: HttpRequest, application: Any, code: Any) -> dict[str, Any]:
     spends it; another application's code stays unspent), or a Data2fa when the user has a second
     factor: from here on the interaction is a headless one of the application, finished at
     ``/api/authorization/check-code`` as after a password (``experience.headless``)."""
-    from experience import headless
-
     if not isinstance(code, str) or not code or len(code) > MAX_STATE:
         raise EngineError("exchange_code_invalid")
     with transaction.atomic():
@@ -230,10 +227,8 @@ def redeem(request: HttpRequest, application: Any, code: Any) -> dict[str, Any]:
     # interaction) leaves nothing pointing at the old one.
     ExchangeCode.objects.filter(interaction=interaction).delete()
     UpstreamRedirect.objects.filter(interaction=interaction).delete()
-    interaction.state.update(headless=True, scopes=list(API_SCOPES))
-    first = next((v.get("authenticator", "") for v in interaction.state.get("verifications", [])
-                  if v.get("factor") == "first"), "")
-    return headless.complete(request, application, interaction, authenticator=first, spent="exchange_code_invalid")
+    interaction.state["headless"] = True  # the headless default scopes; the token names the first factor's authenticator
+    return headless.complete(request, application, interaction, spent="exchange_code_invalid")
 
 
 # -- the hosted page ------------------------------------------------------------------------------------------
