@@ -89,15 +89,15 @@ def authenticator_named(request: HttpRequest, application: Any, name: str | None
     the first method of ``auth_type`` (None when ``auth_type`` is empty too: the caller decides).
     ``unknown_authenticator`` (404) for a name no enabled authenticator has, ``disabled`` (403) for
     one the application's experience does not offer."""
-    methods = policy_for(application.client_id, request).first_factors()
+    policy = policy_for(application.client_id, request)
     if name is None or name == "":
         if not auth_type:
             return None
-        for authenticator in methods:
-            if authenticator.auth_type == auth_type:
-                return authenticator
-        raise EngineError("disabled")
-    for authenticator in methods:
+        default = policy.first_factor_of(auth_type)
+        if default is None:
+            raise EngineError("disabled")
+        return default
+    for authenticator in policy.first_factors():
         if authenticator.name == name:
             return authenticator
     if len(name) <= 64 and name.isprintable() and Authenticator.objects.filter(name=name, enabled=True).exists():

@@ -92,6 +92,10 @@ class Policy:
         """The enabled second-factor authenticators this experience allows (MFA ``factors``)."""
         return self._second_factors(self._enabled())
 
+    def first_factor_of(self, auth_type: str) -> Authenticator | None:
+        """The first of :meth:`first_factors` of ``auth_type`` (the one a face means by a type)."""
+        return next((a for a in self.first_factors() if a.auth_type == auth_type), None)
+
     @staticmethod
     def _enabled() -> list[Authenticator]:
         """The enabled authenticators whose type is registered, by sort order."""

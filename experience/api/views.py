@@ -121,10 +121,10 @@ def unreadable_body(request: HttpRequest) -> HttpResponseBase:
 
 def first_factor(request: HttpRequest, interaction: Interaction, auth_type: str) -> Authenticator:
     """The application's first factor of ``auth_type`` (its policy's first, in order)."""
-    for authenticator in policy_for(interaction.client_id, request).first_factors():
-        if authenticator.auth_type == auth_type:
-            return authenticator
-    raise EngineError("disabled")
+    authenticator = policy_for(interaction.client_id, request).first_factor_of(auth_type)
+    if authenticator is None:
+        raise EngineError("disabled")
+    return authenticator
 
 
 def second_factor(request: HttpRequest, interaction: Interaction, auth_type: str) -> Authenticator:
