@@ -12,6 +12,8 @@ STAMP := $(VENV)/.installed-dev-$(HASH)
 PIP_INSTALL = bash -o pipefail -c '$(PIP) install --progress-bar off $(1) | sed -n "s/^Collecting \([A-Za-z0-9._-]*\).*/    \1/p"'
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# pytest-xdist workers for `make test` (one per core here); PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 AXE_CORE := tests/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test bench install browser spa axe-core lint clean
@@ -78,7 +80,7 @@ $(AXE_CORE): tests/axe/package-lock.json
 axe-core: $(AXE_CORE)
 
 test: $(STAMP) browser spa
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 test: $(AXE_CORE)
 
 bench: $(STAMP)

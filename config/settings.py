@@ -37,9 +37,21 @@ if not SECRET_KEY:
     if not key_file.exists():
         import secrets
 
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    SECRET_KEY = key_file.read_text().strip()
+        # Created exclusively: processes starting at once (workers, parallel tests) keep one key.
+        try:
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(50))
+    for _ in range(50):  # another process may be writing it this instant
+        SECRET_KEY = key_file.read_text().strip()
+        if SECRET_KEY:
+            break
+        import time
+
+        time.sleep(0.01)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -116,6 +128,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-portcullis-{os.getpid()}.sqlite3")}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# Parallel test workers (pytest-xdist names each in PYTEST_XDIST_WORKER: gw0, gw1, ...) clear the
+# cache between tests, so each gets its own: REDIS_URL's database counting down (gw0 keeps it), or
+# its own file cache directory. The test databases are per worker already (pytest-django).
+TEST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if TEST_WORKER and REDIS_URL:
+    from urllib.parse import urlsplit, urlunsplit
+
+    _parts = urlsplit(REDIS_URL)
+    _base = int(_parts.path.strip("/") or 0)
+    REDIS_URL = urlunsplit(_parts._replace(path=f"/{(_base - int(TEST_WORKER[2:] or 0)) % 16}"))
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -129,7 +151,7 @@ else:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(VAR_DIR / "cache"),
+            "LOCATION": str(VAR_DIR / "cache" / TEST_WORKER) if TEST_WORKER else str(VAR_DIR / "cache"),
         }
     }
 

@@ -67,7 +67,7 @@ ERRORS: dict[str, ErrorSpec] = {
     "captcha_missing": ErrorSpec("captcha_answer", _("Solve the captcha to continue."), code="required"),
     "captcha_wrong": ErrorSpec("captcha_answer", _("The captcha answer is wrong. Try the new one."), code="invalid"),
     # sso: this e-mail signs in through an enterprise authenticator
-    "sso_required": ErrorSpec("sso", _("Your organisation signs you in. Continue with single sign-on."), code="required"),
+    "sso_required": ErrorSpec("sso", _("Your organisation signs you in. Continue with single sign-on.")),
     # the JSON faces' requests themselves (part api): a body that is not a JSON object, a method
     # the endpoint does not have
     "unsupported_media_type": ErrorSpec("validation", _("Send the request body as JSON (Content-Type: application/json).")),

@@ -159,6 +159,21 @@ def load_by_code(request: HttpRequest, application: Any, code_id: str, event: st
     return interaction
 
 
+def owner_of(*, handle: Any = None, code_id: Any = None) -> str:
+    """The ``client_id`` of the live headless interaction a Data2fa ``handle`` or a ``code_id``
+    leads to ("" for none): how a request that left ``client_id`` out is named. The application is
+    still authenticated as any other (a confidential one proves its secret)."""
+    uid = None
+    if handle is not None and _readable(handle):
+        uid = uid_of(handle)
+    elif code_id is not None and _readable(code_id) and len(code_id) <= 64:
+        uid = OneTimeCode.objects.filter(code_id=code_id).values_list("binding", flat=True).first()
+    if not uid:
+        return ""
+    owner = Interaction.objects.filter(uid=uid, completed_at__isnull=True).values_list("client_id", flat=True).first()
+    return owner or ""
+
+
 def seconds_left(interaction: Interaction) -> int:
     return max(0, math.ceil((interaction.expires_at - timezone.now()).total_seconds()))
 

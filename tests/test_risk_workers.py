@@ -101,7 +101,9 @@ def gunicorn(tmp_path: Path) -> Iterator[tuple[Server, str]]:
     redis_url = os.environ.get("RISK_LIVE_REDIS_URL", "redis://127.0.0.1:6379/3")
     prefix = "risk-live-" + secrets.token_hex(6)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{database}", "REDIS_URL": redis_url,
+    # Not PYTEST_XDIST_WORKER: that would move the servers off redis_url's database (config.settings).
+    inherited = {key: value for key, value in os.environ.items() if key != "PYTEST_XDIST_WORKER"}
+    env = {**inherited, "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{database}", "REDIS_URL": redis_url,
            "CACHE_KEY_PREFIX": prefix, "DEBUG": "0", "ISSUER": f"http://{HOST}:{port}",
            "SECRET_KEY": secrets.token_urlsafe(40), "DJANGO_SETTINGS_MODULE": "tests.live_settings",
            "PORTCULLIS_VAR_DIR": str(tmp_path / "var"), "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": "0"}

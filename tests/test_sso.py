@@ -111,7 +111,7 @@ def test_the_experience_api_answers_the_sso_error_shape(client, bob, acme):
                          content_type="application/json")
     assert answer.status_code == 400
     assert answer.json() == {"sso": {
-        "code": "required", "message": "Your organisation signs you in. Continue with single sign-on.",
+        "code": "sso_required", "message": "Your organisation signs you in. Continue with single sign-on.",
         "authenticator": "acme", "url": f"http://testserver/sign-in/{uid}/?authenticator=acme"}}
     upstream = client.get(answer.json()["sso"]["url"])  # the same interaction continues there
     assert upstream.status_code == 302 and query_of(upstream["Location"])["login_hint"] == "bob@acme.test"

@@ -4,6 +4,7 @@ schema."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +21,22 @@ CODE_PURPOSES = [Interaction.SIGN_IN, Interaction.SIGN_UP]
 
 
 # -- requests ------------------------------------------------------------------------------------------
+class Strict(serializers.Serializer):
+    """A body of only the fields the operation names (the headless Identity API, SPEC §3): any other
+    field is a ``validation`` error naming it, rather than a value silently dropped."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(name) for name in data if name not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({name[:64]: [_("Unknown field.")] for name in unknown[:20]})
+        return super().to_internal_value(data)
+
+
+class StrictCaptcha(Strict, CaptchaAnswer):
+    pass
+
+
 class ClientRequest(serializers.Serializer):
     """Every request names its application; a confidential one proves its secret (or uses HTTP Basic)."""
 
@@ -75,13 +92,35 @@ class SignUpRequest(Scoped):
         return attrs
 
 
-class CheckCodeRequest(ClientRequest):
+class CheckCodeRequest(Strict, ClientRequest):
+    client_id = text(255, required=False, help_text=(
+        "The application that obtained the Data2fa (optional: the Data2fa names it; a confidential one still "
+        "authenticates)."))
     data_2fa = text(128, help_text="The Data2fa's handle.")
     code = text(64, help_text="The second factor's code (authenticator app, backup code, e-mail code).")
     method = serializers.ChoiceField(choices=SECOND_FACTORS, required=False, help_text=(
         "Which second factor (one of the Data2fa's `methods`); default `totp` when listed, else the first "
         "other than `email_code`."))
     code_id = text(64, required=False, help_text="`email_code`: the `code_id` that `send-code` answered.")
+
+
+# -- the headless Identity API (SPEC §3, the B2B document's names) --------------------------------------
+class LoginByPasswordRequest(Strict, Scoped):
+    email = text(254, help_text="The account's e-mail address (a username too, when the password method accepts one).")
+    password = text(4096, trim_whitespace=False)
+    captcha = StrictCaptcha(required=False, help_text="The captcha a `captcha_answer` error asked for.")
+
+
+class AuthorizationSendCodeRequest(Strict, SendCodeRequest):
+    captcha = StrictCaptcha(required=False, help_text="The captcha a `captcha_answer` error asked for.")
+
+
+class LoginRequest(Strict, Scoped):
+    client_id = text(255, required=False, help_text=(
+        "The application that obtained the `code_id` (optional: the code names it; a confidential one still "
+        "authenticates)."))
+    code_id = text(64, help_text="The `code_id` that `send-code` answered.")
+    code = text(16, help_text="The code from the message.")
 
 
 # -- answers ---------------------------------------------------------------------------------------------
@@ -145,6 +184,21 @@ EXAMPLES = {
         OpenApiExample("TOTP", request_only=True, value={
             "client_id": "my-app", "data_2fa": "4kqvN…", "code": "123456", "method": "totp"}),
         OpenApiExample("UserToken", response_only=True, value=TOKEN_EXAMPLE),
+    ],
+    "login_by_password": [
+        OpenApiExample("E-mail and password", request_only=True, value={
+            "client_id": "my-app", "email": "alice@example.com", "password": "correct horse battery staple"}),
+        OpenApiExample("With the captcha a captcha_answer error showed", request_only=True, value={
+            "client_id": "my-app", "email": "alice@example.com", "password": "correct horse battery staple",
+            "captcha": {"id": "0f3c…", "answer": "K7QX2M"}}),
+        OpenApiExample("UserToken", response_only=True, value=TOKEN_EXAMPLE),
+        OpenApiExample("Data2fa (the user has a second factor)", response_only=True, value=DATA_2FA_EXAMPLE),
+    ],
+    "login": [
+        OpenApiExample("The code from the message", request_only=True, value={
+            "client_id": "my-app", "code_id": "Xy3…", "code": "123456"}),
+        OpenApiExample("UserToken", response_only=True, value=TOKEN_EXAMPLE),
+        OpenApiExample("Data2fa (the user has a second factor)", response_only=True, value=DATA_2FA_EXAMPLE),
     ],
     "check": [
         OpenApiExample("Signed in", response_only=True, value={

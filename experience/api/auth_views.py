@@ -30,6 +30,7 @@ from identity.claims import user_claims
 
 HEADER = "X-Authenticator"
 TAG = ["auth"]
+S3_TAG = ["headless"]  # the headless Identity API (SPEC §3)
 
 
 class AuthApiView(JsonView):
@@ -38,13 +39,44 @@ class AuthApiView(JsonView):
 
     throttle_scope = "auth"
 
-    def application(self, data: dict[str, Any]) -> Any:
-        return headless.api_application(self.request._request, data)
+    def application(self, data: dict[str, Any], owner: Callable[[], str] | None = None) -> Any:
+        """The calling application. ``owner``: where a body without ``client_id`` (and no HTTP
+        Basic) finds it, for the steps whose handle names its application."""
+        request = self.request._request
+        if owner is not None and not data.get("client_id") and "Authorization" not in request.headers:
+            data = {**data, "client_id": owner()}
+        return headless.api_application(request, data)
 
     def named(self) -> str | None:
         """The ``X-Authenticator`` header (None when absent)."""
         value = self.request._request.headers.get(HEADER)
         return value.strip() if value is not None else None
+
+    def password_sign_in(self, application: Any, data: dict[str, Any], identifier: str,
+                         scopes: tuple[str, ...], field: str = "identifier") -> Response:
+        """An identifier and password through the named (or the first) password method."""
+        django_request = self.request._request
+        authenticator = headless.authenticator_named(django_request, application, self.named(), "password")
+        assert authenticator is not None
+        one_kind(authenticator, "form")
+        try:
+            checked = type_fields(authenticator, {"identifier": identifier, "password": data.get("password", "")})
+        except EngineError as error:
+            fields = error.data.get("fields")
+            if field != "identifier" and fields:
+                error.data["fields"] = {field if name == "identifier" else name: value for name, value in fields.items()}
+            raise
+        return Response(headless.sign_in(django_request, application, authenticator, with_captcha(data, checked),
+                                         scopes))
+
+    def code_sign_in(self, application: Any, data: dict[str, Any], scopes: tuple[str, ...]) -> Response:
+        """A ``code_id`` and its code, checked by the named method or the one that sent it."""
+        django_request = self.request._request
+        authenticator = headless.authenticator_named(django_request, application, self.named())
+        if authenticator is not None:
+            one_kind(authenticator, "code")
+        checked = {"code_id": data["code_id"], "code": data.get("code", "")}
+        return Response(headless.sign_in_with_code(django_request, application, authenticator, checked, scopes))
 
 
 def one_kind(authenticator: Authenticator, *kinds: str) -> None:
@@ -76,11 +108,11 @@ BEARER_ERRORS = {
 
 
 def verb(summary: str, request: Any, response: Any, examples: str, description: str = "",
-         header: bool = True) -> Callable[..., Any]:
+         tags: list[str] = TAG) -> Callable[..., Any]:
     responses = {200: response, 400: ERRORS_400, **CLIENT_ERRORS,
                  404: s.errors_of(404, "not_found", description="An unknown `X-Authenticator` (`authenticator`).")}
-    return extend_schema(summary=summary, description=description, request=request, responses=responses, tags=TAG,
-                         parameters=[AUTHENTICATOR] if header else [], examples=a.EXAMPLES[examples], auth=[])
+    return extend_schema(summary=summary, description=description, request=request, responses=responses, tags=tags,
+                         parameters=[AUTHENTICATOR], examples=a.EXAMPLES[examples], auth=[])
 
 
 # -- the verbs -----------------------------------------------------------------------------------------------
@@ -97,23 +129,11 @@ class SignInView(AuthApiView):
         "passwords get the same `key.invalid_credentials`."))
     def post(self, request: Request) -> Response:
         data = self.valid(a.SignInRequest)
-        django_request = request._request
         application = self.application(data)
         scopes = headless.requested_scopes(application, data.get("scope"))
         if data.get("code_id"):
-            authenticator = headless.authenticator_named(django_request, application, self.named())
-            if authenticator is not None:
-                one_kind(authenticator, "code")
-            checked = {"code_id": data["code_id"], "code": data.get("code", "")}
-            return Response(headless.sign_in_with_code(django_request, application, authenticator, checked, scopes))
-        authenticator = headless.authenticator_named(django_request, application, self.named(), "password")
-        assert authenticator is not None
-        one_kind(authenticator, "form")
-        checked = type_fields(authenticator, {"identifier": data.get("identifier", ""),
-                                              "password": data.get("password", "")})
-        return Response(headless.sign_in(django_request, application, authenticator, with_captcha(data, checked),
-                                         scopes))
-
+            return self.code_sign_in(application, data, scopes)
+        return self.password_sign_in(application, data, data.get("identifier", ""), scopes)
 
 class SendCodeView(AuthApiView):
     """`POST /api/auth/send-code`: a one-time code (sign-in, sign-up, or a Data2fa's e-mail code)."""
@@ -125,8 +145,11 @@ class SendCodeView(AuthApiView):
         "address without an account gets the same answer. With `data_2fa` instead: a second-factor code to that "
         "user's verified e-mail. During the cool-down: 429 `rate_limited` with `retry_after`."))
     def post(self, request: Request) -> Response:
-        data = self.valid(a.SendCodeRequest)
-        django_request = request._request
+        return self.send(a.SendCodeRequest)
+
+    def send(self, serializer: type[a.SendCodeRequest]) -> Response:
+        data = self.valid(serializer)
+        django_request = self.request._request
         application = self.application(data)
         if data.get("data_2fa"):
             return sent(headless.send_second_factor_code(django_request, application, data["data_2fa"]))
@@ -170,17 +193,69 @@ class CheckCodeView(AuthApiView):
 
     throttle_scope = "auth.check-code"
 
-    @verb("Finish a Data2fa with a second factor", a.CheckCodeRequest, a.UserToken, "check_code", header=False,
-          description=("`method` one of the Data2fa's `methods` (`email_code` also needs the `code_id` of "
-                       "`send-code` with `data_2fa`). A `data_2fa` is single use, for the application that obtained "
-                       "it, expires after its `timeout` and is spent by 5 wrong codes (the fifth answers "
-                       "`key.attempts_exceeded`); then `key.data_2fa_expired`."))
+    @extend_schema(summary="Finish a Data2fa with a second factor", request=a.CheckCodeRequest, tags=S3_TAG,
+                   responses={200: a.UserToken, 400: ERRORS_400, **CLIENT_ERRORS}, examples=a.EXAMPLES["check_code"],
+                   auth=[], description=(
+                       "`data_2fa`, `code`, `method` one of the Data2fa's `methods` (`email_code` also needs the "
+                       "`code_id` of `send-code` with `data_2fa`). A `data_2fa` is single use, for the application "
+                       "that obtained it, expires after its `timeout` and is spent by 5 wrong codes (the fifth "
+                       "answers `key.attempts_exceeded`); then `key.data_2fa_expired`."))
     def post(self, request: Request) -> Response:
         data = self.valid(a.CheckCodeRequest)
-        application = self.application(data)
+        application = self.application(data, owner=lambda: headless.owner_of(handle=data["data_2fa"]))
         checked = {"code": data["code"], **({"code_id": data["code_id"]} if data.get("code_id") else {})}
         return Response(headless.check_code(request._request, application, data["data_2fa"], checked,
                                             data.get("method")))
+
+
+# -- the headless Identity API (SPEC §3: the B2B document's four operations) -------------------------------
+class LoginByPasswordView(AuthApiView):
+    """`POST /api/authorization/login-by-password` (PostAuthorizationLoginByPassword): e-mail and
+    password; a UserToken, or a Data2fa when the user has a second factor."""
+
+    throttle_scope = "authorization.login-by-password"
+
+    @verb("Log in with e-mail and password", a.LoginByPasswordRequest, a.USER_TOKEN_OR_DATA_2FA,
+          "login_by_password", tags=S3_TAG, description=(
+                   "`client_id`, `email`, `password` (and `captcha: {id, answer}` after a `captcha_answer` error). "
+                   "Answers a UserToken, or a Data2fa to finish at `check-code`. Unknown accounts and wrong passwords "
+                   "get the same `key.invalid_credentials`; an e-mail of an enterprise domain `sso.sso_required`."))
+    def post(self, request: Request) -> Response:
+        data = self.valid(a.LoginByPasswordRequest)
+        application = self.application(data)
+        scopes = headless.requested_scopes(application, data.get("scope"))
+        return self.password_sign_in(application, data, data["email"], scopes, field="email")
+
+
+class AuthorizationSendCodeView(SendCodeView):
+    """`POST /api/authorization/send-code` (PostAuthorizationSendCode): a one-time sign-in code by
+    e-mail or SMS (or a Data2fa's e-mail code); an OtpCode."""
+
+    throttle_scope = "authorization.send-code"
+
+    @verb("Send a one-time code", a.AuthorizationSendCodeRequest, s.OtpCode, "send_code", tags=S3_TAG, description=(
+        "`client_id` and `email` (an `email-code` method) or `phone_number` (`sms-code`), optional `captcha`; or "
+        "`data_2fa` for a second-factor code to that user's verified e-mail (method `email_code` at `check-code`). "
+        "An address without an account gets the same answer. Then `login` with the `code_id` and the code. "
+        "During the cool-down: 429 `rate_limited` with `retry_after`."))
+    def post(self, request: Request) -> Response:
+        return self.send(a.AuthorizationSendCodeRequest)
+
+
+class LoginView(AuthApiView):
+    """`POST /api/authorization/login` (PostAuthorizationLogin): a one-time code's `code_id` and
+    code; a UserToken, or a Data2fa when the user has a second factor."""
+
+    throttle_scope = "authorization.login"
+
+    @verb("Log in with a one-time code", a.LoginRequest, a.USER_TOKEN_OR_DATA_2FA, "login", tags=S3_TAG, description=(
+        "`code_id` (from `send-code`) and `code`. A wrong code answers `key.invalid_code`, an expired one "
+        "`key.code_expired`; the fifth wrong code spends it (`key.attempts_exceeded`). A `code_id` is single use: "
+        "of concurrent requests one succeeds."))
+    def post(self, request: Request) -> Response:
+        data = self.valid(a.LoginRequest)
+        application = self.application(data, owner=lambda: headless.owner_of(code_id=data["code_id"]))
+        return self.code_sign_in(application, data, headless.requested_scopes(application, data.get("scope")))
 
 
 class BearerView(AuthApiView):

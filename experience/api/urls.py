@@ -29,6 +29,11 @@ urlpatterns = [
     path("api/auth/sign-up", auth_views.SignUpView.as_view(), name="api-auth-sign-up"),
     path("api/auth/sign-out", auth_views.SignOutView.as_view(), name="api-auth-sign-out"),
     path("api/auth/check", auth_views.CheckView.as_view(), name="api-auth-check"),
+    path("api/authorization/login-by-password", auth_views.LoginByPasswordView.as_view(),
+         name="api-authorization-login-by-password"),
+    path("api/authorization/send-code", auth_views.AuthorizationSendCodeView.as_view(),
+         name="api-authorization-send-code"),
+    path("api/authorization/login", auth_views.LoginView.as_view(), name="api-authorization-login"),
     path("api/authorization/check-code", auth_views.CheckCodeView.as_view(), name="api-authorization-check-code"),
     path("api/experience/<str:uid>/redirect", views.RedirectView.as_view(), name="api-redirect"),
     # the third-party flow of redirect-type authenticators (H2)
