@@ -375,9 +375,9 @@ def test_a_code_by_e_mail_signs_in(api, user, app, mail_code, mailoutbox):
 def test_a_code_by_sms_signs_in(api, user, spa, sms_code, sms_outbox):
     from identity.models import Profile
 
-    Profile.objects.filter(user=user).update(phone_number=PHONE)
     profile = Profile.objects.get(user=user)
-    profile.save()  # the sign-in identifiers follow a save
+    profile.phone_number = PHONE
+    profile.save()  # a save, not an update: the sign-in identifiers follow it
     sent = otp_code(send_code(api, spa, phone_number=PHONE))
     assert len(sms_outbox) == 1
     assert sms_outbox[-1].to == PHONE
