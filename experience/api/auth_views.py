@@ -1,6 +1,8 @@
-"""The auth API (SPEC §4, the NocoBase verbs) and the Data2fa's ``check-code`` (SPEC §3): thin faces
-over the headless interactions of ``experience.headless``, for applications an admin marked
-first-party and headless.
+"""The auth API (SPEC §4, the NocoBase verbs) and the headless Identity API (SPEC §3, the B2B
+document's ``login-by-password``, ``send-code``, ``login`` and ``check-code``): thin faces over the
+headless interactions of ``experience.headless``, for applications an admin marked first-party and
+headless. Both share the engine and each other's steps; the §3 operations only name their fields
+as the document does (``email``) and refuse fields they do not name (``Strict`` bodies).
 
 Each view reads its body (``experience.api.auth_serializers``), names the calling application
 (``client_id``, its secret for a confidential one) and the authenticator (the ``X-Authenticator``
