@@ -274,12 +274,13 @@ def check_code(request: HttpRequest, application: Any, handle: Any, data: dict[s
 
 
 def wrong_code(interaction: Interaction) -> bool:
-    """Count a wrong code against the interaction; answers whether it is now spent."""
+    """Count a wrong code against the interaction; answers whether it is now spent. One that a
+    parallel request finished (or spent) meanwhile is ``data_2fa_expired``, as any used Data2fa."""
     limit = int(setting("CODE_MAX_ATTEMPTS", 5))
     with transaction.atomic():
         row = Interaction.objects.select_for_update().filter(uid=interaction.uid, completed_at__isnull=True).first()
         if row is None:
-            return True
+            raise EngineError("data_2fa_expired")
         failures = int(row.state.get("failures") or 0) + 1
         row.state["failures"] = failures
         fields = ["state"]

@@ -197,3 +197,61 @@ def test_the_lockout_holds_across_two_gunicorn_workers_sharing_redis(gunicorn: t
             break
     assert len(refused) == 2, f"only one worker answered: {refused}"
     assert all(statuses == {429} for statuses in refused.values())
+
+
+LOGIN_BY_PASSWORD = "/api/authorization/login-by-password"
+HEADLESS_CLIENT_ID = "headless-workers"
+
+
+def headless_application(server: Server) -> None:
+    """A public first-party application allowed the headless API, in the server's database."""
+    subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                    "from oauth2_provider.models import get_application_model; "
+                    "from identity.models import ApplicationSettings; "
+                    "Application = get_application_model(); "
+                    "app = Application.objects.create(client_id=" + repr(HEADLESS_CLIENT_ID) + ", name='Shop', "
+                    "client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE, "
+                    "redirect_uris='https://rp.example.com/callback', algorithm=Application.RS256_ALGORITHM); "
+                    "ApplicationSettings.objects.create(application=app, first_party=True, headless_api=True)"],
+                   cwd=ROOT, env=server.env, check=True, timeout=120)
+
+
+def headless_attempt(server: Server, database: str, password: str) -> requests.Response:
+    """A login-by-password on a new connection (either worker may take it), answering the captcha
+    it is asked for from the captcha store, as a person reads the picture."""
+    body: dict[str, Any] = {"client_id": HEADLESS_CLIENT_ID, "email": "alice@example.com", "password": password}
+    headers = {"Connection": "close"}
+    response = requests.post(server.url + LOGIN_BY_PASSWORD, json=body, headers=headers, timeout=30)
+    if response.status_code == 400 and "captcha_answer" in response.json():
+        key = response.json()["captcha_answer"]["captcha"]["id"]
+        row = pg("SELECT response FROM captcha_captchastore WHERE hashkey = %s", database, (key,))
+        body["captcha"] = {"id": key, "answer": row[0]}
+        response = requests.post(server.url + LOGIN_BY_PASSWORD, json=body, headers=headers, timeout=30)
+    return response
+
+
+def test_the_headless_lockout_holds_across_two_gunicorn_workers(gunicorn: tuple[Server, str]) -> None:
+    """Ten wrong passwords at /api/authorization/login-by-password, answered by both workers, lock
+    the account on both: the right password is then refused by each (429 with Retry-After). The
+    requests stay under the JSON APIs' 30 a minute per IP, and the lockout's Retry-After (up to 15
+    minutes) is longer than that limit's window: the 429s are the lockout's."""
+    server, database = gunicorn
+    headless_application(server)
+    served: dict[str, int] = {}  # worker pid -> wrong passwords it answered
+    for _ in range(10):
+        response = headless_attempt(server, database, "wrong password")
+        assert response.status_code == 400, response.text[:500]
+        assert response.json()["key"]["code"] == "invalid_credentials", response.text[:500]
+        pid = response.headers["X-Worker-Pid"]
+        served[pid] = served.get(pid, 0) + 1
+    refused: dict[str, set[int]] = {}
+    for _ in range(8):
+        response = headless_attempt(server, database, PASSWORD)
+        refused.setdefault(response.headers["X-Worker-Pid"], set()).add(response.status_code)
+        assert response.status_code == 429, response.text[:500]
+        assert response.json()["rate_limited"]["code"] == "too_many_requests"
+        assert 60 < int(response.headers["Retry-After"]) <= 900
+        if len(refused) == 2:
+            break
+    assert len(refused) == 2, f"only one worker answered the right password: {refused}"
+    assert all(statuses == {429} for statuses in refused.values())
