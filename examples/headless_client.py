@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -190,7 +191,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Sign in through the headless Identity API.")
     parser.add_argument("--server", required=True, help="The identity server, e.g. http://127.0.0.1:8000")
     parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret", help="A confidential application's secret.")
+    parser.add_argument("--client-secret", default=os.environ.get("PORTCULLIS_CLIENT_SECRET"), help=(
+        "A confidential application's secret (default: $PORTCULLIS_CLIENT_SECRET, which keeps it out of the "
+        "process list); write --client-secret=S when it starts with '-'."))
     parser.add_argument("--scope", help="Space-separated scopes (default: the server's, openid profile email).")
     parser.add_argument("--quiet", action="store_true", help="Print only the access token.")
     flows = parser.add_subparsers(dest="flow", required=True)

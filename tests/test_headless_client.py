@@ -40,18 +40,20 @@ class Running:
     """The client as a subprocess: stdin written on demand, stderr (its prompts) read line by line."""
 
     def __init__(self, server: str, app: ClientApp, *args: str) -> None:
-        secret = ["--client-secret", app.client_secret] if app.client_secret else []
+        secret = [f"--client-secret={app.client_secret}"] if app.client_secret else []  # a secret may start with "-"
         self.process = subprocess.Popen(
             [sys.executable, str(CLIENT), "--server", server, "--client-id", app.client_id, *secret, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         assert self.process.stderr is not None
-        threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True)
+        self.reader.start()
 
     def _read(self, stream: Any) -> None:
         for line in iter(stream.readline, ""):
             self.lines.put(line)
+        self.lines.put("")  # the end: the client exited
 
     def wait_for(self, pattern: str) -> re.Match[str]:
         """The first stderr line (from now on) matching ``pattern``."""
@@ -61,6 +63,8 @@ class Running:
             except queue.Empty:
                 self.process.kill()
                 raise AssertionError(f"no {pattern!r} in {self.seen}") from None
+            if not line:
+                raise AssertionError(f"no {pattern!r} in {self.seen}")
             self.seen.append(line)
             found = re.search(pattern, line)
             if found:
@@ -75,6 +79,7 @@ class Running:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.close()
         returncode = self.process.wait(timeout=WAIT)
+        self.reader.join(timeout=WAIT)
         while not self.lines.empty():
             self.seen.append(self.lines.get())
         return returncode, self.process.stdout.read(), "".join(self.seen)
