@@ -196,6 +196,28 @@ def test_a_wrong_one_time_code_is_refused(live_server, user, app, mail_code, mai
     assert (returncode, out) == (1, "") and "key.invalid_code" in err
 
 
+def test_an_sso_e_mail_is_told_where_to_continue(live_server, user, app, mail_code):
+    from authenticators.models import Authenticator
+    from tests import fake_upstream
+
+    fake_upstream.register()
+    try:
+        Authenticator.objects.create(name="acme", auth_type=fake_upstream.TYPE, title="Acme", sort_order=20,
+                                     options={"domains": ["acme.test"]})
+        returncode, out, err = run(live_server.url, app, "code", "--email", "bob@acme.test")
+    finally:
+        fake_upstream.unregister()
+    assert (returncode, out) == (1, "") and "sso.sso_required" in err
+    assert f"{live_server.url}/api/auth/acme/authorize-url?client_id={app.client_id}" in err
+
+
+def test_a_rate_limited_request_prints_when_to_retry(live_server, user, app, settings):
+    settings.PORTCULLIS_API_RATE_LIMIT = 0  # every request is past the limit
+    returncode, out, err = run(live_server.url, app, "password", "--email", "alice@example.com", "--password", PASSWORD)
+    assert (returncode, out) == (1, "") and "rate_limited.too_many_requests" in err
+    assert re.search(r"Retry after \d+ seconds", err), err
+
+
 def test_bad_usage_exits_2(live_server, app):
     returncode, out, err = run(live_server.url, app, "code", "--email", "a@b.c", "--phone", "+15551234567")
     assert returncode == 2 and "not allowed with" in err
