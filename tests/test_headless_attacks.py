@@ -164,6 +164,17 @@ def test_the_secret_in_the_body_and_by_http_basic_at_once_is_refused(client, use
     assert basic.status_code == 200, basic.content  # either method alone works
 
 
+def test_http_basic_names_the_application_without_a_client_id_in_the_body(client, user, app, mail_code):
+    login = {"email": "alice@example.com", "password": PASSWORD}
+    named = post(client, LOGIN_BY_PASSWORD, login, HTTP_AUTHORIZATION=basic_auth(app))
+    assert named.status_code == 200 and AccessToken.objects.get().application == app.application
+    sent = post(client, SEND_CODE, {"email": "alice@example.com"}, HTTP_AUTHORIZATION=basic_auth(app))
+    assert sent.status_code == 200 and sent.json()["code_id"]
+    for path, body in ((LOGIN_BY_PASSWORD, login), (SEND_CODE, {"email": "alice@example.com"})):
+        anonymous = post(client, path, body)  # neither the body nor Basic names an application
+        assert anonymous.status_code == 400 and list(anonymous.json()["validation"]["fields"]) == ["client_id"]
+
+
 # -- data_2fa --------------------------------------------------------------------------------------------------
 def check_code(client: Any, app: ClientApp, handle: str, code: str | None = None) -> Any:
     return post(client, CHECK_CODE, {**credentials(app), "data_2fa": handle, "code": code or totp_now(),

@@ -40,9 +40,19 @@ class StrictCaptcha(Strict, CaptchaAnswer):
 class ClientRequest(serializers.Serializer):
     """Every request names its application; a confidential one proves its secret (or uses HTTP Basic)."""
 
-    client_id = text(255, help_text="The application (first-party, headless API allowed).")
+    client_id = text(255, required=False, help_text=(
+        "The application (first-party, headless API allowed); required unless HTTP Basic names it."))
     client_secret = text(255, required=False, help_text=(
         "A confidential application's secret, unless it authenticates with HTTP Basic."))
+
+    client_id_by_handle = False  # the step's handle names the application: client_id may be left out
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        request = self.context.get("request")
+        if request is not None and not self.client_id_by_handle and "Authorization" not in request.headers:
+            fields["client_id"].required = True  # nothing else names the application
+        return fields
 
 
 class Scoped(ClientRequest):
@@ -93,6 +103,7 @@ class SignUpRequest(Scoped):
 
 
 class CheckCodeRequest(Strict, ClientRequest):
+    client_id_by_handle = True
     client_id = text(255, required=False, help_text=(
         "The application that obtained the Data2fa (optional: the Data2fa names it; a confidential one still "
         "authenticates)."))
@@ -116,6 +127,7 @@ class AuthorizationSendCodeRequest(Strict, SendCodeRequest):
 
 
 class LoginRequest(Strict, Scoped):
+    client_id_by_handle = True
     client_id = text(255, required=False, help_text=(
         "The application that obtained the `code_id` (optional: the code names it; a confidential one still "
         "authenticates)."))

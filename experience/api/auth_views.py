@@ -17,6 +17,7 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -42,12 +43,19 @@ class AuthApiView(JsonView):
     throttle_scope = "auth"
 
     def application(self, data: dict[str, Any], owner: Callable[[], str] | None = None) -> Any:
-        """The calling application. ``owner``: where a body without ``client_id`` (and no HTTP
-        Basic) finds it, for the steps whose handle names its application."""
+        """The calling application: ``client_id`` in the body or HTTP Basic. ``owner``: where a
+        body without either finds it, for the steps whose handle names its application."""
         request = self.request._request
         if owner is not None and not data.get("client_id") and "Authorization" not in request.headers:
             data = {**data, "client_id": owner()}
         return headless.api_application(request, data)
+
+    def valid(self, serializer_class: type[drf_serializers.Serializer]) -> dict[str, Any]:
+        """The body checked by ``serializer_class``, which knows whether HTTP Basic names the
+        application (``client_id`` is then optional)."""
+        serializer = serializer_class(data=self.body(), context={"request": self.request._request})
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
 
     def named(self) -> str | None:
         """The ``X-Authenticator`` header (None when absent)."""
