@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions
+from rest_framework.settings import api_settings
 
 from experience import errors
 from experience.api.parsers import BodyError
@@ -40,18 +41,28 @@ def as_engine_error(exc: BaseException) -> EngineError | None:
     return None
 
 
-def field_messages(detail: Any) -> dict[str, Any]:
-    """A serializer's errors as ``{"field": ["message", ...]}`` (nested objects stay nested)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(key): plain(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [plain(item) for item in value]
-        return str(value)
+def field_messages(detail: Any) -> dict[str, list[str]]:
+    """A serializer's errors as ``{"field": ["message", ...]}``, SPEC's shape: a nested object's
+    fields are named by their path (``captcha.answer``, ``items.0.name``), the object's own errors by
+    its name (``captcha``)."""
+    messages: dict[str, list[str]] = {}
 
-    if isinstance(detail, dict):
-        return {str(key): plain(value) if isinstance(value, (list, dict)) else [str(value)] for key, value in detail.items()}
-    return {"non_field_errors": plain(detail) if isinstance(detail, list) else [str(detail)]}
+    def walk(name: str | None, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                nested = f"{name}.{key}" if key != api_settings.NON_FIELD_ERRORS_KEY else name  # the object itself
+                walk(str(key) if name is None else nested, item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, (dict, list)):
+                    walk(f"{name}.{index}" if name is not None else str(index), item)
+                else:
+                    messages.setdefault(name if name is not None else "non_field_errors", []).append(str(item))
+        else:
+            messages.setdefault(name if name is not None else "non_field_errors", []).append(str(value))
+
+    walk(None, detail)
+    return messages
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:

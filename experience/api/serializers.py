@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from experience.models import Interaction
@@ -219,14 +219,44 @@ KINDS: dict[str, type[serializers.Serializer]] = {
 }
 
 
+# One example body of each kind (by status where a kind has more than one): every error response of
+# the schema shows what it looks like.
+ERROR_EXAMPLES: dict[tuple[str, int | None], dict[str, Any]] = {
+    ("validation", None): {"code": "invalid", "message": "Some of the values are not valid.",
+                           "fields": {"email": ["This field is required."]}},
+    ("key", None): {"code": "invalid_credentials", "message": "The sign-in details are incorrect."},
+    ("key", 401): {"code": "invalid_client", "message": "The application could not be authenticated."},
+    ("captcha_answer", None): {"code": "required", "message": "Solve the captcha to continue.",
+                               "captcha": {"id": "0f3c…", "url": "/captcha/image/0f3c…/"}},
+    ("sso", None): {"code": "sso_required", "message": "Your organisation signs you in. Continue with single sign-on.",
+                    "url": "/auth/acme-sso/start?…", "authenticator": "acme-sso"},
+    ("requirement", None): {"code": "profile_incomplete", "message": "Complete your profile to continue.",
+                            "missing": ["name"]},
+    ("forbidden", None): {"code": "headless_not_allowed", "message": "This application may not use the headless API."},
+    ("not_found", None): {"code": "authenticator", "message": "This sign-in method does not exist."},
+    ("interaction", None): {"code": "not_found", "message": "This sign-in page has expired. Go back to the "
+                                                         "application and start again."},
+    ("interaction", 410): {"code": "expired", "message": "This sign-in page has expired. Go back to the "
+                                                        "application and start again."},
+    ("rate_limited", None): {"code": "too_many_requests", "message": "Too many attempts. Try again later.",
+                             "retry_after": 42},
+}
+
+
+def error_example(status: int, kind: str) -> OpenApiExample:
+    value = ERROR_EXAMPLES.get((kind, status)) or ERROR_EXAMPLES[(kind, None)]
+    return OpenApiExample(f"{kind}.{value['code']}", value={kind: value}, response_only=True, status_codes=[status])
+
+
 def errors_of(status: int, *kinds: str, description: str = "") -> OpenApiResponse:
-    """An error response of the schema: one of ``kinds``' shapes."""
+    """An error response of the schema: one of ``kinds``' shapes, with an example of each."""
+    examples = [error_example(status, kind) for kind in kinds]
     if len(kinds) == 1:
-        return OpenApiResponse(KINDS[kinds[0]], description=description)
+        return OpenApiResponse(KINDS[kinds[0]], description=description, examples=examples)
     proxy = PolymorphicProxySerializer(
         component_name="Error" + "".join(kind.title().replace("_", "") for kind in kinds) + str(status),
         serializers=[KINDS[kind] for kind in kinds], resource_type_field_name=None)
-    return OpenApiResponse(proxy, description=description)
+    return OpenApiResponse(proxy, description=description, examples=examples)
 
 
 # -- redirect-type authenticators (upstream sign-in; the third-party flow) ------------------------------------
