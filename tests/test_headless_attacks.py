@@ -448,3 +448,24 @@ def test_the_tokens_belong_to_the_calling_application_and_another_cannot_refresh
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
     own = refresh(client, app, token["refresh_token"])
     assert own.status_code == 200, own.content
+
+
+# -- faults --------------------------------------------------------------------------------------------------
+def test_a_provider_that_cannot_take_the_code_is_a_documented_503_and_the_code_is_forgotten(client, user, app,
+                                                                                               settings):
+    from authenticators.models import Authenticator, OneTimeCode
+
+    Authenticator.objects.update_or_create(name="sms-code", defaults={
+        "auth_type": "sms-code", "title": "SMS code", "enabled": True, "sort_order": 6})
+    settings.PORTCULLIS_SMS_BACKEND = "identity.delivery.HttpSmsBackend"
+    settings.PORTCULLIS_SMS_HTTP_URL = "http://127.0.0.1:9/unreachable"  # the discard port: refused
+    from identity.models import Profile
+
+    profile = Profile.objects.get(user=user)
+    profile.phone_number = "+14155552671"
+    profile.save()  # a save: the sign-in identifiers follow it
+    response = post(client, SEND_CODE, {**credentials(app), "phone_number": "+14155552671"})
+    assert response.status_code == 503 and error(response) == ("unavailable", "delivery_failed"), response.content
+    assert not OneTimeCode.objects.exists()  # no cool-down and no live code_id for a code that never left
+    documented = client.get("/api/schema/?format=json").json()["paths"][SEND_CODE]["post"]["responses"]
+    assert "503" in documented

@@ -118,9 +118,12 @@ BEARER_ERRORS = {
 
 
 def verb(summary: str, request: Any, response: Any, examples: str, description: str = "",
-         tags: list[str] = TAG) -> Callable[..., Any]:
+         tags: list[str] = TAG, sends: bool = False) -> Callable[..., Any]:
     responses = {200: response, 400: ERRORS_400, **CLIENT_ERRORS,
                  404: s.errors_of(404, "not_found", description="An unknown `X-Authenticator` (`authenticator`).")}
+    if sends:
+        responses[503] = s.errors_of(503, "unavailable", description=(
+            "`delivery_failed`: the mail server or the SMS provider did not take the message; try again later."))
     return extend_schema(summary=summary, description=description, request=request, responses=responses, tags=tags,
                          parameters=[AUTHENTICATOR], examples=a.EXAMPLES[examples], auth=[])
 
@@ -150,7 +153,7 @@ class SendCodeView(AuthApiView):
 
     throttle_scope = "auth.send-code"
 
-    @verb("Send a one-time code", a.SendCodeRequest, s.OtpCode, "send_code", description=(
+    @verb("Send a one-time code", a.SendCodeRequest, s.OtpCode, "send_code", sends=True, description=(
         "`email` (an `email-code` method) or `phone_number` (`sms-code`), for `purpose` `sign_in` or `sign_up`; an "
         "address without an account gets the same answer. With `data_2fa` instead: a second-factor code to that "
         "user's verified e-mail. During the cool-down: 429 `rate_limited` with `retry_after`."))
@@ -243,7 +246,8 @@ class AuthorizationSendCodeView(SendCodeView):
 
     throttle_scope = "authorization.send-code"
 
-    @verb("Send a one-time code", a.AuthorizationSendCodeRequest, s.OtpCode, "send_code", tags=S3_TAG, description=(
+    @verb("Send a one-time code", a.AuthorizationSendCodeRequest, s.OtpCode, "send_code", tags=S3_TAG, sends=True,
+          description=(
         "`client_id` and `email` (an `email-code` method) or `phone_number` (`sms-code`), optional `captcha`; or "
         "`data_2fa` for a second-factor code to that user's verified e-mail (method `email_code` at `check-code`). "
         "An address without an account gets the same answer. Then `login` with the `code_id` and the code. "

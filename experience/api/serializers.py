@@ -216,6 +216,8 @@ KINDS: dict[str, type[serializers.Serializer]] = {
     "not_found": _error_kind("not_found", "NotFoundError", "No such application or method."),
     "interaction": _error_kind("interaction", "InteractionError", "The interaction is unknown (404), expired or finished (410)."),
     "rate_limited": _error_kind("rate_limited", "RateLimitedError", "Too many requests; `Retry-After` says how long to wait."),
+    "unavailable": _error_kind("unavailable", "UnavailableError", "A service it needs (mail, SMS, an upstream) "
+                                                                  "cannot be reached just now; try again later."),
 }
 
 
@@ -240,6 +242,8 @@ ERROR_EXAMPLES: dict[tuple[str, int | None], dict[str, Any]] = {
                                                         "application and start again."},
     ("rate_limited", None): {"code": "too_many_requests", "message": "Too many attempts. Try again later.",
                              "retry_after": 42},
+    ("unavailable", None): {"code": "delivery_failed", "message": "The code could not be sent just now. Try again in "
+                                                                 "a few minutes."},
 }
 
 
