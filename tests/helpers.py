@@ -76,7 +76,8 @@ class ClientApp:
 
 
 def make_application(*, public: bool = False, first_party: bool = True, redirect_uri: str = REDIRECT_URI,
-                     post_logout: str = "https://rp.example.com/bye", name: str = "Relying party") -> ClientApp:
+                     post_logout: str = "https://rp.example.com/bye", name: str = "Relying party",
+                     headless: bool = False) -> ClientApp:
     secret = None if public else secrets.token_urlsafe(32)
     application = Application(
         name=name,
@@ -89,8 +90,13 @@ def make_application(*, public: bool = False, first_party: bool = True, redirect
     if secret:
         application.client_secret = secret
     application.save()
-    ApplicationSettings.objects.create(application=application, first_party=first_party)
+    ApplicationSettings.objects.create(application=application, first_party=first_party, headless_api=headless)
     return ClientApp(application, application.client_id, secret)
+
+
+def credentials(app: ClientApp) -> dict[str, str]:
+    """The JSON APIs' client authentication in the body: ``client_id``, and a confidential app's secret."""
+    return {"client_id": app.client_id, **({"client_secret": app.client_secret} if app.client_secret else {})}
 
 
 

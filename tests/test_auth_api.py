@@ -23,6 +23,7 @@ from tests.helpers import (
     ClientApp,
     basic_auth,
     code_in_mail,
+    credentials,
     introspect,
     jwt_payload,
     make_application,
@@ -42,31 +43,22 @@ CHECK_CODE = "/api/authorization/check-code"
 NEW_PASSWORD = "a fresh and long passphrase"
 
 
-def headless(app: ClientApp) -> ClientApp:
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
-
-
 @pytest.fixture
 def app(db: Any) -> ClientApp:
     """A confidential first-party application allowed the headless API (its secret in the body)."""
-    return headless(make_application(name="Shop"))
+    return make_application(name="Shop", headless=True)
 
 
 @pytest.fixture
 def spa(db: Any) -> ClientApp:
     """A public first-party application allowed the headless API."""
-    return headless(make_application(public=True, name="Shop SPA"))
+    return make_application(public=True, name="Shop SPA", headless=True)
 
 
 def post(client: Any, path: str, body: Any, *, authenticator: str | None = None, **headers: Any) -> Any:
     if authenticator is not None:
         headers["HTTP_X_AUTHENTICATOR"] = authenticator
     return client.post(path, json.dumps(body), content_type="application/json", **headers)
-
-
-def credentials(app: ClientApp) -> dict[str, str]:
-    return {"client_id": app.client_id, **({"client_secret": app.client_secret} if app.client_secret else {})}
 
 
 def sign_in(client: Any, app: ClientApp, identifier: str = "alice", password: str = PASSWORD, **extra: Any) -> Any:

@@ -22,6 +22,7 @@ from tests.helpers import (
     basic_auth,
     checksum,
     code_in_mail,
+    credentials,
     make_application,
     refresh,
     run_together,
@@ -36,29 +37,20 @@ OPERATIONS = [LOGIN_BY_PASSWORD, CHECK_CODE, SEND_CODE, LOGIN]
 WRONG = "wrong password"
 
 
-def headless(app: ClientApp) -> ClientApp:
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
-
-
 @pytest.fixture
 def app(db: Any) -> ClientApp:
     """A confidential first-party application allowed the headless API."""
-    return headless(make_application(name="Shop"))
+    return make_application(name="Shop", headless=True)
 
 
 @pytest.fixture
 def other(db: Any) -> ClientApp:
     """Another confidential first-party headless application (the attacker's own registration)."""
-    return headless(make_application(name="Other shop"))
+    return make_application(name="Other shop", headless=True)
 
 
 def post(client: Any, path: str, body: Any, **headers: Any) -> Any:
     return client.post(path, json.dumps(body), content_type="application/json", **headers)
-
-
-def credentials(app: ClientApp) -> dict[str, str]:
-    return {"client_id": app.client_id, **({"client_secret": app.client_secret} if app.client_secret else {})}
 
 
 def error(response: Any) -> tuple[str, str]:

@@ -18,7 +18,6 @@ import requests
 from captcha.models import CaptchaStore
 from django.core import mail
 
-from identity.models import ApplicationSettings
 from tests.helpers import PASSWORD, ClientApp, code_in_mail, make_application, totp_now
 
 CLIENT = Path(__file__).resolve().parent.parent / "examples" / "headless_client.py"
@@ -26,9 +25,7 @@ WAIT = 60  # seconds: a generous bound on a busy machine, never asserted as a ti
 
 
 def headless_app(public: bool = False) -> ClientApp:
-    app = make_application(public=public, name="Headless CLI")
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
+    return make_application(public=public, name="Headless CLI", headless=True)
 
 
 @pytest.fixture

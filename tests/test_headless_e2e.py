@@ -17,8 +17,15 @@ from jwcrypto import jwk, jwt
 
 from authenticators.models import Authenticator, OneTimeCode
 from experience.models import Interaction
-from identity.models import ApplicationSettings
-from tests.helpers import PASSWORD, ClientApp, code_in_mail, give_totp, make_application, totp_now
+from tests.helpers import (
+    PASSWORD,
+    ClientApp,
+    code_in_mail,
+    credentials,
+    give_totp,
+    make_application,
+    totp_now,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,21 +40,16 @@ USER_TOKEN = {"access_token", "token_type", "expires_in", "refresh_token", "scop
 
 
 # -- fixtures ------------------------------------------------------------------------------------------
-def headless(app: ClientApp) -> ClientApp:
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
-
-
 @pytest.fixture
 def app(transactional_db: Any) -> ClientApp:
     """A confidential first-party application allowed the headless API."""
-    return headless(make_application(name="Shop"))
+    return make_application(name="Shop", headless=True)
 
 
 @pytest.fixture
 def spa(transactional_db: Any) -> ClientApp:
     """A public first-party application allowed the headless API."""
-    return headless(make_application(public=True, name="Shop SPA"))
+    return make_application(public=True, name="Shop SPA", headless=True)
 
 
 @pytest.fixture
@@ -88,10 +90,6 @@ class Api:
 
     def get(self, path: str, **headers: str) -> requests.Response:
         return self.session.get(self.base + path, headers=headers, timeout=TIMEOUT)
-
-
-def credentials(app: ClientApp) -> dict[str, str]:
-    return {"client_id": app.client_id, **({"client_secret": app.client_secret} if app.client_secret else {})}
 
 
 def error(response: requests.Response) -> tuple[str, str]:

@@ -31,7 +31,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from experience import risk
-from identity.models import ApplicationSettings
 from tests.helpers import PASSWORD, ClientApp, code_in_mail, make_application
 
 SCHEMA_URL = "/api/schema/?format=json"
@@ -48,16 +47,11 @@ EMAILS = ["alice@example.com", "Alice@Example.com", "nobody@example.com", "alice
 AUTHENTICATORS = [None, "password", "email-code", "no-such-method"]
 
 
-def headless(app: ClientApp) -> ClientApp:
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
-
-
 @pytest.fixture
 def apps(db: Any) -> dict[str, ClientApp]:
     """A public and a confidential headless app, and a first-party app not allowed the headless API."""
-    return {"public": headless(make_application(public=True, name="Fuzz SPA")),
-            "confidential": headless(make_application(name="Fuzz shop")),
+    return {"public": make_application(public=True, name="Fuzz SPA", headless=True),
+            "confidential": make_application(name="Fuzz shop", headless=True),
             "not_headless": make_application(public=True, name="Not headless")}
 
 

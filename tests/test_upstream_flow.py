@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from authenticators.models import Authenticator, UserAuthenticator
 from experience.models import AuditEvent, ExchangeCode, UpstreamRedirect
-from identity.models import ApplicationSettings
 from tests import fake_upstream
 from tests.helpers import (
     REDIRECT_URI,
@@ -44,11 +43,6 @@ def acme(db: Any) -> Any:
                                                  sort_order=20, options={"sign_up": True})
     yield authenticator
     fake_upstream.unregister()
-
-
-def headless(app: ClientApp) -> ClientApp:
-    ApplicationSettings.objects.filter(application=app.application).update(headless_api=True)
-    return app
 
 
 def start_sign_in(client: Client, app: ClientApp, challenge: str) -> tuple[str, dict[str, str]]:
@@ -230,7 +224,7 @@ def test_the_schema_describes_the_new_endpoints(client, db):
 # -- API clients: the third-party flow -------------------------------------------------------------------------
 @pytest.fixture
 def spa(db: Any) -> ClientApp:
-    return headless(make_application(public=True, name="Front end"))
+    return make_application(public=True, name="Front end", headless=True)
 
 
 def authorize_url(client: Client, app: ClientApp, redirect: str = REDIRECT_URI, name: str = "acme", **headers: Any) -> Any:
@@ -274,7 +268,7 @@ def test_an_api_client_gets_an_exchange_code_and_trades_it_once(client, user, ac
 
 def test_another_applications_code_is_refused_and_stays_unspent(client, user, acme, spa):
     code = front_end_code(client, spa)
-    other = headless(make_application(public=True, name="Another front end"))
+    other = make_application(public=True, name="Another front end", headless=True)
     refused = exchange(client, other, code)
     assert refused.status_code == 400 and refused.json()["key"]["code"] == "invalid_code"
     assert exchange(client, spa, code).status_code == 200
@@ -289,7 +283,7 @@ def test_an_exchange_code_lives_sixty_seconds(client, user, acme, spa):
 
 
 def test_a_confidential_api_client_authenticates(client, user, acme):
-    app = headless(make_application(name="Back end"))
+    app = make_application(name="Back end", headless=True)
     assert authorize_url(client, app).status_code == 401
     answer = authorize_url(client, app, HTTP_AUTHORIZATION=basic_auth(app))
     assert answer.status_code == 200, answer.content
@@ -377,7 +371,7 @@ def racing(transactional_db: Any, django_user_model: Any) -> Any:
 
 
 def test_parallel_callbacks_and_exchanges_succeed_once(racing):
-    app = headless(make_application(public=True, name="Front end"))
+    app = make_application(public=True, name="Front end", headless=True)
     state = query_of(Client().get("/api/auth/acme/authorize-url", {"client_id": app.client_id,
                                                                    "redirect": REDIRECT_URI}).json()["url"])["state"]
     locations = run_together(10, lambda index: callback(Client(), state)["Location"])
