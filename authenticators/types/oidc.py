@@ -367,7 +367,9 @@ class OidcAuth(RedirectAuth):
             return user
         existing = self._account_with(email) if email else None
         if existing is not None:
-            return self._link(existing, sub, meta, verified)
+            # A parallel first sign-in of this sub may have just made that account: its link and the
+            # account are committed together, so the link is visible once the account is.
+            return self.authenticator.find_user(sub) or self._link(existing, sub, meta, verified)
         if not self.config.get("sign_up"):
             raise AuthError("sign_up_disabled")
         return self._new_user(sub, mapped, meta, email if verified else "")
@@ -406,14 +408,21 @@ class OidcAuth(RedirectAuth):
 
         values = user_values(mapped, email)
         username_field = get_user_model().USERNAME_FIELD
+        def create(values: dict[str, Any]) -> Any:
+            with transaction.atomic():  # the account is born with its verified e-mail, or not at all
+                user = self.authenticator.new_user(sub, values, meta)
+                if email:
+                    Profile.objects.filter(user=user).update(email_verified=True)
+            return user
+
         try:
             try:
-                user = self.authenticator.new_user(sub, values, meta)
+                return create(values)
             except ValidationError as error:
                 if username_field not in values or username_field not in getattr(error, "error_dict", {}):
                     raise
                 values.pop(username_field)  # the upstream's username is taken here: a generated one
-                user = self.authenticator.new_user(sub, values, meta)
+                return create(values)
         except (ValidationError, IntegrityError) as error:
             linked = self.authenticator.find_user(sub)  # a parallel first sign-in of the same sub won
             if linked is not None:
@@ -421,9 +430,6 @@ class OidcAuth(RedirectAuth):
             if isinstance(error, IntegrityError):
                 raise
             raise AuthError("account_exists", reason="identifier_taken") from None
-        if email:
-            Profile.objects.filter(user=user).update(email_verified=True)
-        return user
 
     # -- the admin's check --------------------------------------------------------------------------
     def test_connection(self) -> list[tuple[bool, str]]:
