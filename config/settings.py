@@ -194,6 +194,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Uploaded branding images (logos, favicons): served by experience.branding_views from here, or by the
+# proxy from the same directory with the same headers (docs/deploy.md). Several hosts share it.
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # django-simple-captcha: our challenge (from secrets, 6 characters; experience.captcha). Never

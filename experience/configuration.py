@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings as django_settings
 from django.core.validators import validate_slug
 from django.db import transaction
 from oauth2_provider.models import get_application_model
 
 from authenticators.models import Authenticator
 from authenticators.registry import registry
-from experience.models import Experience
-from experience.policy import Policy
+from experience import access, branding
+from experience.models import ApplicationExperience, Experience, image_name
+from experience.policy import Policy, merge
 from identity.models import ApplicationSettings
 
 # SPEC §5's sets of values.
@@ -40,11 +42,12 @@ MAX_PASSWORD_LENGTH = 128  # a longer minimum would refuse what password manager
 SIGN_IN_URL_MAX_LENGTH = 200
 
 TOP_KEYS = ("experience", "applications", "authenticators")
-EXPERIENCE_KEYS = ("authenticators", "sign_up", "password_policy", "mfa", "captcha", "sign_in_url")
-# Keys of SPEC §5's document that later versions fill: named, so the answer is clear.
-RESERVED_EXPERIENCE_KEYS = ("branding", "language", "access_rules")
-APPLICATION_KEYS = ("first_party", "headless")
-RESERVED_APPLICATION_KEYS = ("experience",)
+EXPERIENCE_KEYS = tuple(Experience.FIELDS)
+BRANDING_FIELDS: dict[str, str] = Experience.FIELDS["branding"]  # type: ignore[assignment]
+BRANDING_KEYS = tuple(BRANDING_FIELDS)
+IMAGE_KEYS = ("logo_url", "logo_dark_url", "favicon_url")
+SUB_KEYS = {key: tuple(fields) for key, fields in Experience.FIELDS.items() if isinstance(fields, dict)}
+APPLICATION_KEYS = ("first_party", "headless", "experience")
 AUTHENTICATOR_KEYS = ("name", "auth_type", "title", "enabled", "sort_order", "options")
 TITLE_MAX_LENGTH = Authenticator._meta.get_field("title").max_length or 100
 
@@ -160,8 +163,15 @@ def validate_experience(value: Any, path: str, problems: Problems, *, names: dic
     its type: ``authenticators`` lists first factors only (second factors are ``mfa.factors``'s);
     ``current`` is the stored document the partial one lands on, for the rules that look at
     several keys at once."""
-    if not _object(value, path, problems, EXPERIENCE_KEYS, RESERVED_EXPERIENCE_KEYS):
+    if not _object(value, path, problems, EXPERIENCE_KEYS):
         return
+    if "branding" in value:
+        _validate_branding(value["branding"], join(path, "branding"), problems)
+    if "language" in value and value["language"] != "" and value["language"] not in language_codes():
+        problems.add(join(path, "language"), f"must be one of {', '.join(language_codes())} or empty, "
+                                             f"not {json.dumps(value['language'])}")
+    if "access_rules" in value:
+        _validate_access_rules(value["access_rules"], join(path, "access_rules"), problems)
     if complete:
         for key in EXPERIENCE_KEYS:
             if key not in value and key != "authenticators":
@@ -220,15 +230,85 @@ def validate_experience(value: Any, path: str, problems: Problems, *, names: dic
             problems.add(join(path, "sign_in_url"), f"must be a string, not {_type_name(url)}")
         elif (problem := sign_in_url_problem(url)) is not None:
             problems.add(join(path, "sign_in_url"), problem)
-    if complete:  # an admin form: every sub-key present
-        for key, sub_keys in (("sign_up", ("enabled", "identifiers", "verify")),
-                              ("password_policy", ("min_length", "blocklist", "similarity")),
-                              ("mfa", ("policy", "factors")), ("captcha", ("policy",))):
+    if complete:  # an admin form: every sub-key present (the images are checked as uploads)
+        for key, sub_keys in SUB_KEYS.items():
             part = value.get(key)
             if isinstance(part, dict):
                 for sub_key in sub_keys:
-                    if sub_key not in part:
+                    if sub_key not in part and sub_key not in IMAGE_KEYS:
                         problems.add(join(join(path, key), sub_key), "missing")
+
+
+def language_codes() -> list[str]:
+    return [code for code, _name in django_settings.LANGUAGES]
+
+
+def _validate_branding(value: Any, path: str, problems: Problems) -> None:
+    if not _object(value, path, problems, BRANDING_KEYS):
+        return
+    checks = {"primary_color": branding.colour_problem, "primary_color_dark": branding.colour_problem,
+              "custom_css": branding.css_problem, "terms_url": branding.link_problem,
+              "privacy_url": branding.link_problem, "support_email": branding.email_problem}
+    for key, item in value.items():
+        where = join(path, key)
+        if not isinstance(item, str):
+            problems.add(where, f"must be a string, not {_type_name(item)}")
+        elif key == "display_name" and (len(item) > 100 or not item.isprintable()):
+            problems.add(where, "must be at most 100 printable characters")
+        elif key in IMAGE_KEYS and image_name(item) is None:
+            problems.add(where, f"must be empty or the URL of a branding image uploaded here "
+                                f"({django_settings.MEDIA_URL}branding/...): images are uploaded in admin")
+        elif key in checks and (problem := checks[key](item)) is not None:
+            problems.add(where, problem)
+
+
+def _validate_access_rules(value: Any, path: str, problems: Problems) -> None:
+    if not _object(value, path, problems, access.LIST_KEYS):
+        return
+    for key, items in value.items():
+        where = join(path, key)
+        if not isinstance(items, list):
+            problems.add(where, f"must be a list, not {_type_name(items)}")
+            continue
+        if len(items) > access.MAX_ENTRIES:
+            problems.add(where, f"must have at most {access.MAX_ENTRIES} entries")
+            continue
+        for index, item in enumerate(items):
+            if (problem := access.PROBLEMS[key](item)) is not None:
+                problems.add(join(where, index), problem)
+            elif items.index(item) != index:
+                problems.add(join(where, index), f"{json.dumps(item)} is listed twice")
+
+
+def patch(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` applied to ``stored`` as a JSON Merge Patch (RFC 7396): objects merge per key, a
+    ``null`` removes the key (the application inherits it again), anything else replaces."""
+    result = dict(stored)
+    for key, value in changes.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = patch(result[key], value)
+        elif isinstance(value, dict):
+            result[key] = patch({}, value)
+        else:
+            result[key] = value
+    return {key: value for key, value in result.items() if value != {}}
+
+
+def validate_overrides(value: Any, path: str, problems: Problems, *, names: dict[str, str] | None = None,
+                       default: dict[str, Any] | None = None) -> None:
+    """Check an application's overrides (a partial ``experience``), and the experience they make
+    merged over ``default`` (the stored default experience when not given)."""
+    if default is None:
+        default = current_default()
+    validate_experience(value, path, problems, names=authenticator_names() if names is None else names,
+                        current=merge(default, value) if isinstance(value, dict) else default)
+
+
+def current_default() -> dict[str, Any]:
+    row = default_experience()
+    return (row or Experience()).policies()
 
 
 def authenticator_names() -> dict[str, str]:
@@ -271,15 +351,21 @@ def export_authenticator(authenticator: Authenticator) -> dict[str, Any]:
 
 
 def export() -> dict[str, Any]:
-    """SPEC §5's document for the parts that exist (secret options as null)."""
-    applications = get_application_model().objects.select_related("portcullis_settings").order_by("client_id")
+    """SPEC §5's document (secret options as null); an application's ``experience`` only when it
+    has overrides."""
+    applications = get_application_model().objects.select_related("portcullis_settings", "portcullis_experience") \
+        .order_by("client_id")
+    exported: dict[str, Any] = {}
+    for application in applications:
+        settings = ApplicationSettings.for_application(application)
+        entry: dict[str, Any] = {"first_party": settings.first_party, "headless": settings.headless_api}
+        overrides = getattr(application, "portcullis_experience", None)
+        if overrides is not None:
+            entry["experience"] = overrides.document()
+        exported[application.client_id] = entry
     return {
         "experience": export_experience(),
-        "applications": {
-            application.client_id: {"first_party": settings.first_party, "headless": settings.headless_api}
-            for application in applications
-            for settings in [ApplicationSettings.for_application(application)]
-        },
+        "applications": exported,
         "authenticators": [export_authenticator(a) for a in Authenticator.objects.order_by("sort_order", "name")],
     }
 
@@ -294,6 +380,8 @@ class Plan:
     applications: dict[str, dict[str, Any]] = field(default_factory=dict)
     authenticators: list[dict[str, Any]] = field(default_factory=list)  # cleaned, secrets filled in
     prune: list[str] = field(default_factory=list)  # authenticator names to delete
+    # client_id -> the application's whole overrides after the document (None: remove them)
+    application_experiences: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def _validate_options(entry: dict[str, Any], path: str, problems: Problems, stored: Authenticator | None) -> None:
@@ -393,21 +481,38 @@ def _validate_authenticators(value: Any, problems: Problems, plan: Plan) -> dict
     return types
 
 
-def _validate_applications(value: Any, problems: Problems, plan: Plan) -> None:
+def _validate_applications(value: Any, problems: Problems, plan: Plan, names: dict[str, str],
+                           default: dict[str, Any]) -> None:
     if not isinstance(value, dict):
         problems.add("applications", f"must be an object keyed by client_id, not {_type_name(value)}")
         return
     known = set(get_application_model().objects.filter(client_id__in=list(value)).values_list("client_id", flat=True))
+    stored = {row.application.client_id: row for row in ApplicationExperience.objects.select_related("application")
+              .filter(application__client_id__in=list(known))}
     for client_id, settings in value.items():
         path = join("applications", client_id)
         if client_id not in known:
             problems.add(path, f"no application has the client_id {json.dumps(client_id)}")
             continue
-        if not _object(settings, path, problems, APPLICATION_KEYS, RESERVED_APPLICATION_KEYS):
+        if not _object(settings, path, problems, APPLICATION_KEYS):
             continue
         _boolean(settings, "first_party", path, problems)
         _boolean(settings, "headless", path, problems)
-        plan.applications[client_id] = {key: settings[key] for key in APPLICATION_KEYS if key in settings}
+        plan.applications[client_id] = {key: settings[key] for key in ("first_party", "headless") if key in settings}
+        if "experience" in settings:
+            changes = settings["experience"]
+            where = join(path, "experience")
+            if changes is None:  # no overrides: the default experience
+                plan.application_experiences[client_id] = None
+                continue
+            if not isinstance(changes, dict):
+                problems.add(where, f"must be an object (the values this application changes) or null, "
+                                    f"not {_type_name(changes)}")
+                continue
+            row = stored.get(client_id)
+            overrides = patch(row.document() if row is not None else {}, changes)
+            validate_overrides(overrides, where, problems, names=names, default=default)
+            plan.application_experiences[client_id] = overrides
 
 
 def validate(document: Any, *, prune: bool = False) -> Plan:
@@ -423,14 +528,21 @@ def validate(document: Any, *, prune: bool = False) -> Plan:
             keep = {entry["name"] for entry in plan.authenticators}
             plan.prune = sorted(name for name in authenticator_names() if name not in keep)
             names = {name: auth_type for name, auth_type in names.items() if name not in plan.prune}
-    if "applications" in document:
-        _validate_applications(document["applications"], problems, plan)
     row = default_experience()
     current = row.policies() if row is not None else Experience().policies()
     if "experience" in document:
         validate_experience(document["experience"], "experience", problems, names=names, current=current)
         if isinstance(document["experience"], dict):
             plan.experience = document["experience"]
+    default = merge(current, plan.experience or {})
+    if "applications" in document:
+        _validate_applications(document["applications"], problems, plan, names, default)
+        if prune and isinstance(document["applications"], dict):
+            named = {client_id for client_id, entry in document["applications"].items()
+                     if isinstance(entry, dict) and "experience" in entry}
+            for client_id in ApplicationExperience.objects.exclude(application__client_id__in=named) \
+                    .values_list("application__client_id", flat=True):
+                plan.application_experiences[client_id] = None
     shown = (plan.experience or {}).get("authenticators", current["authenticators"]) or []
     if not (plan.experience and "authenticators" in plan.experience):  # the stored list must survive a prune
         for name in shown:
@@ -499,6 +611,23 @@ def _apply_application(client_id: str, values: dict[str, Any], changes: Changes)
         changes.add(f"application {client_id}: changed " + ", ".join(changed))
 
 
+def _apply_application_experience(client_id: str, overrides: dict[str, Any] | None, changes: Changes) -> None:
+    row = ApplicationExperience.objects.select_for_update().filter(application__client_id=client_id).first()
+    if overrides is None:
+        if row is not None:
+            row.delete()
+            changes.add(f"application {client_id}: experience overrides removed")
+        return
+    if row is None:
+        row = ApplicationExperience(application=get_application_model().objects.get(client_id=client_id))
+    elif row.document() == overrides:
+        return
+    created = row.pk is None
+    row.set_document(overrides)
+    row.save()
+    changes.add(f"application {client_id}: experience " + ("overrides created" if created else "overrides changed"))
+
+
 def apply(document: Any, *, prune: bool = False, check: bool = False) -> Changes:
     """Validate the whole ``document``, then (unless ``check``) apply it in one transaction.
 
@@ -514,6 +643,8 @@ def apply(document: Any, *, prune: bool = False, check: bool = False) -> Changes
             _apply_application(client_id, values, changes)
         if plan.experience is not None:
             _apply_experience(plan.experience, changes)
+        for client_id, overrides in plan.application_experiences.items():
+            _apply_application_experience(client_id, overrides, changes)
         for name in plan.prune:
             Authenticator.objects.filter(name=name).delete()
             changes.add(f"authenticator {name}: removed")

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from oauth2_provider.settings import oauth2_settings
 
 
 class Interaction(models.Model):
@@ -105,6 +106,42 @@ def _default_factors() -> list[str]:
     return ["totp", "backup_code", "email_code"]
 
 
+IMAGE_FIELDS = ("logo", "logo_dark", "favicon")
+
+
+def image_url(file: Any) -> str:
+    """An uploaded branding image's URL as the document writes it (empty: none)."""
+    return file.url if file else ""
+
+
+def image_name(url: str) -> str | None:
+    """The stored name of the branding image a document's URL points at ("" for none; None when the
+    URL is no uploaded branding image here: images are uploaded in admin, never fetched)."""
+    from django.core.files.storage import default_storage
+
+    if url == "":
+        return ""
+    prefix = settings.MEDIA_URL if settings.MEDIA_URL.startswith("/") else "/" + settings.MEDIA_URL
+    name = url[len(prefix):] if url.startswith(prefix) else ""
+    if not name.startswith("branding/") or "/" in name[len("branding/"):] or ".." in name \
+            or not default_storage.exists(name):
+        return None
+    return name
+
+
+def value_of(row: models.Model, field_name: str) -> Any:
+    value = getattr(row, field_name)
+    if field_name in IMAGE_FIELDS:
+        return image_url(value)
+    return list(value) if isinstance(value, list) else value
+
+
+def set_value(row: models.Model, field_name: str, value: Any) -> None:
+    if field_name in IMAGE_FIELDS:
+        value = image_name(value) or ""
+    setattr(row, field_name, value)
+
+
 class Experience(models.Model):
     """The default sign-in experience: SPEC §5's ``experience`` policies, edited in admin.
 
@@ -142,6 +179,48 @@ class Experience(models.Model):
                                    help_text=_("The second factors users may use and enrol."))
     captcha_policy = models.CharField(_("captcha policy"), max_length=20, choices=CAPTCHA_POLICIES, default="risk",
                                       help_text=_("On risk: after repeated failures for an account or from an address."))
+    # branding (SPEC §5 ``branding``; the rules are ``experience.branding``'s)
+    display_name = models.CharField(_("display name"), max_length=100, blank=True,
+                                    help_text=_("Shown as \u201cSign in to \u2026\u201d; empty: the application's name."))
+    logo = models.FileField(_("logo"), upload_to="branding/", blank=True, max_length=200,
+                            help_text=_("PNG, JPEG, GIF, WebP or SVG, at most 512 KiB. SVG with scripts, event "
+                                        "handlers or external references is refused."))
+    logo_dark = models.FileField(_("dark-mode logo"), upload_to="branding/", blank=True, max_length=200,
+                                 help_text=_("Shown when the browser prefers a dark colour scheme; empty: the logo."))
+    favicon = models.FileField(_("favicon"), upload_to="branding/", blank=True, max_length=200,
+                               help_text=_("ICO, PNG or SVG, at most 512 KiB."))
+    primary_color = models.CharField(_("primary colour"), max_length=7, blank=True,
+                                     help_text=_("Buttons, links and focus rings, as #rrggbb; empty: Portcullis' blue."))
+    primary_color_dark = models.CharField(_("primary colour (dark mode)"), max_length=7, blank=True,
+                                          help_text=_("The same in dark mode; empty: the built-in one."))
+    custom_css = models.TextField(
+        _("custom CSS"), blank=True,
+        help_text=_("Added to the pages' style sheet. It may not load anything (@import, url(), fonts) or contain "
+                    "< or backslashes; the pages' variables are --primary, --bg, --fg, --card, --muted, --border."),
+    )
+    terms_url = models.CharField(_("terms of service link"), max_length=500, blank=True,
+                                 help_text=_("An https:// URL or a path on this site, linked on the sign-up page."))
+    privacy_url = models.CharField(_("privacy policy link"), max_length=500, blank=True,
+                                   help_text=_("An https:// URL or a path on this site."))
+    support_email = models.CharField(_("support e-mail"), max_length=254, blank=True,
+                                     help_text=_("Shown on error pages and in e-mails."))
+    language = models.CharField(
+        _("default language"), max_length=10, blank=True,
+        help_text=_("The pages' language when the browser asks for none we have and the user chose none; "
+                    "empty: the site's LANGUAGE_CODE."),
+    )
+    # access rules (``experience.access``): lists of e-mail domains, CIDRs, ISO 3166-1 region codes
+    email_domains_allow = models.JSONField(_("allowed e-mail domains"), default=list, blank=True,
+                                           help_text=_("Only accounts with an e-mail in these domains may sign in "
+                                                       "(*.example.com: its subdomains); empty: any."))
+    email_domains_deny = models.JSONField(_("denied e-mail domains"), default=list, blank=True)
+    ip_allow = models.JSONField(_("allowed IP ranges"), default=list, blank=True,
+                                help_text=_("CIDRs (IPv4 and IPv6), e.g. 203.0.113.0/24; empty: any address."))
+    ip_deny = models.JSONField(_("denied IP ranges"), default=list, blank=True)
+    regions_allow = models.JSONField(_("allowed regions"), default=list, blank=True,
+                                     help_text=_("ISO 3166-1 alpha-2 codes (DE, US) read from the REGION_HEADER "
+                                                 "set by the proxy; empty: any region."))
+    regions_deny = models.JSONField(_("denied regions"), default=list, blank=True)
     sign_in_url = models.CharField(
         _("custom sign-in page"), max_length=200, blank=True,
         help_text=_("A path on this site (e.g. /login/) of a sign-in UI over the Experience API; "
@@ -157,37 +236,38 @@ class Experience(models.Model):
         return str(_("Default sign-in experience"))
 
     def policies(self) -> dict[str, Any]:
-        """The row as SPEC §5's ``experience`` document (``authenticators`` None: every enabled one)."""
-        return {
-            "authenticators": None if self.authenticators is None else list(self.authenticators),
-            "sign_up": {"enabled": self.sign_up_enabled, "identifiers": list(self.sign_up_identifiers),
-                        "verify": self.sign_up_verify},
-            "password_policy": {"min_length": self.password_min_length, "blocklist": self.password_blocklist,
-                                "similarity": self.password_similarity},
-            "mfa": {"policy": self.mfa_policy, "factors": list(self.mfa_factors)},
-            "captcha": {"policy": self.captcha_policy},
-            "sign_in_url": self.sign_in_url,
-        }
+        """The row as SPEC §5's ``experience`` document (``authenticators`` None: every enabled one;
+        an image as its URL, empty when none is uploaded)."""
+        return {key: value_of(self, fields) if isinstance(fields, str)
+                else {name: value_of(self, field_name) for name, field_name in fields.items()}
+                for key, fields in self.FIELDS.items()}
 
     def set_policies(self, document: dict[str, Any]) -> None:
         """Set what a (valid, possibly partial) ``experience`` document names; leave the rest."""
         for key, fields in self.FIELDS.items():
             if isinstance(fields, str):
                 if key in document:
-                    setattr(self, fields, document[key])
+                    set_value(self, fields, document[key])
             else:
                 for name, field_name in fields.items():
                     if name in document.get(key, {}):
-                        setattr(self, field_name, document[key][name])
+                        set_value(self, field_name, document[key][name])
 
-    # document key (and sub-key) -> model field
+    # document key (and sub-key) -> model field, in SPEC §5's order
     FIELDS: dict[str, str | dict[str, str]] = {
+        "branding": {"display_name": "display_name", "logo_url": "logo", "logo_dark_url": "logo_dark",
+                     "favicon_url": "favicon", "primary_color": "primary_color",
+                     "primary_color_dark": "primary_color_dark", "custom_css": "custom_css",
+                     "terms_url": "terms_url", "privacy_url": "privacy_url", "support_email": "support_email"},
+        "language": "language",
         "authenticators": "authenticators",
         "sign_up": {"enabled": "sign_up_enabled", "identifiers": "sign_up_identifiers", "verify": "sign_up_verify"},
         "password_policy": {"min_length": "password_min_length", "blocklist": "password_blocklist",
                             "similarity": "password_similarity"},
         "mfa": {"policy": "mfa_policy", "factors": "mfa_factors"},
         "captcha": {"policy": "captcha_policy"},
+        "access_rules": {name: name for name in ("email_domains_allow", "email_domains_deny", "ip_allow", "ip_deny",
+                                                 "regions_allow", "regions_deny")},
         "sign_in_url": "sign_in_url",
     }
 
@@ -210,6 +290,8 @@ class Experience(models.Model):
         document = self.policies()
         if document["authenticators"] is None:  # no list: every enabled first factor, in its order
             del document["authenticators"]
+        for name in configuration.IMAGE_KEYS:  # uploads are checked by the admin's file field
+            del document["branding"][name]
         configuration.validate_experience(document, "", problems,
                                           names=configuration.authenticator_names(), complete=True)
         if problems:
@@ -217,6 +299,67 @@ class Experience(models.Model):
             for path, message in problems:
                 errors.setdefault(self.field_of(path) or "__all__", []).append(message)
             raise ValidationError(errors)
+
+
+class ApplicationExperience(models.Model):
+    """One application's overrides of the default experience: a *partial* ``experience`` document
+    (SPEC §5: a missing key inherits; objects merge per key, a list replaces the inherited one),
+    plus its uploaded images (an empty one inherits the default's). ``experience.policy.resolve``
+    merges it over the default; ``experience.configuration`` checks it, for the admin and for
+    ``manage.py portcullis_config`` alike."""
+
+    application = models.OneToOneField(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE,
+                                       related_name="portcullis_experience", verbose_name=_("application"))
+    overrides = models.JSONField(_("overrides"), default=dict, blank=True,
+                                 help_text=_("The values this application changes, as a partial experience document."))
+    logo = models.FileField(_("logo"), upload_to="branding/", blank=True, max_length=200,
+                            help_text=_("Empty: the default experience's logo."))
+    logo_dark = models.FileField(_("dark-mode logo"), upload_to="branding/", blank=True, max_length=200,
+                                 help_text=_("Empty: the default experience's dark-mode logo."))
+    favicon = models.FileField(_("favicon"), upload_to="branding/", blank=True, max_length=200,
+                               help_text=_("Empty: the default experience's favicon."))
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    # the images' document keys (in ``branding``) -> fields
+    IMAGES = {"logo_url": "logo", "logo_dark_url": "logo_dark", "favicon_url": "favicon"}
+
+    class Meta:
+        verbose_name = _("application sign-in experience")
+        verbose_name_plural = _("application sign-in experiences")
+
+    def __str__(self) -> str:
+        return str(_("Sign-in experience of %(application)s") % {"application": self.application})
+
+    def document(self) -> dict[str, Any]:
+        """The overrides as a partial ``experience`` document, its uploaded images as URLs."""
+        document = {key: (dict(value) if isinstance(value, dict) else value) for key, value in self.overrides.items()}
+        for key, field_name in self.IMAGES.items():
+            file = getattr(self, field_name)
+            if file:
+                document.setdefault("branding", {})[key] = image_url(file)
+        return document
+
+    def set_document(self, document: dict[str, Any]) -> None:
+        """Replace the overrides by a (valid) partial document; its image URLs set the images."""
+        overrides = {key: (dict(value) if isinstance(value, dict) else value) for key, value in document.items()}
+        branding = overrides.get("branding")
+        for key, field_name in self.IMAGES.items():
+            url = branding.pop(key, "") if isinstance(branding, dict) else ""
+            setattr(self, field_name, image_name(url) or "")
+        if isinstance(branding, dict) and not branding:
+            del overrides["branding"]
+        self.overrides = overrides
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from experience import configuration
+
+        problems = configuration.Problems()
+        configuration.validate_overrides(self.overrides, "overrides", problems)
+        if problems:
+            raise ValidationError({"overrides": [f"{path.removeprefix('overrides.')}: {message}"
+                                                 for path, message in problems]})
 
 
 def _experience_changed(**kwargs: Any) -> None:
@@ -227,6 +370,10 @@ def _experience_changed(**kwargs: Any) -> None:
 
 models.signals.post_save.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_saved")
 models.signals.post_delete.connect(_experience_changed, sender=Experience, dispatch_uid="portcullis_experience_deleted")
+models.signals.post_save.connect(_experience_changed, sender=ApplicationExperience,
+                                 dispatch_uid="portcullis_application_experience_saved")
+models.signals.post_delete.connect(_experience_changed, sender=ApplicationExperience,
+                                   dispatch_uid="portcullis_application_experience_deleted")
 
 
 # -- redirect-type authenticators (upstream sign-in, enterprise SSO) ------------------------------------

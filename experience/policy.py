@@ -3,13 +3,14 @@ policy, MFA and captcha (SPEC §5's ``experience`` document).
 
 :func:`policy_for` is resolved once per request and handed to the gates, to the authenticator
 types and to every face, so that no face decides these things on its own. Today every application
-gets the default experience: the ``experience.models.Experience`` row edited in admin (or applied by
-``manage.py portcullis_config``), or the defaults below when there is none. Per-application
-overrides fill it later without any caller changing.
+gets the default experience (the ``experience.models.Experience`` row edited in admin or applied by
+``manage.py portcullis_config``, or the defaults below when there is none) with its own overrides
+on top (``experience.models.ApplicationExperience``: a partial document; a missing key inherits,
+objects merge per key at every level, a list replaces the inherited list).
 
-The default experience is read once per change, not once per request: every process keeps it in
-memory under a version number that lives in the shared cache and moves on each save or delete of
-the row (like ``identity.keys``'s JWKS). The process that saves sees the change at once, the others
+The experiences are read once per change, not once per request: every process keeps the default
+and each application's overrides it has met in memory under a version number that lives in the
+shared cache and moves on each save or delete of a row (like ``identity.keys``'s JWKS). The process that saves sees the change at once, the others
 within ``VERSION_CHECK_SECONDS``.
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from experience.access import AccessRules
 from identity import versions
 
 if TYPE_CHECKING:
@@ -66,6 +68,20 @@ class MfaPolicy:
 
 
 @dataclass(frozen=True)
+class Branding:
+    display_name: str = ""  # empty: the application's name
+    logo_url: str = ""
+    logo_dark_url: str = ""
+    favicon_url: str = ""
+    primary_color: str = ""  # empty: the built-in colours
+    primary_color_dark: str = ""
+    custom_css: str = ""
+    terms_url: str = ""
+    privacy_url: str = ""
+    support_email: str = ""
+
+
+@dataclass(frozen=True)
 class Policy:
     """The effective experience of one application (the default one when ``client_id`` is empty)."""
 
@@ -76,6 +92,9 @@ class Policy:
     mfa: MfaPolicy = field(default_factory=MfaPolicy)
     captcha: str = "risk"  # "off" | "risk" | "always"
     sign_in_url: str = ""  # a path on this site for a custom sign-in UI; "" means the hosted pages
+    branding: Branding = field(default_factory=Branding)
+    language: str = ""  # "": the site's LANGUAGE_CODE
+    access: AccessRules = field(default_factory=AccessRules)
 
     def methods(self) -> list[Authenticator]:
         """What this experience offers: its first factors in display order, then its second factors."""
@@ -117,30 +136,62 @@ class Policy:
                 if a.type is not None and a.type.kind == "second_factor" and a.auth_type in self.mfa.factors]
 
 
-def from_row(row: Experience | None) -> Policy:
-    """The policy a saved default experience describes (the built-in defaults without one)."""
-    if row is None:
-        return Policy()
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base``: objects merge per key at every level; anything else (a list
+    too) replaces the inherited value."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def from_document(document: dict[str, Any], client_id: str = "") -> Policy:
+    """The policy a complete ``experience`` document describes."""
+    sign_up, password, mfa = document["sign_up"], document["password_policy"], document["mfa"]
+    branding_fields = {name for name in Branding.__dataclass_fields__}
     return Policy(
-        authenticators=tuple(row.authenticators) if row.authenticators else None,
-        sign_up=SignUpPolicy(enabled=row.sign_up_enabled, identifiers=tuple(row.sign_up_identifiers),
-                             verify=row.sign_up_verify),
-        password=PasswordPolicy(min_length=row.password_min_length, blocklist=row.password_blocklist,
-                                similarity=row.password_similarity),
-        mfa=MfaPolicy(policy=row.mfa_policy, factors=tuple(row.mfa_factors)),
-        captcha=row.captcha_policy,
-        sign_in_url=row.sign_in_url,
+        client_id=client_id,
+        authenticators=tuple(document["authenticators"]) if document.get("authenticators") else None,
+        sign_up=SignUpPolicy(enabled=sign_up["enabled"], identifiers=tuple(sign_up["identifiers"]),
+                             verify=sign_up["verify"]),
+        password=PasswordPolicy(min_length=password["min_length"], blocklist=password["blocklist"],
+                                similarity=password["similarity"]),
+        mfa=MfaPolicy(policy=mfa["policy"], factors=tuple(mfa["factors"])),
+        captcha=document["captcha"]["policy"],
+        sign_in_url=document["sign_in_url"],
+        branding=Branding(**{key: value for key, value in document.get("branding", {}).items()
+                             if key in branding_fields}),
+        language=document.get("language", ""),
+        access=AccessRules.from_document(document.get("access_rules", {})),
     )
 
 
-@dataclass(frozen=True)
+def default_document(row: Experience | None) -> dict[str, Any]:
+    """A saved default experience as a complete document (the built-in defaults without one)."""
+    from experience.models import Experience
+
+    return (row or Experience()).policies()
+
+
+def from_row(row: Experience | None) -> Policy:
+    """The policy a saved default experience describes (the built-in defaults without one)."""
+    return from_document(default_document(row))
+
+
+@dataclass
 class _Memo:
     version: str
+    document: dict[str, Any]
     policy: Policy
+    applications: dict[str, Policy] = field(default_factory=dict)  # client_id -> its effective policy
 
 
 _memo: _Memo | None = None
 _checked_at = 0.0
+MAX_REMEMBERED_APPLICATIONS = 4096  # beyond: forgotten and read again (a bound on this memory)
 
 
 def _version() -> str:
@@ -154,36 +205,62 @@ def _bump() -> None:
 
 
 def experience_changed() -> None:
-    """Tell every process to read the default experience again (this one at once, the others within
-    seconds). Called on each save and delete of the row: at once, and again when the transaction
-    commits, so that a process that read the old row between the two reads it again."""
+    """Tell every process to read the experiences again (this one at once, the others within
+    seconds). Called on each save and delete of a default or application experience: at once, and
+    again when the transaction commits, so that a process that read the old row between the two
+    reads it again."""
     _bump()
     transaction.on_commit(_bump)
 
 
-def default_policy() -> Policy:
-    """The default experience, from this process's memory while its version holds."""
+def _current() -> _Memo:
+    """The memo of this process while its version holds (read again when the version moved)."""
     global _memo, _checked_at
     memo = _memo
     now = time.monotonic()
     if memo is not None and now - _checked_at < VERSION_CHECK_SECONDS:
-        return memo.policy
+        return memo
     version = _version()
     _checked_at = now
     if memo is not None and memo.version == version:
-        return memo.policy
+        return memo
     from experience.models import Experience
 
     with _lock:
         if _memo is None or _memo.version != version:
-            _memo = _Memo(version, from_row(Experience.objects.filter(key=Experience.DEFAULT).first()))
-        return _memo.policy
+            document = default_document(Experience.objects.filter(key=Experience.DEFAULT).first())
+            _memo = _Memo(version, document, from_document(document))
+        return _memo
+
+
+def default_policy() -> Policy:
+    """The default experience, from this process's memory while its version holds."""
+    return _current().policy
+
+
+def overrides_of(client_id: str) -> dict[str, Any]:
+    """``client_id``'s stored overrides as a partial document (empty: none)."""
+    from experience.models import ApplicationExperience
+
+    row = ApplicationExperience.objects.filter(application__client_id=client_id).first()
+    return row.document() if row is not None else {}
 
 
 def resolve(client_id: str) -> Policy:
-    """The effective experience of ``client_id``: the default experience, for now, for every application
-    (per-application overrides come on top of it later)."""
-    return replace(default_policy(), client_id=client_id)
+    """The effective experience of ``client_id``: its overrides merged over the default experience
+    (the default alone for ``""`` and for an application without overrides)."""
+    memo = _current()
+    if not client_id:
+        return memo.policy
+    policy = memo.applications.get(client_id)
+    if policy is None:
+        overrides = overrides_of(client_id)
+        policy = from_document(merge(memo.document, overrides), client_id) if overrides \
+            else replace(memo.policy, client_id=client_id)
+        if len(memo.applications) >= MAX_REMEMBERED_APPLICATIONS:
+            memo.applications.clear()
+        memo.applications[client_id] = policy
+    return policy
 
 
 def policy_for(client_id: str, request: HttpRequest | None = None) -> Policy:
@@ -198,8 +275,11 @@ def policy_for(client_id: str, request: HttpRequest | None = None) -> Policy:
 
 
 def describe(policy: Policy) -> dict[str, Any]:
-    """The policy as SPEC §5's ``experience`` document (the public part a sign-in UI needs)."""
+    """The policy as SPEC §5's ``experience`` document: the public part a sign-in UI needs (the
+    access rules are not in it: they are the server's to apply, not the client's to read)."""
     return {
+        "branding": {name: getattr(policy.branding, name) for name in Branding.__dataclass_fields__},
+        "language": policy.language,
         "authenticators": [a.name for a in policy.first_factors()],  # forms and buttons; second factors: mfa
         "sign_up": {"enabled": policy.sign_up.enabled, "identifiers": list(policy.sign_up.identifiers),
                     "verify": policy.sign_up.verify},
@@ -209,3 +289,23 @@ def describe(policy: Policy) -> dict[str, Any]:
         "captcha": {"policy": policy.captcha},
         "sign_in_url": policy.sign_in_url,
     }
+
+
+def effective(client_id: str) -> list[tuple[str, Any, str]]:
+    """Each value of ``client_id``'s effective experience with where it comes from: ``"application"``
+    (its overrides), ``"default"`` (the stored default experience) or ``"built-in"`` (no default
+    stored), as ``(path, value, source)`` in document order, for the admin."""
+    from experience.models import Experience
+
+    stored = Experience.objects.filter(key=Experience.DEFAULT).exists()
+    overrides = overrides_of(client_id) if client_id else {}
+    document = merge(_current().document, overrides)
+    rows: list[tuple[str, Any, str]] = []
+    for key, value in document.items():
+        parts = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, item in parts:
+            own = overrides.get(key, {}) if isinstance(value, dict) else overrides
+            source = "application" if (name if name is not None else key) in own else \
+                ("default" if stored else "built-in")
+            rows.append((key if name is None else f"{key}.{name}", item, source))
+    return rows

@@ -81,6 +81,12 @@ def test_export_without_configuration_is_the_defaults(confidential_app, third_pa
     document = export()
     assert set(document) == {"experience", "applications", "authenticators"}
     assert document["experience"] == {
+        "branding": {"display_name": "", "logo_url": "", "logo_dark_url": "", "favicon_url": "", "primary_color": "",
+                     "primary_color_dark": "", "custom_css": "", "terms_url": "", "privacy_url": "",
+                     "support_email": ""},
+        "language": "",
+        "access_rules": {"email_domains_allow": [], "email_domains_deny": [], "ip_allow": [], "ip_deny": [],
+                         "regions_allow": [], "regions_deny": []},
         "authenticators": ["password", "email-code"],  # the enabled first factors (sms-code is off)
         "sign_up": {"enabled": True, "identifiers": ["email"], "verify": True},
         "password_policy": {"min_length": 8, "blocklist": True, "similarity": True},
@@ -221,11 +227,15 @@ def test_an_invalid_document_changes_nothing_and_names_every_problem(tmp_path, c
             "mfa": {"policy": "required", "factors": ["email_code"]},
             "captcha": {"policy": "sometimes"},
             "sign_in_url": "https://evil.example/login",
-            "branding": {"display_name": "Acme"},
+            "branding": {"display_name": "Acme", "primary_color": "red", "custom_css": "</style><script>",
+                         "logo_url": "https://evil.example/logo.svg"},
+            "access_rules": {"ip_allow": ["10.0.0.1/8"], "regions_deny": ["de"], "email_domains_deny": ["not a domain"]},
+            "language": "fr",
             "colour": "red",
         },
         "applications": {
-            confidential_app.client_id: {"first_party": 1, "experience": {}},
+            confidential_app.client_id: {"first_party": 1, "experience": {"mfa": {"policy": "sometimes"},
+                                                                          "branding": {"terms_url": "javascript:x"}}},
             "no-such-client": {"first_party": True},
         },
         # The last part: every part before it is valid on its own and would be applied otherwise.
@@ -249,8 +259,12 @@ def test_an_invalid_document_changes_nothing_and_names_every_problem(tmp_path, c
         "experience.mfa.factors",
         "experience.captcha.policy",
         "experience.sign_in_url",
-        "experience.branding", "experience.colour",
-        f"applications.{confidential_app.client_id}.first_party", f"applications.{confidential_app.client_id}.experience",
+        "experience.branding.primary_color", "experience.branding.custom_css", "experience.branding.logo_url",
+        "experience.access_rules.ip_allow[0]", "experience.access_rules.regions_deny[0]",
+        "experience.access_rules.email_domains_deny[0]", "experience.language", "experience.colour",
+        f"applications.{confidential_app.client_id}.first_party",
+        f"applications.{confidential_app.client_id}.experience.mfa.policy",
+        f"applications.{confidential_app.client_id}.experience.branding.terms_url",
         "applications.no-such-client",
         "authenticators[1].auth_type", "authenticators[2].name", "authenticators[3].name",
         "authenticators[4].options", "authenticators[4].options.colour",

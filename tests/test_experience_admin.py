@@ -146,6 +146,7 @@ def test_admin_refuses_values_outside_the_rules(admin_client, password_authentic
 def test_a_warm_process_asks_nothing_of_the_database(password_authenticator, django_assert_num_queries):
     Experience.objects.create(authenticators=["password"], captcha_policy="off")
     assert policy.resolve("").captcha == "off"
+    assert policy.resolve("app").captcha == "off"  # an application met once: its overrides are remembered
     with django_assert_num_queries(0):
         for _ in range(50):
             assert policy.resolve("app").captcha == "off"
