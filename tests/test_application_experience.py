@@ -49,12 +49,12 @@ def apply(tmp_path: Path, document: Any, *flags: str) -> str:
     return out.getvalue()
 
 
-def refused(tmp_path: Path, document: Any) -> list[str]:
+def refused(tmp_path: Path, document: Any, *flags: str) -> list[str]:
     path = tmp_path / "portcullis.json"
     path.write_text(json.dumps(document))
     err = io.StringIO()
     with pytest.raises(CommandError, match="nothing was changed"):
-        call_command("portcullis_config", "apply", str(path), stdout=io.StringIO(), stderr=err)
+        call_command("portcullis_config", "apply", str(path), *flags, stdout=io.StringIO(), stderr=err)
     return err.getvalue().splitlines()
 
 
@@ -217,3 +217,18 @@ def test_a_required_second_factor_is_checked_against_the_inherited_factors(tmp_p
         "experience": {"mfa": {"policy": "required"}}}}})
     assert problems[0].startswith(f"applications.{confidential_app.client_id}.experience.mfa.factors: "
                                   "a required second factor needs a factor besides email_code")
+
+
+def test_prune_refuses_to_remove_an_authenticator_an_application_shows(tmp_path, confidential_app,
+                                                                       password_authenticator):
+    from authenticators.models import Authenticator
+
+    Authenticator.objects.create(name="staff", auth_type="password", title="Staff", sort_order=3)
+    overrides(confidential_app, {"authenticators": ["staff"]})
+    document = {"authenticators": [a for a in export()["authenticators"] if a["name"] != "staff"]}
+
+    problems = refused(tmp_path, {**document, "experience": {"authenticators": ["password"]}}, "--prune")
+
+    assert problems[0].startswith(f"applications.{confidential_app.client_id}.experience.authenticators: "
+                                  "the application's experience shows staff")
+    assert Authenticator.objects.filter(name="staff").exists()
