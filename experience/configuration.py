@@ -550,11 +550,11 @@ def validate(document: Any, *, prune: bool = False) -> Plan:
                 problems.add("experience.authenticators",
                              f"the default experience shows {name}, which --prune would remove")
     if plan.prune:  # nor may an application's stored list that the document leaves as it is
-        for row in ApplicationExperience.objects.select_related("application"):
-            client_id = row.application.client_id
+        for overridden in ApplicationExperience.objects.select_related("application"):
+            client_id = overridden.application.client_id
             if client_id in plan.application_experiences:
                 continue
-            for name in row.overrides.get("authenticators") or []:
+            for name in overridden.overrides.get("authenticators") or []:
                 if name in plan.prune:
                     problems.add(join(join(join("applications", client_id), "experience"), "authenticators"),
                                  f"the application's experience shows {name}, which --prune would remove")
