@@ -163,16 +163,17 @@ def test_the_applications_list_shows_first_party_and_headless(admin_client, appl
     assert applications["shop"].client_id in html
 
 
-@pytest.mark.parametrize(("language", "labels"), [
-    ("en", ["first-party", "headless API allowed"]),
-    ("ru", ["собственное", "headless API разрешён", "Конфиденциальный: работает на сервере"]),
-    ("uk", ["власний", "headless API дозволено", "Конфіденційний: працює на сервері"]),
+@pytest.mark.parametrize(("language", "in_list", "in_add_page"), [
+    ("en", ["first-party", "headless API allowed", "Client type"], ["Confidential: runs on a server"]),
+    ("ru", ["собственное", "headless API разрешён", "Тип клиента", "Публичный"], ["Конфиденциальный: работает на сервере"]),
+    ("uk", ["власний", "headless API дозволено", "Тип клієнта", "Публічний"], ["Конфіденційний: працює на сервері"]),
 ])
-def test_the_application_pages_are_in_the_admins_language(admin_client, applications, language, labels):
+def test_the_application_pages_are_in_the_admins_language(admin_client, applications, language, in_list, in_add_page):
+    """Portcullis's labels and help texts, and DOT's field names and choices (translated by identity)."""
     changelist = admin_client.get(APPLICATIONS, HTTP_ACCEPT_LANGUAGE=language).content.decode()
     add = admin_client.get(f"{APPLICATIONS}add/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
-    assert labels[0] in changelist and labels[1] in changelist
-    assert all(label in add for label in labels[2:])
+    assert [label for label in in_list if label not in changelist] == []
+    assert [label for label in in_add_page if label not in add] == []
 
 
 # -- authenticators: filters and search -------------------------------------------------------------
