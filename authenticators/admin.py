@@ -110,6 +110,11 @@ class AuthenticatorAdminForm(forms.ModelForm):
     class Meta:
         model = Authenticator
         fields = ["name", "title", "description", "enabled", "sort_order"]
+        help_texts = {
+            "description": _("A note for administrators; users do not see it."),
+            "enabled": _("Off: no sign-in page or API offers it."),
+            "sort_order": _("Lower numbers come first where the sign-in experience does not set the order."),
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -162,13 +167,29 @@ class AuthenticatorAdminForm(forms.ModelForm):
         return super().save(commit)
 
 
+class KindFilter(admin.SimpleListFilter):
+    """The kind of an authenticator's type: sign-in form, one-time code, upstream or second factor
+    (an authenticator whose type is not registered here has no kind)."""
+
+    title = _("kind")
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return list(KIND_TITLES.items())
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        if self.value() is None:
+            return queryset
+        return queryset.filter(auth_type__in=[t.name for t in registry if t.kind == self.value()])
+
+
 @admin.register(Authenticator)
 class AuthenticatorAdmin(admin.ModelAdmin):
     form = AuthenticatorAdminForm
-    list_display = ["title", "name", "auth_type", "enabled", "sort_order"]
+    list_display = ["title", "name", "auth_type", "kind_display", "enabled", "sort_order"]
     list_editable = ["enabled", "sort_order"]
-    list_filter = ["auth_type", "enabled"]
-    search_fields = ["name", "title"]
+    list_filter = [KindFilter, "auth_type", "enabled"]
+    search_fields = ["name", "title", "description"]
     readonly_fields = ["type_display", "options_display"]
     change_form_template = "admin/authenticators/authenticator/change_form.html"
     picker_template = "admin/authenticators/authenticator/type_picker.html"
@@ -208,6 +229,11 @@ class AuthenticatorAdmin(admin.ModelAdmin):
                 % {"type": obj.auth_type})
         return format_html("{} (<code>{}</code>) · {}", auth_type.title, auth_type.name,
                            KIND_TITLES.get(auth_type.kind, auth_type.kind))
+
+    @admin.display(description=KindFilter.title)
+    def kind_display(self, obj: Authenticator) -> str:
+        auth_type = obj.type
+        return str(KIND_TITLES.get(auth_type.kind, auth_type.kind)) if auth_type is not None else "-"
 
     @admin.display(description=_("options"))
     def options_display(self, obj: Authenticator) -> str:
@@ -315,9 +341,13 @@ class AuthenticatorAdmin(admin.ModelAdmin):
 
 @admin.register(UserAuthenticator)
 class UserAuthenticatorAdmin(admin.ModelAdmin):
+    """Which users an authenticator knows, under which identity there (an upstream ``sub``, a phone
+    number); searched by that identity, the user or the authenticator."""
+
     list_display = ["user", "authenticator", "uuid", "created_at"]
-    list_filter = ["authenticator"]
-    search_fields = ["uuid", "user__username", "user__email"]
+    list_filter = ["authenticator", "authenticator__auth_type", "created_at"]
+    list_select_related = ["user", "authenticator"]
+    search_fields = ["uuid", "user__username", "user__email", "authenticator__name", "authenticator__title"]
     raw_id_fields = ["user"]
 
 

@@ -158,7 +158,8 @@ class BackupCode(models.Model):
         indexes = [models.Index(fields=["user", "digest"], name="authenticators_backup_lookup")]
 
     def __str__(self) -> str:
-        return f"{self.user} ({_('used') if self.used_at else _('unused')})"
+        state = _("used") if self.used_at else _("unused")  # not inside the f-string: makemessages finds both
+        return f"{self.user} ({state})"
 
 
 class SecondFactorState(models.Model):

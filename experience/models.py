@@ -181,7 +181,7 @@ class Experience(models.Model):
                                       help_text=_("On risk: after repeated failures for an account or from an address."))
     # branding (SPEC §5 ``branding``; the rules are ``experience.branding``'s)
     display_name = models.CharField(_("display name"), max_length=100, blank=True,
-                                    help_text=_("Shown as \u201cSign in to \u2026\u201d; empty: the application's name."))
+                                    help_text=_("Shown as “Sign in to …”; empty: the application's name."))
     logo = models.FileField(_("logo"), upload_to="branding/", blank=True, max_length=200,
                             help_text=_("PNG, JPEG, GIF, WebP or SVG, at most 512 KiB. SVG with scripts, event "
                                         "handlers or external references is refused."))

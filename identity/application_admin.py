@@ -9,7 +9,9 @@ What it changes in DOT's admin, and why:
   (or the rotation): it is never a form field, never stored in plain text, never shown again;
   public clients have none;
 - no "view on site" (DOT's ``get_absolute_url`` names a URL Portcullis does not mount);
-- the change page shows what a developer needs to connect the application.
+- the change page shows what a developer needs to connect the application;
+- the list shows and filters what tells applications apart (client type, grant, first-party,
+  headless API) and is searched by name, client ID or the owner's e-mail.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, Validatio
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
+from oauth2_provider.admin import USER_SEARCH_FIELDS
 from oauth2_provider.forms import ApplicationForm
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import AbstractApplication
@@ -36,6 +39,7 @@ from oauth2_provider.settings import oauth2_settings
 from identity import discovery
 from identity.app_settings import app_settings
 from identity.cors import validate_allowed_origin
+from identity.models import ApplicationSettings
 from identity.validators import validate_redirect_uri
 
 _NEW_SECRET = "_portcullis_new_client_secret"  # request attribute: from save_model to the response
@@ -87,7 +91,12 @@ class ApplicationAdminForm(ApplicationForm):
         for name, help_text in (("redirect_uris", URI_HELP), ("post_logout_redirect_uris", URI_HELP), (
                 "allowed_origins", _("Only for browser applications that call the token endpoint themselves: "
                                      "one origin per line, scheme://host[:port] as browsers send it (https; "
-                                     "plain http only for 127.0.0.1, [::1] or localhost)."))):
+                                     "plain http only for 127.0.0.1, [::1] or localhost).")), (
+                "client_type", _("Confidential: runs on a server and keeps a client secret. Public: a browser "
+                                 "or mobile application that cannot keep one; it proves itself with PKCE.")), (
+                "skip_authorization", _("Skip the consent page for this application (first-party "
+                                        "applications, in Portcullis's settings below, skip it too).")), (
+                "name", _("Shown to users on the sign-in and consent pages and in their connected applications."))):
             if name in self.fields:
                 self.fields[name].help_text = help_text
         if "redirect_uris" in self.fields:
@@ -147,10 +156,44 @@ def connection_details(request: HttpRequest, application: Any) -> dict[str, Any]
     }
 
 
+class _SettingFilter(admin.SimpleListFilter):
+    """Yes/no on one of Portcullis's per-application settings (``ApplicationSettings``); an
+    application without a settings row has the defaults, so "no" is every application but the yes."""
+
+    setting = ""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Yes")), ("no", _("No"))]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        condition = {f"portcullis_settings__{self.setting}": True}
+        if self.value() == "yes":
+            return queryset.filter(**condition)
+        if self.value() == "no":
+            return queryset.exclude(**condition)
+        return queryset
+
+
+class FirstPartyFilter(_SettingFilter):
+    title = ApplicationSettings._meta.get_field("first_party").verbose_name
+    parameter_name = setting = "first_party"
+
+
+class HeadlessFilter(_SettingFilter):
+    title = ApplicationSettings._meta.get_field("headless_api").verbose_name
+    parameter_name = setting = "headless_api"
+
+
 class ApplicationAdminMixin:
     """Mixed into DOT's ApplicationAdmin (see identity.admin); ``self`` is a ModelAdmin."""
 
     form = ApplicationAdminForm
+    list_display = ("name", "client_id", "client_type", "authorization_grant_type", "is_first_party",
+                    "has_headless_api", "created")
+    list_select_related = ("portcullis_settings",)
+    list_filter = ("client_type", "authorization_grant_type", FirstPartyFilter, HeadlessFilter,
+                   "skip_authorization", "registration_source")
+    search_fields = ("name", "client_id", *USER_SEARCH_FIELDS)
     # The secret is generated here and shown once; it is never a form field (DOT's add form shows
     # it as an editable initial value and its change form shows the hash).
     exclude = ("client_secret", "hash_client_secret")
@@ -162,6 +205,14 @@ class ApplicationAdminMixin:
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
         return (*fields, "client_secret_status") if obj is not None else fields
+
+    @admin.display(description=FirstPartyFilter.title, boolean=True)
+    def is_first_party(self, obj: Any) -> bool:
+        return ApplicationSettings.for_application(obj).first_party
+
+    @admin.display(description=HeadlessFilter.title, boolean=True)
+    def has_headless_api(self, obj: Any) -> bool:
+        return ApplicationSettings.for_application(obj).headless_api
 
     @admin.display(description=_("client secret"))
     def client_secret_status(self, obj: Any) -> str:
@@ -263,3 +314,25 @@ class ApplicationAdminMixin:
             context["can_rotate_secret"] = _is_confidential(obj) and self.has_change_permission(request, obj)  # type: ignore[attr-defined]
         return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
 
+
+
+# django-oauth-toolkit ships no Russian or Ukrainian catalog. The texts of its application model
+# (field names, choices, help texts: the admin's labels and columns) are translated in identity's
+# catalog instead, since gettext finds a message in any installed app's catalog; they are marked here
+# so that makemessages keeps them.
+DOT_APPLICATION_TEXTS = (
+    gettext_noop("client ID"), gettext_noop("redirect URIs"), gettext_noop("Allowed URIs list, space separated"),
+    gettext_noop("post logout redirect URIs"), gettext_noop("Allowed Post Logout URIs list, space separated"),
+    gettext_noop("client type"), gettext_noop("Confidential"), gettext_noop("Public"),
+    gettext_noop("authorization grant type"), gettext_noop("Authorization code"), gettext_noop("Device Code"),
+    gettext_noop("Implicit"), gettext_noop("Resource owner password-based"), gettext_noop("Client credentials"),
+    gettext_noop("OpenID connect hybrid"), gettext_noop("Client secret for authentication"),
+    gettext_noop("hash client secret"), gettext_noop("skip authorization"), gettext_noop("algorithm"),
+    gettext_noop("No OIDC support"), gettext_noop("RSA with SHA-2 256"), gettext_noop("HMAC with SHA-2 256"),
+    gettext_noop("allowed origins"), gettext_noop("Allowed origins list to enable CORS, space separated"),
+    gettext_noop("registration source"),
+    gettext_noop("How this application was registered (manual, DCR per RFC 7591, or CIMD)"),
+    gettext_noop("Manual"), gettext_noop("Dynamic Client Registration"), gettext_noop("Client ID Metadata Document"),
+    gettext_noop("CIMD expires at"), gettext_noop("When the cached Client ID Metadata Document should be re-fetched"),
+    gettext_noop("user"),
+)
