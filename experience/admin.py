@@ -3,7 +3,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -13,7 +14,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import models
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, reverse
+from django.urls import path as url_path
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -22,7 +24,14 @@ from oauth2_provider.models import get_application_model
 
 from authenticators.models import Authenticator
 from experience import access, branding, configuration, policy, preview
-from experience.models import IMAGE_FIELDS, ApplicationExperience, AuditEvent, Experience, Interaction, KnownDevice
+from experience.models import (
+    IMAGE_FIELDS,
+    ApplicationExperience,
+    AuditEvent,
+    Experience,
+    Interaction,
+    KnownDevice,
+)
 from experience.policy import describe, resolve
 from identity import application_admin
 
@@ -87,7 +96,7 @@ class ListField(forms.CharField):
         return self.separator.join(map(str, value)) if isinstance(value, (list, tuple)) else value
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         if len(text) > self.MAX_CHARACTERS:
             raise ValidationError(_("At most %(count)d characters.") % {"count": self.MAX_CHARACTERS})
         return split_list(text)
@@ -158,7 +167,7 @@ class ExperienceAdminForm(forms.ModelForm):
 
 
 # The form sections of both admins (the application's adds nothing else: the same values, optional).
-EXPERIENCE_FIELDSETS: list[tuple[Any, dict[str, Any]]] = [
+EXPERIENCE_FIELDSETS: list[tuple[Any, Any]] = [
     (None, {"fields": ["authenticators", "sign_in_url"]}),
     (_("Branding"), {"fields": model_fields({"branding": Experience.FIELDS["branding"]})}),
     (_("Language"), {"fields": ["language"]}),
@@ -170,7 +179,7 @@ EXPERIENCE_FIELDSETS: list[tuple[Any, dict[str, Any]]] = [
         "Who may sign in: a deny list refuses what it names; a non-empty allow list refuses everything it "
         "does not name.")}),
 ]
-IMAGE_UPLOADS = {models.FileField: {"form_class": ImageUploadField}}
+IMAGE_UPLOADS: dict[type[models.Field[Any, Any]], dict[str, Any]] = {models.FileField: {"form_class": ImageUploadField}}
 SOURCES = {"application": _("this application"), "default": _("default experience"), "built-in": _("built-in")}
 
 
@@ -273,7 +282,7 @@ def optional_field(base: forms.Field) -> forms.Field:
     if isinstance(base, forms.MultipleChoiceField):
         return forms.MultipleChoiceField(choices=base.choices, widget=forms.CheckboxSelectMultiple, **common)
     if isinstance(base, forms.ChoiceField):
-        choices = [(value or SITE_DEFAULT, label) for value, label in base.choices if value or label != "---------"]
+        choices = [(value or SITE_DEFAULT, label) for value, label in cast(Iterable[tuple[str, Any]], base.choices) if value or label != "---------"]
         return forms.TypedChoiceField(choices=[("", _("inherit")), *choices], coerce=_coerce_choice,
                                       empty_value=None, **common)
     field = copy.deepcopy(base)
@@ -321,7 +330,8 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
         document: dict[str, Any] = {}
         for name, path in OVERRIDE_PATHS.items():
             value = self.cleaned_data.get(name)
-            if value is None or value == "" or value == []:
+            explicit = isinstance(self.fields.get(name), forms.TypedChoiceField)  # "inherit" is None there
+            if value is None or (value in ("", []) and not explicit):
                 continue
             if len(path) == 1:
                 document[path[0]] = value
@@ -330,7 +340,7 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
         return document
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
         overrides = self.overrides()
         problems = configuration.Problems()
         configuration.validate_overrides(overrides, "", problems)
@@ -338,7 +348,7 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
             name = Experience().field_of(path)
             self.add_error(name if name in self.fields else None, configuration.field_message(overrides, path, message))
         self.instance.overrides = overrides
-        return cleaned
+        return self.cleaned_data
 
     def _update_errors(self, errors: ValidationError) -> None:
         # The model's clean checks ``overrides`` again (for code that saves rows): what it finds is
@@ -350,7 +360,7 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
                 error_dict.setdefault(NON_FIELD_ERRORS, []).extend(messages)
             if not error_dict:
                 return
-        super()._update_errors(errors)
+        super()._update_errors(errors)  # type: ignore[misc]
 
 
 for _name in OVERRIDE_PATHS:  # the same fields as the default's, optional (no second copy of them)
@@ -378,10 +388,11 @@ class OverriddenFilter(admin.SimpleListFilter):
 
 
 def overridden_paths(row: ApplicationExperience) -> list[str]:
-    """The document paths the row sets (its images too)."""
+    """The document paths the row sets (its images too), in document order."""
     document = row.document()
-    return [key if not isinstance(value, dict) else f"{key}.{name}"
-            for key, value in document.items() for name in (value if isinstance(value, dict) else [key])]
+    return [key if isinstance(fields, str) else f"{key}.{name}"
+            for key, fields in Experience.FIELDS.items() if key in document
+            for name in ([key] if isinstance(fields, str) else fields) if isinstance(fields, str) or name in document[key]]
 
 
 @admin.register(ApplicationExperience)
@@ -397,7 +408,7 @@ class ApplicationExperienceAdmin(admin.ModelAdmin):
     list_select_related = ["application"]
     ordering = ["application__name"]
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[Any, Any]]:
         return [(None, {"fields": ["application"], "description": _(
             "Every value below is optional: a field left empty (or “inherit”) follows the default sign-in "
             "experience, now and as it changes.")}),
@@ -430,8 +441,8 @@ class ApplicationExperienceAdmin(admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view(require_GET(self.preview_view))
-        return [path("preview/", view, name="experience_applicationexperience_preview_default"),
-                path("preview/<str:client_id>/", view, name="experience_applicationexperience_preview"),
+        return [url_path("preview/", view, name="experience_applicationexperience_preview_default"),
+                url_path("preview/<str:client_id>/", view, name="experience_applicationexperience_preview"),
                 *super().get_urls()]
 
     def preview_view(self, request: HttpRequest, client_id: str = "") -> HttpResponse:
