@@ -324,6 +324,9 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
             value = value_at(stored, path)
             if value is not MISSING:
                 self.initial[name] = initial_of(field, value)
+            if value in ("", []) and not isinstance(field, forms.TypedChoiceField):  # e.g. from ``apply``
+                field.help_text = format_html("{} <strong>{}</strong>", field.help_text, _(
+                    "Stored: an empty override. Saved with this field empty, it inherits instead."))
 
     def overrides(self) -> dict[str, Any]:
         """The partial document of the fields that are not empty."""

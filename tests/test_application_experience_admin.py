@@ -309,3 +309,13 @@ def test_the_preview_is_for_staff_with_the_permission(client, confidential_app, 
     assert client.get(url).status_code == 403  # staff without the permission to view experiences
     user.user_permissions.add(Permission.objects.get(codename="view_applicationexperience"))
     assert client.get(url).status_code == 200
+
+
+def test_an_empty_override_the_form_cannot_say_is_pointed_out(admin_client, password_authenticator, confidential_app):
+    """An override to an empty value (from the configuration document) shows as empty: its help says what saving does."""
+    Experience.objects.create(authenticators=["password"], ip_allow=["203.0.113.0/24"])
+    row = ApplicationExperience.objects.create(application=confidential_app.application,
+                                               overrides={"access_rules": {"ip_allow": []}})
+    page = admin_client.get(change_url(row)).content.decode()
+    assert page.count("Stored: an empty override. Saved with this field empty, it inherits instead.") == 1
+    assert effective_rows(page)["access_rules.ip_allow"] == ("(none)", "this application")
