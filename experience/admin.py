@@ -158,12 +158,16 @@ class ExperienceAdminForm(forms.ModelForm):
         if names is None:  # not chosen yet: what the sign-in page shows now (first factors)
             names = configuration.shown_by_default()
         self.initial["authenticators"] = ", ".join(names)
-        # Second factors are not sign-in methods: the two-factor section below chooses them.
-        available = ", ".join(f"{a.name} ({a.title}{'' if a.enabled else ', ' + str(_('disabled'))})"
-                              for a in Authenticator.objects.order_by("sort_order", "name")
-                              if a.type is None or a.type.is_first_factor)
-        field = self.fields["authenticators"]
-        field.help_text = format_html("{} {}", field.help_text, _("Available: %(names)s.") % {"names": available or "-"})
+        with_available_methods(self.fields["authenticators"])
+
+
+def with_available_methods(field: forms.Field) -> None:
+    """The authenticators field's help gains the names it may list."""
+    # Second factors are not sign-in methods: the two-factor section chooses them.
+    available = ", ".join(f"{a.name} ({a.title}{'' if a.enabled else ', ' + str(_('disabled'))})"
+                          for a in Authenticator.objects.order_by("sort_order", "name")
+                          if a.type is None or a.type.is_first_factor)
+    field.help_text = format_html("{} {}", field.help_text, _("Available: %(names)s.") % {"names": available or "-"})
 
 
 # The form sections of both admins (the application's adds nothing else: the same values, optional).
@@ -314,6 +318,8 @@ class ApplicationExperienceAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         default = configuration.current_default()
         stored = self.instance.overrides if self.instance.pk else {}
+        if "authenticators" in self.fields:
+            with_available_methods(self.fields["authenticators"])
         for name, path in OVERRIDE_PATHS.items():
             if name not in self.fields:
                 continue

@@ -139,6 +139,7 @@ def test_an_application_overrides_only_what_its_form_fills_in(admin_client, pass
     add_page = admin_client.get(f"{APP_ADD_URL}?application={confidential_app.application.pk}").content.decode()
     assert "Empty: inherits the default, now: off." in add_page  # the captcha's inherited value
     assert "Empty: inherits the default, now: password, email-code." in add_page
+    assert re.search(r"Available: [^<]*staff \(Staff password\)", add_page)  # the names it may list
     assert '<option value="" selected>inherit</option>' in add_page
 
     response = admin_client.post(APP_ADD_URL, app_form(
