@@ -76,6 +76,7 @@ def test_the_default_form_saves_branding_language_and_access_rules(admin_client,
     rows = effective_rows(page)
     assert rows["branding.primary_color"] == ("#112233", "default experience")
     assert rows["access_rules.regions_deny"] == ("RU, BY", "default experience")
+    assert 'href="/admin/experience/applicationexperience/preview/?scheme=dark"' in page  # the default's preview
 
     # Clearing the logo: no image any more (the built-in look).
     response = admin_client.post(f"/admin/experience/experience/{row.pk}/change/",
