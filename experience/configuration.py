@@ -82,6 +82,25 @@ class Problems:
         return len(self.items)
 
 
+_ITEM = re.compile(r"(.*)\[(\d+)\]\Z")
+
+
+def field_message(document: dict[str, Any], path: str, message: str) -> str:
+    """A problem as a form field shows it: a list entry's problem names the entry (the field is
+    the whole list, one entry per line) unless the message does already."""
+    match = _ITEM.match(path)
+    if match is None:
+        return message
+    value: Any = document
+    for key in match.group(1).split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    index = int(match.group(2))
+    if not isinstance(value, list) or index >= len(value):
+        return message
+    item = json.dumps(value[index], ensure_ascii=False)
+    return message if item in message else f"{item}: {message}"
+
+
 class DocumentInvalid(Exception):
     def __init__(self, problems: Problems) -> None:
         super().__init__(f"{len(problems)} problem(s) in the document")

@@ -297,7 +297,8 @@ class Experience(models.Model):
         if problems:
             errors: dict[str, list[str]] = {}
             for path, message in problems:
-                errors.setdefault(self.field_of(path) or "__all__", []).append(message)
+                errors.setdefault(self.field_of(path) or "__all__", []).append(
+                    configuration.field_message(document, path, message))
             raise ValidationError(errors)
 
 

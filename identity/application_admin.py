@@ -44,6 +44,12 @@ from identity.validators import validate_redirect_uri
 
 _NEW_SECRET = "_portcullis_new_client_secret"  # request attribute: from save_model to the response
 
+# Links other apps add to an application's change page (its object tools), without identity
+# importing them: each is called with the request and the application and returns
+# ``(label, url)`` pairs (none when the user may not follow them). ``experience.admin`` adds the
+# application's sign-in experience and its preview here.
+CHANGE_PAGE_LINKS: list[Callable[[HttpRequest, Any], list[tuple[str, str]]]] = []
+
 URI_HELP = _(
     "One URI per line, exactly as the application sends it: https (plain http only for 127.0.0.1, "
     "[::1] or localhost), no wildcard, no fragment."
@@ -312,6 +318,7 @@ class ApplicationAdminMixin:
         if obj is not None and obj.pk:
             context["connection"] = connection_details(request, obj)
             context["can_rotate_secret"] = _is_confidential(obj) and self.has_change_permission(request, obj)  # type: ignore[attr-defined]
+            context["extra_links"] = [link for links in CHANGE_PAGE_LINKS for link in links(request, obj)]
         return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
 
 

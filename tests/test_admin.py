@@ -365,9 +365,11 @@ def one_of_each(flow, user, confidential_app, third_party_app) -> None:
 
     BackupCode.objects.create(user=user, digest="0" * 64)
     SecondFactorState.objects.create(user=user, authenticator=Authenticator.objects.get(name="password"))
-    from experience.models import Experience
+    from experience.models import ApplicationExperience, Experience
 
     Experience.objects.create(authenticators=["password"])
+    ApplicationExperience.objects.create(application=confidential_app.application,
+                                         overrides={"branding": {"primary_color": "#112233"}})
 
 
 def admin_links(html: str, base: str) -> set[str]:
