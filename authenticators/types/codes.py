@@ -48,8 +48,16 @@ class SentCodeAuth(CodeAuth):
         return ["otp"]
 
     def message_context(self, code: str, timeout: int) -> dict[str, Any]:
+        """The code, its lifetime and the application's branding as its experience gives it (``policy``,
+        an ``experience.policy.Policy``): name, logo (an absolute URL: mail clients load it from this
+        site) and support address."""
         application = load_application(self.policy.client_id) if getattr(self.policy, "client_id", "") else None
-        return {"code": code, "minutes": max(1, timeout // 60), "brand_name": application.name if application else "Portcullis",
+        brand = getattr(self.policy, "branding", None)
+        return {"code": code, "minutes": max(1, timeout // 60),
+                "brand_name": brand.name_for(application) if brand is not None
+                else (application.name if application else "Portcullis"),
+                "brand_logo_url": delivery.absolute_url(brand.logo_url, self.request) if brand is not None else "",
+                "brand_support_email": brand.support_email if brand is not None else "",
                 "host": (urlsplit("//" + self.request.get_host()).hostname or "") if self.request is not None else ""}
 
     @staticmethod
