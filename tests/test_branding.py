@@ -5,8 +5,6 @@ and the branding images' own URLs (experience.branding_views)."""
 from __future__ import annotations
 
 import re
-import struct
-import zlib
 from html import unescape
 
 import pytest
@@ -18,39 +16,18 @@ from django.core.files.storage import default_storage
 from experience import branding, policy
 from experience.models import ApplicationExperience
 from identity.security import inline_style_hashes
-from tests.helpers import authorize_params, make_application, sign_in_url_from
+from tests.helpers import authorize_params, branded, make_application, png, sign_in_url_from, svg
 
 pytestmark = pytest.mark.django_db
 
-SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40">'
-       b'<rect width="120" height="40" fill="#0b6e4f"/></svg>')
 SCRIPT_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(document.cookie)</script>'
               b'<rect width="10" height="10" onload="alert(1)"/></svg>')
-
-
-def png(width: int = 3, height: int = 2, rgb: tuple[int, int, int] = (11, 110, 79)) -> bytes:
-    """A small valid PNG of one colour."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 @pytest.fixture(autouse=True)
 def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-def branded(app, overrides, **images):
-    """``app``'s ApplicationExperience with ``overrides`` and images (field -> bytes), checked as the admin would."""
-    row = ApplicationExperience(application=app.application, overrides=overrides)
-    for field_name, data in images.items():
-        setattr(row, field_name, branding.image_file(ContentFile(data)))
-    row.full_clean(exclude=["application"])
-    row.save()
-    return row
 
 
 def sign_in_page(flow, app, **extra):
@@ -69,7 +46,7 @@ def test_each_application_has_its_own_name_logo_colours_links_methods_and_sign_u
                                 "terms_url": "https://acme.example/terms", "privacy_url": "/privacy",
                                 "support_email": "help@acme.example"},
                    "authenticators": ["email-code", "password"], "sign_up": {"enabled": True}},
-            logo=png(), logo_dark=SVG, favicon=png(1, 1))
+            logo=png(), logo_dark=svg(), favicon=png(1, 1))
     tools = make_application(name="Beta Tools")
     branded(tools, {"branding": {"primary_color": "#ffd43b"}, "authenticators": ["password"],
                     "sign_up": {"enabled": False}})
