@@ -268,3 +268,24 @@ def test_without_an_experience_language_the_site_default_holds(client, user):
     shop = make_application(name="Shop")
     response = client.get("/oauth/authorize", authorize_params(shop), HTTP_ACCEPT_LANGUAGE="de")
     assert '<html lang="en">' in client.get(sign_in_url_from(response), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+
+
+def test_a_second_factor_code_email_names_the_application(totp_user):
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    from authenticators.models import Authenticator
+    from experience import interaction as engine
+    from experience import mfa
+    from tests.helpers import PASSWORD
+
+    shop = make_application(name="Shop")
+    branded(shop, {"branding": {"display_name": "Acme & Co"}})
+    request = RequestFactory().post("/sign-in/x/", HTTP_USER_AGENT="pytest")
+    request.session, request.user = SessionStore(), AnonymousUser()
+    interaction = engine.start(request, client_id=shop.client_id)
+    engine.verify(request, interaction, Authenticator.objects.get(name="password"),
+                  {"identifier": "alice", "password": PASSWORD})
+    mfa.send_second_factor_code(request, interaction, "email")
+    assert mail.outbox[-1].subject == "Your sign-in code for Acme & Co"
