@@ -73,7 +73,7 @@ def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> H
     interaction = Interaction.objects.filter(uid=uid).first() if uid in request.session.get(engine.SESSION_KEY, []) else None
     signed_in.use_language(request, interaction)
     context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
-                   "message": error.message, "restart_url": engine.restart_url(interaction)}
+               "message": error.message, "restart_url": engine.restart_url(interaction)}
     return deny_framing(render(request, "experience/expired.html", context, status=400))
 
 
