@@ -186,7 +186,7 @@ class AddressCodeView(View):
             sent = engine.send_code(request, interaction, authenticator, captcha_page.with_answer(request, {field: address}))
         except EngineError as error:
             if captcha_page.is_locked_out(request, error, address):
-                return captcha_page.locked(request, error)  # 429 with Retry-After, known account or not
+                return captcha_page.locked(request, error, interaction)  # 429 with Retry-After, known account or not
             if error.kind == "sso":  # this e-mail's organisation signs it in (and makes its account)
                 return see_other(error.data["url"])
             form.add_error(None, code_tabs.send_error_message(error))
@@ -205,7 +205,7 @@ class AddressCodeView(View):
                                     captcha_page.with_answer(request, {pending["field"]: pending["address"]}))
         except EngineError as error:
             if captcha_page.is_locked_out(request, error, pending["address"]):
-                return captcha_page.locked(request, error)
+                return captcha_page.locked(request, error, interaction)
             form = empty_with(CodeForm, error)
             form.errors.clear()
             form.add_error(None, code_tabs.send_error_message(error))
@@ -228,7 +228,7 @@ class AddressCodeView(View):
             return steps.expired(request, interaction.uid, error)
         except EngineError as error:
             if error.kind == "rate_limited":
-                return captcha_page.locked(request, error)  # the account is locked: 429 with Retry-After
+                return captcha_page.locked(request, error, interaction)  # the account is locked: 429 with Retry-After
             errors.add_to_form(form, error)
             exists = error.name == "account_exists"
             return self.render_code(request, interaction, pending, form, status=error.status, account_exists=exists)

@@ -17,6 +17,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
+from experience import branding
 from identity.security import deny_framing
 
 
@@ -29,7 +30,7 @@ def admin_login(request: HttpRequest, extra_context: object = None) -> HttpRespo
     if admin.site.has_permission(request):
         return deny_framing(HttpResponse(status=302, headers={"Location": reverse("admin:index")}))
     if request.user.is_authenticated:
-        context = {"account": request.user.get_username(), "next": next_url, "brand_name": "Portcullis"}
+        context = {"account": request.user.get_username(), "next": next_url, **branding.for_client(request, "")}
         return deny_framing(render(request, "experience/admin_denied.html", context, status=403))
     target = f"{reverse('experience:sign-in-start')}?{urlencode({'next': next_url})}"
     return deny_framing(HttpResponse(status=302, headers={"Location": target}))

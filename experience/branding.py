@@ -22,12 +22,15 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ElementTree
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import validate_email
+
+if TYPE_CHECKING:
+    from experience.policy import Policy
 
 MAX_CSS_LENGTH = 20_000
 MAX_IMAGE_BYTES = 512 * 1024
@@ -233,3 +236,40 @@ def image_file(upload: Any) -> ContentFile:
     if problem is not None:
         raise ValidationError(problem)
     return ContentFile(data, name=f"{uuid.uuid4().hex}.{sniff(data)}")
+
+
+# -- the pages and messages ---------------------------------------------------------------------------
+
+def display_name(policy: Policy, application: Any = None) -> str:
+    """The name the pages and messages show (``Branding.name_for``: the code messages use it too)."""
+    return policy.branding.name_for(application)
+
+
+def context(policy: Policy, application: Any = None) -> dict[str, Any]:
+    """The template context that brands a hosted page (``portcullis/base.html`` reads it) or a
+    message: every page of the sign-in flow takes it from here. The colours are validated again
+    (a value written around the validation is dropped, not rendered) and the CSS is cleaned."""
+    brand = policy.branding
+    values: dict[str, Any] = {
+        "brand_name": display_name(policy, application),
+        "brand_logo": brand.logo_url or brand.logo_dark_url,
+        "brand_logo_dark": brand.logo_dark_url if brand.logo_url else "",
+        "brand_favicon": brand.favicon_url,
+        "brand_css": safe_css(brand.custom_css),
+        "brand_terms_url": brand.terms_url if link_problem(brand.terms_url) is None else "",
+        "brand_privacy_url": brand.privacy_url if link_problem(brand.privacy_url) is None else "",
+        "brand_support_email": brand.support_email if email_problem(brand.support_email) is None else "",
+    }
+    for key, colour in (("brand_primary", brand.primary_color), ("brand_primary_dark", brand.primary_color_dark)):
+        if colour and colour_problem(colour) is None:
+            values[key] = colour
+            values[key.replace("primary", "on_primary")] = on_colour(colour)
+    return values
+
+
+def for_client(request: Any, client_id: str) -> dict[str, Any]:
+    """:func:`context` for ``client_id``'s effective experience (the default one for ``""``)."""
+    from experience.policy import policy_for
+    from identity.applications import load_application
+
+    return context(policy_for(client_id, request), load_application(client_id) if client_id else None)

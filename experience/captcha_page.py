@@ -9,7 +9,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from experience import captcha, risk
+from experience import branding, captcha, risk
 from experience.errors import EngineError
 from experience.models import Interaction
 from identity.security import deny_framing
@@ -47,9 +47,11 @@ def is_locked_out(request: HttpRequest, error: EngineError, identifier: str) -> 
     return False
 
 
-def locked(request: HttpRequest, error: EngineError) -> HttpResponse:
+def locked(request: HttpRequest, error: EngineError, interaction: Interaction | None = None) -> HttpResponse:
     """429 with ``Retry-After``: the same page whether or not the account exists."""
     retry_after = max(1, int(error.data.get("retry_after") or 1))
-    response = render(request, "experience/locked.html", {"minutes": math.ceil(retry_after / 60)}, status=429)
+    context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
+               "minutes": math.ceil(retry_after / 60)}
+    response = render(request, "experience/locked.html", context, status=429)
     response["Retry-After"] = str(retry_after)
     return deny_framing(response)

@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
 from authenticators.types.totp import CodeForm
-from experience import errors, mfa, steps
+from experience import branding, errors, mfa, signed_in, steps
 from experience import interaction as engine
 from experience.errors import EngineError
 from experience.gates import RequirementMissing, next_requirement
@@ -226,7 +226,8 @@ steps.STEP_PAGES[ENROLMENT_GATE] = "experience:mfa-enrol"
 
 # -- the account page --------------------------------------------------------------------------------------
 def account_page(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
-    return deny_framing(render(request, template, {"brand_name": "Portcullis", **context}, status=status))
+    signed_in.use_language(request, None)
+    return deny_framing(render(request, template, {**branding.for_client(request, ""), **context}, status=status))
 
 
 def sign_in_first(request: HttpRequest) -> HttpResponse:

@@ -80,6 +80,11 @@ class Branding:
     privacy_url: str = ""
     support_email: str = ""
 
+    def name_for(self, application: Any = None) -> str:
+        """The name pages and messages show: the display name, else the application's, else "Portcullis"."""
+        return self.display_name or (str(application.name) if application is not None and application.name
+                                     else "Portcullis")
+
 
 @dataclass(frozen=True)
 class Policy:

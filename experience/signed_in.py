@@ -13,8 +13,10 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 
+from experience import branding
 from experience import interaction as engine
 from experience.models import Interaction
+from experience.policy import policy_for
 from identity import authentication, languages
 from identity.applications import load_application
 from identity.security import deny_framing
@@ -32,6 +34,13 @@ def ui_locales(interaction: Interaction | None) -> str:
     if interaction is None or not interaction.state.get("authorize"):
         return ""
     return QueryDict(interaction.state["authorize"]).get("ui_locales", "")
+
+
+def use_language(request: HttpRequest, interaction: Interaction | None) -> None:
+    """The language of ``interaction``'s pages: the user's choice, its ``ui_locales``, the browser's,
+    then its application's experience ``language`` (``identity.languages``)."""
+    client_id = interaction.client_id if interaction is not None else ""
+    languages.use_ui_locales(request, ui_locales(interaction), default=policy_for(client_id, request).language)
 
 
 def continue_url(request: HttpRequest, interaction: Interaction | None, next_url: str = "") -> str:
@@ -73,15 +82,16 @@ def for_start(request: HttpRequest, next_url: str) -> HttpResponse | None:
 
 
 def page(request: HttpRequest, target: str, interaction: Interaction | None, *, next_url: str = "") -> HttpResponse:
-    languages.use_ui_locales(request, ui_locales(interaction))
+    use_language(request, interaction)
     user: Any = request.user
-    application = load_application(interaction.client_id) if interaction is not None and interaction.client_id else None
+    client_id = interaction.client_id if interaction is not None else ""
+    application = load_application(client_id) if client_id else None
     context = {
+        **branding.context(policy_for(client_id, request), application),
         "display_name": user.get_full_name() or user.get_username(),
         "account": user.get_username(),
         "continue_url": target,
         "application": application,
-        "brand_name": application.name if application else "Portcullis",
         "interaction": interaction,
         "next": next_url,
     }

@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 
+from experience import branding, signed_in
 from experience import interaction as engine
-from experience import signed_in
 from experience.gates import RequirementMissing
 from experience.models import Interaction
-from identity import languages
+from experience.policy import policy_for
 from identity.applications import load_application
 from identity.security import client_targets, deny_framing
 
@@ -57,12 +57,12 @@ def advance(request: HttpRequest, interaction: Interaction) -> HttpResponse:
 
 def render_step(request: HttpRequest, interaction: Interaction, template: str, context: dict[str, Any],
                 status: int = 200, form_action: list[str] | None = None) -> HttpResponse:
-    """A page of ``interaction``: branded with its application's name, not framable, its forms allowed
+    """A page of ``interaction``: branded as its application's experience says, not framable, its forms allowed
     to end at the client (signing in ends in a redirect there, through the authorization endpoint),
     and at ``form_action`` (the upstream providers its buttons send the browser to)."""
     application = load_application(interaction.client_id) if interaction.client_id else None
-    context = {"interaction": interaction, "application": application,
-               "brand_name": application.name if application else "Portcullis", **context}
+    context = {**branding.context(policy_for(interaction.client_id, request), application),
+               "interaction": interaction, "application": application, **context}
     redirect_uri = QueryDict(interaction.state.get("authorize", "")).get("redirect_uri", "")
     targets = (client_targets(application, redirect_uri) if application else []) + list(form_action or [])
     return deny_framing(render(request, template, context, status=status), form_action=targets)
@@ -71,8 +71,9 @@ def render_step(request: HttpRequest, interaction: Interaction, template: str, c
 def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> HttpResponse:
     """The page of an interaction that cannot be used any more, with a way to start over."""
     interaction = Interaction.objects.filter(uid=uid).first() if uid in request.session.get(engine.SESSION_KEY, []) else None
-    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
-    context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
+    signed_in.use_language(request, interaction)
+    context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
+               "message": error.message, "restart_url": engine.restart_url(interaction)}
     return deny_framing(render(request, "experience/expired.html", context, status=400))
 
 
@@ -82,5 +83,5 @@ def live(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
         interaction = engine.load(request, uid)
     except engine.InteractionError as error:
         return expired(request, uid, error)
-    languages.use_ui_locales(request, signed_in.ui_locales(interaction))
+    signed_in.use_language(request, interaction)
     return interaction

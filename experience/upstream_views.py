@@ -18,12 +18,11 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.cache import never_cache
 
+from experience import branding, signed_in, steps, upstream
 from experience import interaction as engine
-from experience import signed_in, steps, upstream
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
-from identity import languages
 from identity.security import deny_framing
 
 
@@ -66,8 +65,9 @@ class CallbackView(View):
         interaction = None
         if record is not None and record.interaction_id in request.session.get(engine.SESSION_KEY, []):
             interaction = record.interaction
-        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
-        context = {"message": failed.message, "restart_url": engine.restart_url(interaction)}
+        signed_in.use_language(request, interaction)
+        context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
+                   "message": failed.message, "restart_url": engine.restart_url(interaction)}
         status = 404 if failed.kind == "not_found" else 400
         return deny_framing(render(request, "experience/upstream_error.html", context, status=status))
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import include, path
 
-from experience import account_views, mfa_views, upstream_views, views
+from experience import account_views, branding_views, mfa_views, upstream_views, views
 
 app_name = "experience"
 
@@ -25,3 +26,8 @@ urlpatterns = [
     path("auth/<slug:name>/callback", upstream_views.CallbackView.as_view(), name="auth-callback"),
     path("", include("experience.api.urls")),  # the Experience API, /api/schema/ and /api/docs/
 ]
+
+if settings.MEDIA_URL.startswith("/"):  # the uploaded branding images (a MEDIA_URL on another host serves them there)
+    urlpatterns += [
+        path(f"{settings.MEDIA_URL.strip('/')}/branding/<str:name>", branding_views.image, name="branding-image"),
+    ]

@@ -22,7 +22,7 @@ from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
 from experience.steps import see_other
-from identity import end_session, languages
+from identity import end_session
 from identity.security import deny_framing
 
 
@@ -60,7 +60,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        languages.use_ui_locales(request, signed_in.ui_locales(interaction))
+        signed_in.use_language(request, interaction)
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         button = self.button(request, interaction, request.GET.get("authenticator"))
@@ -73,7 +73,7 @@ class SignInView(View):
             interaction = engine.load(request, uid)
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
-        languages.use_ui_locales(request, signed_in.ui_locales(interaction))  # before any message is made
+        signed_in.use_language(request, interaction)  # before any message is made
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         if request.POST.get("action") == "redirect":  # a "Continue with ..." button
@@ -107,7 +107,7 @@ class SignInView(View):
             return self.render(request, interaction, authenticators, current, form, status=400)
         except EngineError as error:
             if error.kind == "rate_limited":
-                return captcha_page.locked(request, error)
+                return captcha_page.locked(request, error, interaction)
             if error.kind == "sso":  # this e-mail's organisation signs it in: go there
                 return see_other(error.data["url"])
             errors.add_to_form(form, error)

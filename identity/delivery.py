@@ -3,7 +3,10 @@ backend interface (``PORTCULLIS_SMS_BACKEND``).
 
 Every message is a pair of templates rendered in the active language (or ``language``):
 ``<template>_subject.txt`` and ``<template>_message.txt`` for e-mail, ``<template>_message.txt`` for
-an SMS. A bare name (``"sign_in_code"``) means ``portcullis/messages/<name>``.
+an SMS. A bare name (``"sign_in_code"``) means ``portcullis/messages/<name>``. An e-mail whose
+``<template>_message.html`` exists also carries that HTML part (the same text, with the
+application's logo: ``brand_logo_url``, an absolute URL from :func:`absolute_url`); the plain text
+stays the message's first part, for clients that show no HTML.
 
 One-time codes travel in these messages, so nothing here logs a message's text: the log says
 which template went to which (masked) address, never what it said. A backend that fails raises
@@ -35,13 +38,14 @@ from pathlib import Path
 from typing import Any, overload
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
 from django.http import HttpRequest
-from django.template.loader import render_to_string
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone, translation
 from django.utils.module_loading import import_string
 
-from identity.app_settings import setting
+from identity.app_settings import app_settings, setting
 
 logger = logging.getLogger("portcullis.delivery")
 
@@ -73,6 +77,29 @@ def render(template: str, suffix: str, context: Mapping[str, Any], language: str
     """``<template>_<suffix>.txt`` rendered in ``language`` (the active one when None)."""
     with translation.override(language or translation.get_language()):
         return render_to_string(f"{template_path(template)}_{suffix}.txt", dict(context)).strip()
+
+
+def render_html(template: str, context: Mapping[str, Any], language: str | None = None) -> str | None:
+    """``<template>_message.html`` rendered (autoescaped) in ``language``, or None when there is none."""
+    try:
+        html = get_template(f"{template_path(template)}_message.html")
+    except TemplateDoesNotExist:
+        return None
+    with translation.override(language or translation.get_language()):
+        return html.render(dict(context)).strip()
+
+
+def absolute_url(url: str, request: HttpRequest | None = None) -> str:
+    """``url`` (a path on this site, such as an uploaded logo's) as an absolute URL a mail client
+    can load: on the issuer's origin (``PORTCULLIS_ISSUER``), else the request's; "" when neither
+    is known or ``url`` is empty."""
+    if url == "" or url.startswith(("https://", "http://")):
+        return url
+    base = app_settings.issuer(request)
+    parts = urllib.parse.urlsplit(base)
+    if not parts.scheme or not parts.netloc or not url.startswith("/") or url.startswith("//"):
+        return ""
+    return f"{parts.scheme}://{parts.netloc}{url}"
 
 
 def mask(address: str) -> str:
@@ -108,8 +135,12 @@ def send_email(*args: Any, language: str | None = None, request: HttpRequest | N
     context = {"site": request.build_absolute_uri("/").rstrip("/") if request is not None else "", **context}
     subject = " ".join(render(template, "subject", context, language).split())  # one line
     body = render(template, "message", context, language)
+    html = render_html(template, context, language)
+    message = EmailMultiAlternatives(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    if html is not None:
+        message.attach_alternative(html, "text/html")
     try:
-        EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, recipients).send()
+        message.send()
     except OSError as error:  # smtplib.SMTPException is an OSError
         logger.warning("e-mail %s to %s failed: %s", template, ", ".join(map(mask, recipients)), type(error).__name__)
         raise DeliveryError(f"the e-mail could not be sent ({type(error).__name__})") from None

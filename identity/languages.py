@@ -3,7 +3,8 @@
 In order: the language the user picked with the switcher on every page (Django's language cookie),
 then the first supported language of the application's ``ui_locales`` (OpenID Connect Core §3.1.2.1,
 RP-Initiated Logout §2) for the pages of that sign-in or sign-out, then the browser's
-``Accept-Language`` (Django's ``LocaleMiddleware``).
+``Accept-Language`` (Django's ``LocaleMiddleware``), then the language of the application's sign-in
+experience (SPEC §5 ``language``, given by the experience's pages), then ``LANGUAGE_CODE``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
+from django.utils.translation.trans_real import parse_accept_lang_header
 
 LOCALE_MIDDLEWARE = "django.middleware.locale.LocaleMiddleware"
 MAX_TAGS = 10
@@ -39,12 +41,26 @@ def chosen(request: HttpRequest) -> str | None:
     return supported(cookie) if cookie else None
 
 
-def use_ui_locales(request: HttpRequest, ui_locales: str) -> None:
+def from_browser(request: HttpRequest) -> str | None:
+    """The first supported language of the browser's ``Accept-Language``, or None."""
+    for tag, _quality in parse_accept_lang_header(request.META.get("HTTP_ACCEPT_LANGUAGE", "")[:1000])[:MAX_TAGS]:
+        if tag == "*":
+            break
+        language = supported(tag)
+        if language is not None:
+            return language
+    return None
+
+
+def use_ui_locales(request: HttpRequest, ui_locales: str, default: str = "") -> None:
     """Show the rest of this request in the first supported language of ``ui_locales``, unless the
-    user picked a language. Only with ``LocaleMiddleware``, which activates each request's language
-    afresh (without it the activation would outlive the request in this thread)."""
+    user picked a language; without one of those, in ``default`` (an experience's language) when
+    the browser asks for no language this site has. Only with ``LocaleMiddleware``, which activates
+    each request's language afresh (without it the activation would outlive the request in this thread)."""
     if LOCALE_MIDDLEWARE not in settings.MIDDLEWARE or chosen(request):
         return
     language = from_ui_locales(ui_locales)
+    if language is None and default and from_browser(request) is None:
+        language = supported(default)
     if language is not None:
         translation.activate(language)

@@ -12,6 +12,8 @@ import re
 import secrets
 import shutil
 import string
+import struct
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -425,3 +427,35 @@ def follow_to_code(client: Client, response: Any) -> str:
             return query["code"]
         response = client.get(location)
     raise AssertionError("no code reached the client")
+
+
+# -- branding (experience.branding): images made in the test, an application's experience ----------------
+def png(width: int = 3, height: int = 2, rgb: tuple[int, int, int] = (11, 110, 79)) -> bytes:
+    """A small valid PNG of one colour."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def svg(fill: str = "#0b6e4f") -> bytes:
+    """A small SVG logo (120 x 40) that passes experience.branding.svg_problem."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40">'
+            f'<rect width="120" height="40" fill="{fill}"/></svg>').encode()
+
+
+def branded(app: ClientApp, overrides: dict[str, Any], **images: bytes) -> Any:
+    """``app``'s ApplicationExperience with ``overrides`` and images (field name -> bytes), checked
+    as the admin checks them (uploads stored under MEDIA_ROOT: point it at a temporary directory)."""
+    from django.core.files.base import ContentFile
+
+    from experience import branding
+    from experience.models import ApplicationExperience
+
+    row = ApplicationExperience(application=app.application, overrides=overrides)
+    for field_name, data in images.items():
+        setattr(row, field_name, branding.image_file(ContentFile(data)))
+    row.full_clean(exclude=["application"])
+    row.save()
+    return row

@@ -41,6 +41,19 @@ class CodeForm(forms.Form):
         return code
 
 
+def brand_context(policy: Any, request: Any) -> dict[str, Any]:
+    """A message's branding as the application's experience gives it (``policy``, an
+    ``experience.policy.Policy``, or None): name, logo (an absolute URL: mail clients load it from
+    this site) and support address."""
+    application = load_application(policy.client_id) if getattr(policy, "client_id", "") else None
+    brand = getattr(policy, "branding", None)
+    if brand is None:
+        return {"brand_name": application.name if application else "Portcullis", "brand_logo_url": "",
+                "brand_support_email": ""}
+    return {"brand_name": brand.name_for(application), "brand_logo_url": delivery.absolute_url(brand.logo_url, request),
+            "brand_support_email": brand.support_email}
+
+
 class SentCodeAuth(CodeAuth):
     """A code type that delivers through ``identity.delivery`` (a type says how: :meth:`deliver`)."""
 
@@ -48,8 +61,7 @@ class SentCodeAuth(CodeAuth):
         return ["otp"]
 
     def message_context(self, code: str, timeout: int) -> dict[str, Any]:
-        application = load_application(self.policy.client_id) if getattr(self.policy, "client_id", "") else None
-        return {"code": code, "minutes": max(1, timeout // 60), "brand_name": application.name if application else "Portcullis",
+        return {"code": code, "minutes": max(1, timeout // 60), **brand_context(self.policy, self.request),
                 "host": (urlsplit("//" + self.request.get_host()).hostname or "") if self.request is not None else ""}
 
     @staticmethod

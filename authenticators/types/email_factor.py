@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from authenticators import factors
 from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
+from authenticators.types.codes import brand_context
 
 MESSAGE_TEMPLATE = "authenticators/email/second_factor_code"
 
@@ -41,10 +42,11 @@ def verified_email(user: Any) -> str:
     return email
 
 
-def send_email(to: str, code: str, timeout: int) -> None:
+def send_email(to: str, code: str, timeout: int, brand: dict[str, Any] | None = None) -> None:
     """The one place this type sends mail: through ``identity.delivery.send_email`` once it exists
-    (part codes), else Django's mail with the same templates."""
-    context = {"code": code, "minutes": max(1, timeout // 60)}
+    (part codes), else Django's mail with the same templates. ``brand``: the application's name
+    (``codes.brand_context``)."""
+    context = {"code": code, "minutes": max(1, timeout // 60), **(brand or {})}
     delivery: Any
     try:
         delivery = importlib.import_module("identity.delivery")
@@ -76,7 +78,7 @@ class _UsersEmailCode(CodeAuth):
         return self.account
 
     def deliver(self, destination: str, code: str, *, user: Any, timeout: int) -> None:
-        send_email(verified_email(user), code, timeout)
+        send_email(verified_email(user), code, timeout, brand_context(self.policy, self.request))
 
 
 class EmailFactorAuth(SecondFactorAuth):

@@ -131,7 +131,18 @@ class Redirect(serializers.Serializer):
 
 
 class Branding(serializers.Serializer):
-    display_name = serializers.CharField()
+    """What the hosted pages show (docs/config-document.md, "Branding"); "" means none / built-in."""
+
+    display_name = serializers.CharField(help_text="The experience's display name, else the application's name.")
+    logo_url = serializers.CharField(allow_blank=True, help_text="A path on this site (/media/branding/...).")
+    logo_dark_url = serializers.CharField(allow_blank=True, help_text="The logo for prefers-color-scheme: dark.")
+    favicon_url = serializers.CharField(allow_blank=True)
+    primary_color = serializers.CharField(allow_blank=True, help_text="#rgb or #rrggbb; empty: the built-in colour.")
+    primary_color_dark = serializers.CharField(allow_blank=True)
+    custom_css = serializers.CharField(allow_blank=True, help_text="Cleaned as the hosted pages render it (nothing that loads or leaves <style>).")
+    terms_url = serializers.CharField(allow_blank=True)
+    privacy_url = serializers.CharField(allow_blank=True)
+    support_email = serializers.CharField(allow_blank=True)
 
 
 class Method(serializers.Serializer):
@@ -165,6 +176,7 @@ class Captcha(serializers.Serializer):
 class ExperienceConfig(serializers.Serializer):
     client_id = serializers.CharField(allow_null=True)
     branding = Branding()
+    language = serializers.CharField(allow_blank=True, help_text="The pages' default language; empty: the site's.")
     authenticators = serializers.ListField(child=serializers.CharField(), help_text="Method names in display order.")
     methods = Method(many=True, help_text="The same methods, in order, with their type, kind and title.")
     sign_up = SignUp()

@@ -25,6 +25,7 @@ from experience.api import serializers as s
 from experience.api.authentication import CsrfSession, set_csrf_cookie
 from experience.api.errors import exception_handler
 from experience.api.parsers import BoundedJSONParser, JSONOnly
+from experience.branding import display_name, safe_css
 from experience.errors import EngineError
 from experience.models import Interaction
 from experience.policy import describe as describe_policy
@@ -412,9 +413,9 @@ class ConfigView(ExperienceView):
             raise EngineError("not_found")
         policy = policy_for(client_id, request._request)
         described = describe_policy(policy)
-        branding = dict(described.get("branding") or {})
-        if not branding.get("display_name"):
-            branding["display_name"] = application.name if application is not None else "Portcullis"
+        # what the hosted pages show: the name never empty, the CSS as cleaned for a <style> element
+        branding = {**described["branding"], "display_name": display_name(policy, application),
+                    "custom_css": safe_css(policy.branding.custom_css)}
         methods = [{"name": a.name, "type": a.auth_type, "kind": a.type.kind if a.type else "", "title": str(a.title)}
                    for a in policy.methods()]
         return Response({"client_id": client_id or None, **described, "branding": branding, "methods": methods})
