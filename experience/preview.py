@@ -16,38 +16,16 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from experience import sso
-from experience.branding import on_colour, safe_css
+from experience import branding, sso
 from experience.code_tabs import code_step
 from experience.models import Interaction
-from experience.policy import Policy, resolve
+from experience.policy import resolve
 from experience.views import SignInView, sign_in_form_of
 from identity.security import deny_framing
 
 # scheme -> (the pages' ``color_scheme``, the media query their dark colours apply under)
 SCHEMES = {"light": ("light", "not all"), "dark": ("dark", "all")}
 PREVIEW_UID = "preview"
-
-
-def preview_branding_context(policy: Policy, application: Any) -> dict[str, Any]:
-    """The template context of ``policy``'s branding, for the preview.
-
-    The real pages get theirs from the branding work of issue 9 (another part): this one should be
-    merged with it, so that the preview cannot drift from what users see. The names are those
-    ``portcullis/base.html`` reads (``brand_name``, ``brand_primary``, ``brand_on_primary``, and
-    their ``_dark`` twins) and ``brand_*`` for the rest."""
-    b = policy.branding
-    context: dict[str, Any] = {
-        "brand_name": b.display_name or (application.name if application is not None else "") or "Portcullis",
-        "brand_logo_url": b.logo_url, "brand_logo_dark_url": b.logo_dark_url or b.logo_url,
-        "brand_favicon_url": b.favicon_url, "brand_custom_css": safe_css(b.custom_css),
-        "brand_terms_url": b.terms_url, "brand_privacy_url": b.privacy_url, "brand_support_email": b.support_email,
-    }
-    if b.primary_color:
-        context.update(brand_primary=b.primary_color, brand_on_primary=on_colour(b.primary_color))
-    if b.primary_color_dark:
-        context.update(brand_primary_dark=b.primary_color_dark, brand_on_primary_dark=on_colour(b.primary_color_dark))
-    return context
 
 
 def render_preview(request: HttpRequest, application: Any, scheme: str) -> HttpResponse:
@@ -63,7 +41,7 @@ def render_preview(request: HttpRequest, application: Any, scheme: str) -> HttpR
         "interaction": interaction, "application": application, "tabs": tabs, "current": current, "form": form,
         "buttons": sso.redirect_authenticators(policy), "sign_up_enabled": policy.sign_up.enabled,
         "notice": None, "step": code_step(request, interaction, current, form), "captcha": None,
-        **preview_branding_context(policy, application),
+        **branding.context(policy, application),  # the real pages' branding, so the preview cannot drift
         "color_scheme": color_scheme, "dark_media": dark_media,
         "preview_scheme": scheme, "preview_captcha": policy.captcha, "preview_methods": policy.methods(),
     }

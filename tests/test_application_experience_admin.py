@@ -321,3 +321,18 @@ def test_an_empty_override_the_form_cannot_say_is_pointed_out(admin_client, pass
     page = admin_client.get(change_url(row)).content.decode()
     assert page.count("Stored: an empty override. Saved with this field empty, it inherits instead.") == 1
     assert effective_rows(page)["access_rules.ip_allow"] == ("(none)", "this application")
+
+
+def test_the_preview_shows_the_applications_logos_and_css_as_its_page_does(admin_client, password_authenticator,
+                                                                          confidential_app):
+    from tests.helpers import branded, png, svg
+
+    branded(confidential_app, {"branding": {"custom_css": "h1 { letter-spacing: .05em }"}}, logo=svg(), logo_dark=png())
+    logo, dark_logo = (getattr(ApplicationExperience.objects.get(), name).url for name in ("logo", "logo_dark"))
+
+    light = admin_client.get(preview_url(confidential_app.client_id)).content.decode()
+    dark = admin_client.get(preview_url(confidential_app.client_id), {"scheme": "dark"}).content.decode()
+
+    assert f'<source media="not all" srcset="{dark_logo}"><img src="{logo}"' in light  # light: the logo
+    assert f'<source media="all" srcset="{dark_logo}">' in dark  # dark: the dark-mode logo, whatever the browser
+    assert "<style>h1 { letter-spacing: .05em }</style>" in light
