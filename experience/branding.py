@@ -273,3 +273,9 @@ def for_client(request: Any, client_id: str) -> dict[str, Any]:
     from identity.applications import load_application
 
     return context(policy_for(client_id, request), load_application(client_id) if client_id else None)
+
+
+def page_context(request: Any, application: Any) -> dict[str, Any]:
+    """identity's ``PAGE_CONTEXT`` seam: its own pages (consent, sign-out, errors) branded like the
+    sign-in pages, by ``application``'s effective experience (the default one without an application)."""
+    return for_client(request, application.client_id if application is not None else "")

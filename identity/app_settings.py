@@ -62,6 +62,14 @@ class AppSettings:
         """Dotted path of ``handler(request, authorize_url, application, login_hint) -> url``."""
         return setting("SIGN_IN_HANDLER", "experience.interaction.begin_authorization")
 
+    @property
+    def PAGE_CONTEXT(self) -> str:
+        """Dotted path of ``page_context(request, application) -> dict``: the branding of identity's
+        own pages (consent, sign-out, errors); empty (the default without the experience app): none."""
+        from django.apps import apps
+
+        return setting("PAGE_CONTEXT", "experience.branding.page_context" if apps.is_installed("experience") else "")
+
     def issuer(self, request: HttpRequest | None) -> str:
         """ISSUER, or where the apps are mounted on this request's host (the site root when the
         URLs are included at ``""``), so that discovery sits at issuer + /.well-known/..."""

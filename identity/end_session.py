@@ -10,7 +10,6 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
-from django.shortcuts import render
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
@@ -22,7 +21,7 @@ from jwcrypto.common import JWException
 from identity import authentication, keys, languages, subjects, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
-from identity.pages import error_page
+from identity.pages import error_page, render_page
 from identity.security import deny_framing
 
 PENDING_SESSION_KEY = "portcullis_logout"
@@ -171,7 +170,7 @@ class EndSessionView(View):
                                                 "client_id": logout.client_id}
         context = {"key": key, "application": logout.application}
         targets = [logout.redirect_to] if logout.redirect_to else []  # where "Sign out" ends
-        return deny_framing(render(request, "identity/logout_confirm.html", context), form_action=targets)
+        return deny_framing(render_page(request, "identity/logout_confirm.html", context, logout.application), form_action=targets)
 
     def confirm(self, request: HttpRequest) -> HttpResponseBase:
         """The user's answer; reached through csrf_protect, and the key is bound to the session."""
@@ -180,11 +179,11 @@ class EndSessionView(View):
         if not pending or not secrets.compare_digest(str(pending.get("key")), request.POST.get("key", "")):
             # A stale tab or a forged answer: nothing happens, and the page says so.
             still = done_context(not request.user.is_authenticated, None)
-            return deny_framing(render(request, "identity/logout_done.html", still, status=400))
+            return deny_framing(render_page(request, "identity/logout_done.html", still, status=400))
         application = load_application(pending["client_id"]) if pending.get("client_id") else None
         if request.POST.get("confirm") != "yes":
             request.session.pop(PENDING_SESSION_KEY, None)
-            return deny_framing(render(request, "identity/logout_done.html", done_context(False, application)))
+            return deny_framing(render_page(request, "identity/logout_done.html", done_context(False, application), application))
         sign_out(request)
         return self.done(request, pending.get("redirect_to", ""), application)
 
@@ -193,7 +192,7 @@ class EndSessionView(View):
         if redirect_to:
             status = 303 if request.method == "POST" else 302
             return deny_framing(HttpResponse(status=status, headers={"Location": redirect_to}))
-        return deny_framing(render(request, "identity/logout_done.html", done_context(True, application)))
+        return deny_framing(render_page(request, "identity/logout_done.html", done_context(True, application), application))
 
 
 def done_context(signed_out: bool, application: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from django.core.exceptions import (
 )
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
-from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.module_loading import import_string
@@ -41,7 +40,7 @@ from identity.applications import load_application
 from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
 from identity.middleware import UNREADABLE
 from identity.models import ApplicationSettings, Consent, ConsentRequest
-from identity.pages import error_page
+from identity.pages import error_page, render_page
 from identity.security import client_targets, deny_framing
 from identity.transport import no_query_parameters, no_token_in_query, oauth_error
 from identity.validators import preloaded_application, redirect_uri_registered
@@ -201,7 +200,7 @@ class AuthorizationView(OAuthLibMixin, View):
         }
         # Allow, and deny too, end in a redirect to the client, which the form's CSP must allow.
         targets = client_targets(application, params.get("redirect_uri", ""))
-        return deny_framing(render(request, "identity/consent.html", context), form_action=targets)
+        return deny_framing(render_page(request, "identity/consent.html", context, application), form_action=targets)
 
     def issue_code(self, request: HttpRequest, application: Any, scopes: list[str], credentials: dict,
                    auth: authentication.Authentication | None) -> HttpResponseBase:
@@ -427,7 +426,7 @@ class ConnectedAppsView(View):
         if not request.user.is_authenticated:
             return sign_in_first(request)
         consents = Consent.objects.filter(user=request.user).select_related("application").order_by("-updated_at")
-        return deny_framing(render(request, "identity/connected_apps.html", {"consents": consents}))
+        return deny_framing(render_page(request, "identity/connected_apps.html", {"consents": consents}))
 
     def post(self, request: HttpRequest) -> HttpResponseBase:
         if not request.user.is_authenticated:

@@ -289,3 +289,22 @@ def test_a_second_factor_code_email_names_the_application(totp_user):
                   {"identifier": "alice", "password": PASSWORD})
     mfa.send_second_factor_code(request, interaction, "email")
     assert mail.outbox[-1].subject == "Your sign-in code for Acme & Co"
+
+
+def test_identitys_own_pages_carry_the_applications_branding(client, user):
+    """Consent and sign-out are identity's pages: branded through its PAGE_CONTEXT seam."""
+    from tests.test_consent import is_consent_page, sign_in_to_consent
+
+    partner = make_application(first_party=False, name="Partner")
+    branded(partner, {"branding": {"display_name": "Partner Portal", "primary_color": "#0b6e4f"}}, logo=png())
+
+    consent = sign_in_to_consent(client, partner)
+
+    assert is_consent_page(consent)
+    html = consent.content.decode()
+    assert "--primary: #0b6e4f;" in html and 'alt="Partner Portal"' in html
+    confirm = client.get("/oauth/logout", {"client_id": partner.client_id}).content.decode()
+    assert 'name="confirm"' in confirm and "--primary: #0b6e4f;" in confirm  # "sign out of Partner Portal?"
+    client.logout()
+    done = client.get("/oauth/logout").content.decode()
+    assert "--primary: #3b5bdb;" in done and "Partner Portal" not in done  # no application: the default
