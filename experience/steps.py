@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from experience import interaction as engine
 from experience import signed_in
+from experience.access_control import AccessDenied
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from identity import languages
@@ -52,6 +53,8 @@ def advance(request: HttpRequest, interaction: Interaction) -> HttpResponse:
         completed = engine.submit(request, interaction)
     except RequirementMissing as missing:
         return see_other(step_url(interaction, missing.gate))
+    except AccessDenied as error:
+        return denied(request, interaction, error)
     return see_other(completed.redirect_to)
 
 
@@ -74,6 +77,13 @@ def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> H
     languages.use_ui_locales(request, signed_in.ui_locales(interaction))
     context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
     return deny_framing(render(request, "experience/expired.html", context, status=400))
+
+
+def denied(request: HttpRequest, interaction: Interaction | None, error: AccessDenied) -> HttpResponse:
+    """The page of a sign-in an access rule refused (403): the refusal's neutral message only (the
+    rule and its reason are the admin's, in the audit log)."""
+    context = {"message": error.message, "restart_url": engine.restart_url(interaction)}
+    return deny_framing(render(request, "experience/access_denied.html", context, status=403))
 
 
 def live(request: HttpRequest, uid: str) -> Interaction | HttpResponse:
