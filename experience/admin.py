@@ -129,3 +129,9 @@ class ExperienceAdmin(admin.ModelAdmin):
                            json.dumps(document, indent=2, ensure_ascii=False),
                            _("Every application gets the default experience; the authenticators listed are the "
                              "enabled ones it shows. Saved changes apply at once."))
+
+
+# The access rules' simulator (experience.access_admin): /admin/experience/experience/simulate/.
+from experience.access_admin import with_simulator  # noqa: E402
+
+ExperienceAdmin.get_urls = with_simulator(ExperienceAdmin.get_urls)  # type: ignore[assignment,method-assign]

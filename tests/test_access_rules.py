@@ -280,3 +280,45 @@ def client_flow(client: Any, **meta: str) -> Flow:
     headers, the socket address)."""
     client.defaults.update(meta)
     return Flow(client)
+
+
+# -- the admin's simulator ----------------------------------------------------------------------------------
+SIMULATOR = "/admin/experience/experience/simulate/"
+
+
+def test_the_simulator_names_the_rule_that_decides_and_why(admin_client, user, confidential_app):
+    from django.urls import reverse
+
+    assert reverse("admin:experience_experience_simulate") == SIMULATOR
+    default_rules(ip_deny=["2001:db8::/32"])
+    rules_of(confidential_app, email_domains_deny=["*.example.com"])
+    app = confidential_app.application.pk
+    page = admin_client.get(SIMULATOR, {"application": app, "email": "bob@mail.example.com", "ip": "", "region": ""})
+    html = page.content.decode()
+    assert page.status_code == 200 and "Refused" in html and "email_domains_deny" in html
+    assert "the domain mail.example.com matches *.example.com" in html
+    assert "application" in html and "default" in html  # where each list comes from
+    page = admin_client.get(SIMULATOR, {"application": app, "email": "alice@example.com", "ip": "2001:db8::7"})
+    assert "ip_deny" in page.content.decode() and "the address 2001:db8::7 is in 2001:db8::/32" in page.content.decode()
+    page = admin_client.get(SIMULATOR, {"application": "", "email": "bob@mail.example.com", "ip": "192.0.2.1"})
+    assert "Allowed" in page.content.decode()  # the default experience does not deny the domain
+    page = admin_client.get(SIMULATOR, {"application": app, "email": "alice@example.com", "region": "de"})
+    assert page.status_code == 200 and "Allowed" in page.content.decode()  # the account's own domain is allowed
+
+
+def test_the_simulator_answers_bad_input_with_field_errors(admin_client, db):
+    for bad in ({"ip": "300.1.1.1"}, {"region": "ZZ"}, {"region": "Germany"}, {"email": "not-an-address"},
+                {"application": "999999"}, {"application": "x\x00"}, {"ip": "1" * 5000}):
+        page = admin_client.get(SIMULATOR, bad)
+        assert page.status_code == 400, (bad, page.status_code)
+        assert "errorlist" in page.content.decode() and "Decision" not in page.content.decode()
+    assert admin_client.get(SIMULATOR).status_code == 200  # the empty form
+
+
+def test_the_simulator_is_staff_only(client, user, django_user_model):
+    assert client.get(SIMULATOR)["Location"].startswith("/admin/login/")
+    client.force_login(user)
+    assert client.get(SIMULATOR)["Location"].startswith("/admin/login/")  # not staff
+    staff = django_user_model.objects.create_user("staffer", "staff@example.com", PASSWORD, is_staff=True)
+    client.force_login(staff)
+    assert client.get(SIMULATOR).status_code == 403  # staff without the view permission
