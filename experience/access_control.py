@@ -117,9 +117,12 @@ def enforce(request: HttpRequest, client_id: str, *, user: Any = None, email: st
 
 def token_check(user: Any, application: Any, request: HttpRequest | None, grant_type: str) -> str | None:
     """``PORTCULLIS_TOKEN_CHECK``: the e-mail-domain rules (and the custom rules) at every code
-    redemption and refresh; the caller is the application's server, so IP and region are not
-    checked here. A refusal's description for ``invalid_grant``, or None."""
-    check = check_for(request, application.client_id, grant_type, user=user, email=email_of(user), device=False)
+    redemption and refresh. IP and region too when the caller is the user's device: a public
+    client (a single-page or mobile application has no server; its token requests come from the
+    device), never for a confidential client, whose server's address is not the user's. A
+    refusal's description for ``invalid_grant``, or None."""
+    device = getattr(application, "client_type", "") == "public"
+    check = check_for(request, application.client_id, grant_type, user=user, email=email_of(user), device=device)
     decision = refused(request, check, user.get_username())
     if decision.allowed:
         return None

@@ -203,14 +203,31 @@ def test_a_refresh_after_the_default_experience_denies_the_domain_is_refused(cli
 @override_settings(PORTCULLIS_TRUSTED_PROXY_HEADER=XFF, PORTCULLIS_REGION_HEADER="CF-IPCountry")
 @pytest.mark.parametrize("rule", [{"ip_allow": ["203.0.113.0/24"]}, {"regions_deny": ["DE"]}])
 def test_ip_and_region_rules_refuse_the_next_sign_in_not_the_servers_refresh(client, user, confidential_app, rule):
-    """A refresh comes from the application's server, whose address and region are not the user's:
-    after an IP or region rule changes, the refresh still works and the device's next sign-in is refused."""
+    """A confidential client's refresh comes from its server, whose address and region are not the
+    user's: after an IP or region rule changes, the refresh still works and the device's next
+    sign-in (here: its next authorization request, signed in already) is refused."""
     device = {"HTTP_X_FORWARDED_FOR": "198.51.100.9", "HTTP_CF_IPCOUNTRY": "DE"}
     tokens = tokens_for(client_flow(client, **device), confidential_app)
     rules_of(confidential_app, **rule)
     assert refresh(client, confidential_app, tokens["refresh_token"]).status_code == 200
     response = client.get("/oauth/authorize", authorize_params(confidential_app), **device)  # signed in already
     assert response.status_code == 403 and b"not allowed" in response.content
+
+
+@override_settings(PORTCULLIS_TRUSTED_PROXY_HEADER=XFF, PORTCULLIS_REGION_HEADER="CF-IPCountry")
+@pytest.mark.parametrize(("rule", "code"), [({"ip_allow": ["203.0.113.0/24"]}, "ip_denied"),
+                                            ({"regions_deny": ["DE"]}, "region_denied")])
+def test_a_public_clients_refresh_comes_from_the_device_and_is_refused_after_an_ip_or_region_rule(
+        client, user, public_app, rule, code):
+    """A single-page or mobile application (a public client) refreshes from the user's device: the
+    IP and region rules apply to its refresh too, through the trusted header."""
+    tokens = tokens_for(client_flow(client, HTTP_X_FORWARDED_FOR="10.9.9.9, 198.51.100.9", HTTP_CF_IPCOUNTRY="DE"),
+                        public_app)
+    rules_of(public_app, **rule)
+    response = refresh(client, public_app, tokens["refresh_token"])
+    assert response.status_code == 400 and error_of(response) == "invalid_grant", response.content
+    assert f"({code})" in response.json()["error_description"]
+    assert AuditEvent.objects.get(kind=AuditEvent.ACCESS_DENIED).ip == "198.51.100.9"
 
 
 def test_a_code_redeemed_after_the_domain_is_denied_is_refused(client, user, confidential_app):
