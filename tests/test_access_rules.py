@@ -116,6 +116,17 @@ def test_an_ip_outside_the_allowed_range_via_the_trusted_header_is_refused(clien
     assert tokens_for(client_flow(client, **inside), confidential_app)["access_token"]
 
 
+@override_settings(PORTCULLIS_TRUSTED_PROXY_HEADER=XFF, PORTCULLIS_REGION_HEADER="CF-IPCountry")
+def test_malformed_proxy_headers_are_unknown_never_a_500(client, user, confidential_app):
+    garbage = {"HTTP_X_FORWARDED_FOR": "203.0.113.7, <script>", "HTTP_CF_IPCOUNTRY": "\u00e9\u00e9"}
+    rules_of(confidential_app, ip_allow=["203.0.113.0/24"])
+    _page, response = sign_in_page(client, confidential_app, **garbage)
+    assert_denied_page(response, "Signing in from this network is not allowed.")  # unknown: not in the allow list
+    assert AuditEvent.objects.get(kind=AuditEvent.ACCESS_DENIED).ip is None
+    rules_of(confidential_app, ip_deny=["203.0.113.0/24"], regions_deny=["DE"])  # deny lists: unknown is not denied
+    assert tokens_for(client_flow(client, **garbage), confidential_app)["access_token"]
+
+
 def test_a_spoofed_proxy_header_is_ignored_when_no_trusted_header_is_configured(client, user, confidential_app):
     rules_of(confidential_app, ip_allow=["203.0.113.0/24"])
     spoofed = {"HTTP_X_FORWARDED_FOR": "203.0.113.7", "REMOTE_ADDR": "192.0.2.50"}
