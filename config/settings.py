@@ -232,6 +232,13 @@ PORTCULLIS_SMS_HTTP_FORMAT = os.environ.get("SMS_HTTP_FORMAT", "json")
 PORTCULLIS_ISSUER = os.environ.get("ISSUER", "").strip()
 PORTCULLIS_SIGNING_KEY_PEM = os.environ.get("SIGNING_KEY_PEM", "")
 PORTCULLIS_SIGNING_KEY_FILE = os.environ.get("SIGNING_KEY_FILE", "")
+# Behind a reverse proxy (identity.network): the header whose LAST address is the client IP, and the
+# header naming the client's region (ISO 3166-1 alpha-2). Unset: the socket address; no region.
+PORTCULLIS_TRUSTED_PROXY_HEADER = os.environ.get("TRUSTED_PROXY_HEADER", "").strip()
+PORTCULLIS_REGION_HEADER = os.environ.get("REGION_HEADER", "").strip()
+# The experience's access rules where the provider issues codes and tokens (experience.access_control).
+PORTCULLIS_TOKEN_CHECK = "experience.access_control.token_check"
+PORTCULLIS_AUTHORIZE_CHECK = "experience.access_control.authorize_check"
 PORTCULLIS_DEMO = env_bool("PORTCULLIS_DEMO", False)
 PORTCULLIS_DEMO_CLIENT_ID = os.environ.get("PORTCULLIS_DEMO_CLIENT_ID", "portcullis-demo")
 

@@ -487,3 +487,9 @@ def application_links(request: HttpRequest, application: Any) -> list[tuple[str,
 
 if application_links not in application_admin.CHANGE_PAGE_LINKS:
     application_admin.CHANGE_PAGE_LINKS.append(application_links)
+
+
+# The access rules' simulator (experience.access_admin): /admin/experience/experience/simulate/.
+from experience.access_admin import with_simulator  # noqa: E402
+
+ExperienceAdmin.get_urls = with_simulator(ExperienceAdmin.get_urls)  # type: ignore[assignment,method-assign]

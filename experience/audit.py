@@ -7,10 +7,9 @@ from typing import Any
 from django.http import HttpRequest
 
 from experience.models import AuditEvent
+from identity.network import client_ip
 
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+__all__ = ["client_ip", "record"]  # client_ip: the one rule (identity.network), for risk and known devices
 
 
 def record(request: HttpRequest, kind: str, *, user: Any = None, identifier: str = "", authenticator: str = "",

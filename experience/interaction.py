@@ -28,7 +28,7 @@ from django.utils.translation import gettext_lazy as _
 
 from authenticators.base import AuthError, CodeAuth, RedirectAuth, SecondFactorAuth, SentCode
 from authenticators.models import Authenticator, OneTimeCode
-from experience import accounts, audit, risk, sso
+from experience import access_control, accounts, audit, risk, sso
 from experience.app_settings import app_settings
 from experience.completion import BrowserSession, Completed, Completion, safe_next
 from experience.errors import EngineError
@@ -251,6 +251,7 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
+    access_control.enforce(request, interaction.client_id, identifier=identifier)  # IP, region: before any secret is checked
     if authenticator.type.kind != "redirect":
         sso.route(request, interaction, identifier)  # an SSO domain's e-mail signs in upstream only
     risk.guard(request, interaction, identifier, data)  # lockout, captcha (experience.risk)
@@ -268,6 +269,8 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
         if error.code not in risk.NOT_COUNTED:
             risk.failed(request, identifier, interaction)
         raise _failed(request, interaction, authenticator, error, identifier) from None
+    access_control.enforce(request, interaction.client_id, user=user, email=access_control.email_of(user),
+                           identifier=identifier)  # the account's e-mail domain, before it is identified
     identify(interaction, user)
     record_verification(request, interaction, authenticator, auth.amr(), "first")
     if save:
@@ -348,6 +351,9 @@ def send_code(request: HttpRequest, interaction: Interaction, authenticator: Aut
         accounts.check_event(request, interaction.client_id, interaction.event)
     auth.purpose = interaction.event  # sign-up's code goes to a new address too (the answer is the same)
     address = str(data.get("email") or data.get("phone_number") or "")
+    # IP and region, and a typed e-mail address's domain: no code goes where it cannot be used
+    access_control.enforce(request, interaction.client_id, email=address if "@" in address else None,
+                           identifier=address)
     sso.route(request, interaction, address)  # an SSO domain's e-mail gets no code: it signs in upstream
     demanded = interaction.state.get("captcha")
     risk.guard(request, interaction, address, data)
@@ -408,6 +414,10 @@ def submit(request: HttpRequest, interaction: Interaction, completion: Completio
     if requirement is not None:
         raise RequirementMissing(requirement)
     user = ctx.user
+    # Every rule once more, as they are now (a rule changed since the first factor; sign-up's address)
+    email = access_control.email_of(user) if user is not None else str((ctx.state.get("profile") or {}).get("email") or "")
+    access_control.enforce(request, interaction.client_id, user=user, email=email,
+                           identifier=user.get_username() if user is not None else email)
     with transaction.atomic():
         finished = Interaction.objects.filter(uid=interaction.uid, completed_at__isnull=True).update(
             completed_at=timezone.now(), state=accounts.stored_state(interaction.state)

@@ -58,6 +58,7 @@ class AuditEvent(models.Model):
     CODE_FAILED = "code.failed"  # a code that did not check out, or a send that was refused
     NEW_DEVICE = "sign_in.new_device"  # a sign-in from a browser the account had not used (notified)
     LOCKED_OUT = "sign_in.locked_out"  # an account locked after too many failures (experience.risk)
+    ACCESS_DENIED = "access.denied"  # an access rule refused (reason: its code; experience.access_control)
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from experience import branding, signed_in
 from experience import interaction as engine
+from experience.access_control import AccessDenied
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
@@ -52,6 +53,8 @@ def advance(request: HttpRequest, interaction: Interaction) -> HttpResponse:
         completed = engine.submit(request, interaction)
     except RequirementMissing as missing:
         return see_other(step_url(interaction, missing.gate))
+    except AccessDenied as error:
+        return denied(request, interaction, error)
     return see_other(completed.redirect_to)
 
 
@@ -75,6 +78,14 @@ def expired(request: HttpRequest, uid: str, error: engine.InteractionError) -> H
     context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
                "message": error.message, "restart_url": engine.restart_url(interaction)}
     return deny_framing(render(request, "experience/expired.html", context, status=400))
+
+
+def denied(request: HttpRequest, interaction: Interaction | None, error: AccessDenied) -> HttpResponse:
+    """The page of a sign-in an access rule refused (403): the refusal's neutral message only (the
+    rule and its reason are the admin's, in the audit log)."""
+    context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
+               "message": error.message, "restart_url": engine.restart_url(interaction)}
+    return deny_framing(render(request, "experience/access_denied.html", context, status=403))
 
 
 def live(request: HttpRequest, uid: str) -> Interaction | HttpResponse:

@@ -20,6 +20,7 @@ from django.views.decorators.cache import never_cache
 
 from experience import branding, signed_in, steps, upstream
 from experience import interaction as engine
+from experience.access_control import AccessDenied
 from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
@@ -55,6 +56,8 @@ class CallbackView(View):
             return redirect(steps.step_url(interaction, missing.gate))
         except engine.InteractionError as error:
             return steps.expired(request, interaction.uid, error)
+        except AccessDenied as error:
+            return steps.denied(request, interaction, error)
         return redirect(completed.redirect_to)
 
     @staticmethod
@@ -68,7 +71,7 @@ class CallbackView(View):
         signed_in.use_language(request, interaction)
         context = {**branding.for_client(request, interaction.client_id if interaction is not None else ""),
                    "message": failed.message, "restart_url": engine.restart_url(interaction)}
-        status = 404 if failed.kind == "not_found" else 400
+        status = {"not_found": 404, "forbidden": 403}.get(failed.kind, 400)
         return deny_framing(render(request, "experience/upstream_error.html", context, status=status))
 
 

@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from authenticators.models import Authenticator
-from experience import captcha_page, code_tabs, errors, signed_in, sso, steps, upstream
+from experience import access_control, captcha_page, code_tabs, errors, signed_in, sso, steps, upstream
 from experience import interaction as engine
 from experience.code_tabs import address_form, address_initial, code_step
 from experience.errors import EngineError
@@ -61,6 +61,10 @@ class SignInView(View):
         except engine.InteractionError as error:
             return self.expired(request, uid, error)
         signed_in.use_language(request, interaction)
+        try:  # a device the rules refuse is told so at once, not after typing a password
+            access_control.enforce(request, interaction.client_id)
+        except access_control.AccessDenied as error:
+            return steps.denied(request, interaction, error)
         authenticators = self.authenticators(request, interaction)
         current = self.current(request, authenticators)
         button = self.button(request, interaction, request.GET.get("authenticator"))
@@ -105,6 +109,8 @@ class SignInView(View):
                 return see_other(steps.step_url(interaction, missing.gate))
             errors.add_to_form(form, missing)
             return self.render(request, interaction, authenticators, current, form, status=400)
+        except access_control.AccessDenied as error:
+            return steps.denied(request, interaction, error)
         except EngineError as error:
             if error.kind == "rate_limited":
                 return captcha_page.locked(request, error, interaction)
@@ -177,6 +183,8 @@ class SignInView(View):
             sent = engine.send_code(request, interaction, current, captcha_page.with_answer(request, data))
         except engine.InteractionError as error:
             return self.expired(request, interaction.uid, error)
+        except access_control.AccessDenied as error:
+            return steps.denied(request, interaction, error)
         except EngineError as error:
             if error.kind == "sso":  # this e-mail's organisation signs it in: go there
                 return see_other(error.data["url"])

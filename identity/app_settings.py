@@ -70,6 +70,30 @@ class AppSettings:
 
         return setting("PAGE_CONTEXT", "experience.branding.page_context" if apps.is_installed("experience") else "")
 
+    @property
+    def TOKEN_CHECK(self) -> str:
+        """Dotted path of ``check(user, application, request, grant_type) -> str | None``, asked at the
+        token endpoint before an ``authorization_code`` or ``refresh_token`` grant is answered: a
+        string refuses (``invalid_grant`` with it as the description), None allows. Empty: no check."""
+        return setting("TOKEN_CHECK", "") or ""
+
+    @property
+    def AUTHORIZE_CHECK(self) -> str:
+        """Dotted path of ``check(request, user, application) -> str | None``, asked at the
+        authorization endpoint before a code is issued to a signed-in user: a string refuses (an
+        error page, 403, with it as the message), None allows. Empty: no check."""
+        return setting("AUTHORIZE_CHECK", "") or ""
+
+    @property
+    def TRUSTED_PROXY_HEADER(self) -> str:
+        """The HTTP header whose last address is the client IP (``identity.network``); empty: the socket address."""
+        return str(setting("TRUSTED_PROXY_HEADER", "") or "").strip()
+
+    @property
+    def REGION_HEADER(self) -> str:
+        """The HTTP header naming the client's region (ISO 3166-1 alpha-2); empty: regions are unknown."""
+        return str(setting("REGION_HEADER", "") or "").strip()
+
     def issuer(self, request: HttpRequest | None) -> str:
         """ISSUER, or where the apps are mounted on this request's host (the site root when the
         URLs are included at ``""``), so that discovery sits at issuer + /.well-known/..."""

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from oauth2_provider.models import (
     get_access_token_model,
     get_refresh_token_model,
@@ -58,6 +59,15 @@ def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: 
         id_token = {"at_hash": _left_half_hash(token["access_token"])}
         token["id_token"] = server.request_validator.finalize_id_token(id_token, token, server.bearer, oauth_request)
     return dict(token)
+
+
+def issuance_refusal(user: Any, application: Any, request: HttpRequest | None, grant_type: str) -> str | None:
+    """Why the project's ``PORTCULLIS_TOKEN_CHECK`` refuses to issue ``user`` tokens for ``application``
+    by ``grant_type`` (``authorization_code``, ``refresh_token``) now, or None. The experience app's
+    access rules are applied this way (identity does not know them): a rule changed after the
+    sign-in refuses the next refresh."""
+    path = app_settings.TOKEN_CHECK
+    return import_string(path)(user, application, request, grant_type) if path else None
 
 
 def _left_half_hash(value: str) -> str:

@@ -103,6 +103,19 @@ def load_access_token(token: str) -> Any | None:
     return _access_tokens.get(checksum, router.db_for_read(AccessToken))
 
 
+_token_request: contextvars.ContextVar[Any] = contextvars.ContextVar("portcullis_token_request", default=None)
+
+
+@contextmanager
+def token_request(request: Any) -> Iterator[None]:
+    """Let the validator hand the token endpoint's Django request to ``PORTCULLIS_TOKEN_CHECK``."""
+    reset = _token_request.set(request)
+    try:
+        yield
+    finally:
+        _token_request.reset(reset)
+
+
 class _Replayed(Exception):
     """A code or refresh token was used again: its family must be revoked."""
 
@@ -230,6 +243,9 @@ class PortcullisValidator(OAuth2Validator):
             return False
         if getattr(request, "code_verifier", None) and not grant.code_challenge:
             return False  # PKCE downgrade: a verifier for a code that was issued without a challenge
+        refusal = tokens.issuance_refusal(grant.user, client, _token_request.get(), "authorization_code")
+        if refusal:
+            raise errors.InvalidGrantError(description=refusal, request=request)
         request.scopes = grant.scope.split()
         request.user = grant.user
         request.nonce = grant.nonce or None
@@ -346,6 +362,12 @@ class PortcullisValidator(OAuth2Validator):
         record = tokens.family_record(rt)
         if not tokens.refresh_token_alive(rt, record):
             return False
+        refusal = tokens.issuance_refusal(rt.user, client, _token_request.get(), "refresh_token")
+        if refusal:
+            # Refused for good: the family ends (its access tokens too), so nothing issued before the
+            # rule changed stays usable; the user signs in again once the rules let them.
+            tokens.revoke_family(rt.token_family)
+            raise errors.InvalidGrantError(description=refusal, request=request)
         request._portcullis_record = record
         return True
 

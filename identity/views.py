@@ -43,7 +43,7 @@ from identity.models import ApplicationSettings, Consent, ConsentRequest
 from identity.pages import error_page, render_page
 from identity.security import client_targets, deny_framing
 from identity.transport import no_query_parameters, no_token_in_query, oauth_error
-from identity.validators import preloaded_application, redirect_uri_registered
+from identity.validators import preloaded_application, redirect_uri_registered, token_request
 
 
 def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -135,6 +135,9 @@ class AuthorizationView(OAuthLibMixin, View):
             if "none" in prompt:
                 return self.redirect_error(request, application, client_error(oidc_errors.LoginRequired, credentials))
             return self.begin_sign_in(request, params, application)
+        refusal = self.refusal(request, application)
+        if refusal:
+            return error_page(request, "access_denied", refusal, status=403)
         if self.consent_needed(request, application, scopes, prompt, resumed):
             if "none" in prompt:
                 return self.redirect_error(request, application, client_error(oidc_errors.ConsentRequired, credentials))
@@ -153,6 +156,13 @@ class AuthorizationView(OAuthLibMixin, View):
         if same_params(marker.get("params", ""), authorize_params(params)):
             return marker
         return {}
+
+    @staticmethod
+    def refusal(request: HttpRequest, application: Any) -> str | None:
+        """Why ``PORTCULLIS_AUTHORIZE_CHECK`` (the experience's access rules) refuses the signed-in
+        user this application from this device now (an SSO sign-in to a second application), or None."""
+        path = app_settings.AUTHORIZE_CHECK
+        return import_string(path)(request, request.user, application) if path else None
 
     @staticmethod
     def login_needed(params: QueryDict, auth: authentication.Authentication, prompt: set[str],
@@ -359,7 +369,8 @@ class TokenView(OAuthLibMixin, View):
             # Before oauthlib runs: its password grant would check the password first (an oracle),
             # and DOT's device-code path fails on missing parameters.
             return oauth_error("unsupported_grant_type", "Only authorization_code and refresh_token are supported.")
-        _url, headers, body, status = self.create_token_response(request)
+        with token_request(request):
+            _url, headers, body, status = self.create_token_response(request)
         response = HttpResponse(content=body, status=status)
         for key, value in headers.items():
             response[key] = value
