@@ -319,8 +319,8 @@ class UserAuthenticatorInline(UserRecordInline):
     authenticators (an upstream's ``sub``, a phone number). Unlinking is this model's own admin."""
 
     model = UserAuthenticator
-    fields = ["authenticator", "uuid", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ("authenticator", "uuid", "created_at")
+    fields = readonly_fields
 
 
 @admin.register(UserAuthenticator)

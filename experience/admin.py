@@ -1,3 +1,7 @@
+"""Admin: the audit trail (read-only), interactions, known devices, the default experience, and the
+final User admin (identity's people page completed with second factors, linked authenticators and
+audit events: see :func:`people_user_admin` and identity.people_admin)."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +37,7 @@ from identity.people_admin import (
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    """The audit trail, browsable and read-only: nobody adds, changes or deletes an event here (the
-    retention setting prunes them). Filters: event, application, date, authenticator, reason; a
+    """The audit trail, browsable and read-only: nobody adds, changes or deletes an event here. Filters: event, application, date, authenticator, reason; a
     user's or an IP address's events are one click away (their cells link to ``?user__id__exact=``
     and ``?ip=``), and the search looks in identifiers, usernames, e-mail addresses, applications
     and IP addresses."""
@@ -171,8 +174,8 @@ class ExperienceAdmin(admin.ModelAdmin):
 # -- the user's page: identity's part, with second factors, linked authenticators and audit events -------
 class TOTPDeviceInline(UserRecordInline):
     model = TOTPDevice
-    fields = ["name", "confirmed", "created_at", "last_used_at", "remove"]
-    readonly_fields = fields
+    readonly_fields = ("name", "confirmed", "created_at", "last_used_at", "remove")
+    fields = readonly_fields
     verbose_name_plural = _("Authenticator apps (TOTP)")
 
     @admin.display(description=_("remove"))
@@ -182,15 +185,15 @@ class TOTPDeviceInline(UserRecordInline):
 
 class BackupCodeInline(UserRecordInline):
     model = BackupCode
-    fields = ["created_at", "used_at"]
-    readonly_fields = fields
+    readonly_fields = ("created_at", "used_at")
+    fields = readonly_fields
     verbose_name_plural = _("Backup codes (only whether each was used: the codes are not stored)")
 
 
 class SecondFactorStateInline(UserRecordInline):
     model = SecondFactorState
-    fields = ["authenticator", "failures", "disabled_at", "last_used_at"]
-    readonly_fields = fields
+    readonly_fields = ("authenticator", "failures", "disabled_at", "last_used_at")
+    fields = readonly_fields
     verbose_name_plural = _("Second-factor failures")
 
 
@@ -204,7 +207,7 @@ def people_user_admin(base: type[Any]) -> type[Any]:
     authenticators, and an audit event for every action (the seam is described in
     identity.people_admin)."""
 
-    class PeopleUserAdmin(base):  # type: ignore[misc, valid-type]
+    class PeopleUserAdmin(base):
         people_inlines = [*base.people_inlines, TOTPDeviceInline, BackupCodeInline, SecondFactorStateInline,
                           UserAuthenticatorInline]
 

@@ -126,8 +126,8 @@ class UserSessionAdmin(admin.ModelAdmin):
 
     list_display = ["user", "fingerprint", "created_at", "last_seen_at", "ip", "user_agent"]
     search_fields = ["user__username", "user__email", "ip"]
-    fields = ["user", "fingerprint", "created_at", "last_seen_at", "ip", "user_agent"]
-    readonly_fields = fields
+    readonly_fields = ("user", "fingerprint", "created_at", "last_seen_at", "ip", "user_agent")
+    fields = readonly_fields
 
     def has_add_permission(self, request: Any) -> bool:
         return False

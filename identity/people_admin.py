@@ -100,8 +100,8 @@ class UserRecordInline(admin.TabularInline):
 
 class UserSessionInline(UserRecordInline):
     model = UserSession
-    fields = ["session", "created_at", "last_seen_at", "ip", "user_agent", "end"]
-    readonly_fields = fields
+    readonly_fields = ("session", "created_at", "last_seen_at", "ip", "user_agent", "end")
+    fields = readonly_fields
     verbose_name_plural = _("Browser sessions")
 
     @admin.display(description=_("session"))
@@ -116,8 +116,8 @@ class UserSessionInline(UserRecordInline):
 class RefreshTokenInline(UserRecordInline):
     model = RefreshToken
     fk_name = "user"
-    fields = ["application", "signed_in", "created", "expires", "revoke"]
-    readonly_fields = fields
+    readonly_fields = ("application", "signed_in", "created", "expires", "revoke")
+    fields = readonly_fields
     verbose_name = _("refresh token")
     verbose_name_plural = _("Active refresh tokens")
 
@@ -143,8 +143,8 @@ class RefreshTokenInline(UserRecordInline):
 
 class ConsentInline(UserRecordInline):
     model = Consent
-    fields = ["application", "scopes", "created_at", "updated_at", "revoke"]
-    readonly_fields = fields
+    readonly_fields = ("application", "scopes", "created_at", "updated_at", "revoke")
+    fields = readonly_fields
     verbose_name_plural = _("Granted applications (consents)")
 
     @admin.display(description=_("revoke"))
