@@ -42,6 +42,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from authenticators.base import RedirectAuth
 from authenticators.models import Authenticator, BackupCode, SecondFactorState, UserAuthenticator
 from authenticators.registry import AuthType, registry
+from identity.people_admin import UserRecordInline
 
 OPTION_PREFIX = "options"
 KIND_TITLES = {
@@ -337,6 +338,15 @@ class AuthenticatorAdmin(admin.ModelAdmin):
     def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
                         extra_context: dict[str, Any] | None = None) -> Any:
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+
+class UserAuthenticatorInline(UserRecordInline):
+    """On the user's page (assembled by experience/admin.py): the identities they hold under
+    authenticators (an upstream's ``sub``, a phone number). Unlinking is this model's own admin."""
+
+    model = UserAuthenticator
+    readonly_fields = ("authenticator", "uuid", "created_at")
+    fields = readonly_fields
 
 
 @admin.register(UserAuthenticator)

@@ -53,7 +53,7 @@ TOTP, BACKUP_CODE, EMAIL_CODE = "totp", "backup_code", "email_code"
 __all__ = [
     "account_confirm_totp", "account_factors", "account_start_totp", "confirm_totp", "issue_backup_codes",
     "pending_totp", "reauthenticate", "recently_reauthenticated", "regenerate_backup_codes", "remove_factor",
-    "save_pending", "send_second_factor_code", "start_totp",
+    "remove_factors", "reset_factors", "save_pending", "send_second_factor_code", "start_totp",
 ]
 
 
@@ -381,21 +381,53 @@ def _require_reauthentication(request: HttpRequest, user: Any) -> None:
 def remove_factor(request: HttpRequest, user: Any, auth_type: str) -> None:
     """Remove the user's authenticator app or backup codes (after a re-authentication)."""
     _require_reauthentication(request, user)
-    authenticator = Authenticator.objects.filter(auth_type=auth_type).order_by("sort_order", "pk").first()
+    if auth_type not in (TOTP, BACKUP_CODE):
+        raise EngineError("disabled")
+    remove_factors(request, user, [auth_type])
+
+
+def remove_factors(request: HttpRequest, user: Any, auth_types: list[str], *, device: Any = None,
+                   reason: str = "") -> list[str]:
+    """Remove the user's second factors of ``auth_types`` (``totp``: their authenticator apps, or only
+    ``device``; ``backup_code``: all their codes) with the failure state of each, and record one
+    ``mfa.removed`` per factor that was set up; the types removed. Used by the account page (after a
+    re-authentication) and by the admin (:func:`reset_factors`)."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
+    removed_types = []
     with transaction.atomic():
-        if auth_type == TOTP:
-            removed, _ = TOTPDevice.objects.filter(user=user).delete()
-        elif auth_type == BACKUP_CODE:
-            removed, _ = BackupCode.objects.filter(user=user).delete()
-        else:
-            raise EngineError("disabled")
-        if authenticator is not None:
-            SecondFactorState.objects.filter(user=user, authenticator=authenticator).delete()
-    if removed:
-        audit.record(request, AuditEvent.MFA_REMOVED, user=user, identifier=user.get_username(),
-                     authenticator=authenticator.name if authenticator else auth_type)
+        for auth_type in auth_types:
+            if auth_type == TOTP:
+                devices = TOTPDevice.objects.filter(user=user)
+                removed, _ = (devices.filter(pk=device.pk) if device is not None else devices).delete()
+                gone = not TOTPDevice.objects.filter(user=user).exists()  # else another app stays, with its state
+            elif auth_type == BACKUP_CODE:
+                removed, _ = BackupCode.objects.filter(user=user).delete()
+                gone = True
+            else:
+                continue
+            if gone:
+                SecondFactorState.objects.filter(user=user, authenticator__auth_type=auth_type).delete()
+            if removed:
+                removed_types.append(auth_type)
+                _log_removed(request, user, auth_type, reason)
+    return removed_types
+
+
+def _log_removed(request: HttpRequest, user: Any, auth_type: str, reason: str) -> None:
+    authenticator = Authenticator.objects.filter(auth_type=auth_type).order_by("sort_order", "pk").first()
+    audit.record(request, AuditEvent.MFA_REMOVED, user=user, identifier=user.get_username(),
+                 authenticator=authenticator.name if authenticator else auth_type, reason=reason)
+
+
+def reset_factors(request: HttpRequest, user: Any) -> list[str]:
+    """An administrator's "reset MFA": every second factor of the user goes (authenticator apps,
+    backup codes, and every factor's failure state, so a factor disabled by failures is enabled
+    again), so their next sign-in asks for none; an experience that requires two-factor has them
+    enrol again during it. The e-mail code needs another factor beside it, so it goes with them."""
+    removed = remove_factors(request, user, [TOTP, BACKUP_CODE], reason="admin")
+    SecondFactorState.objects.filter(user=user).delete()
+    return removed
 
 
 def backup_codes_need_reauthentication(request: HttpRequest, user: Any) -> bool:

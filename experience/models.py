@@ -59,6 +59,11 @@ class AuditEvent(models.Model):
     NEW_DEVICE = "sign_in.new_device"  # a sign-in from a browser the account had not used (notified)
     LOCKED_OUT = "sign_in.locked_out"  # an account locked after too many failures (experience.risk)
     ACCESS_DENIED = "access.denied"  # an access rule refused (reason: its code; experience.access_control)
+    # An administrator's actions on the user's page (reason "admin"; the admin's history names who)
+    SIGNED_OUT_EVERYWHERE = "sign_out.everywhere"
+    SESSION_ENDED = "sign_out.session"
+    TOKEN_REVOKED = "token.revoked"
+    CONSENT_REVOKED = "consent.revoked"
 
     kind = models.CharField(_("event"), max_length=50, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

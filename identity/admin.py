@@ -20,7 +20,9 @@ from identity.models import (
     Profile,
     SigningKey,
     SignInIdentifier,
+    UserSession,
 )
+from identity.people_admin import PeopleAdminMixin
 
 Application = get_application_model()
 
@@ -100,21 +102,38 @@ class SignInIdentifierAdmin(admin.ModelAdmin):
         return False
 
 
-class ConsentInline(admin.TabularInline):
-    model = Consent
-    extra = 0
-    fields = ["application", "scopes", "created_at"]
-    readonly_fields = ["application", "scopes", "created_at"]
-
 
 User = get_user_model()
 if User in admin.site._registry and isinstance(admin.site._registry[User], UserAdmin):
     BaseUserAdmin = type(admin.site._registry[User])
 
-    class PortcullisUserAdmin(BaseUserAdmin):  # type: ignore[misc, valid-type]
-        inlines = [*BaseUserAdmin.inlines, ProfileInline, ConsentInline]
+    class PortcullisUserAdmin(PeopleAdminMixin, BaseUserAdmin):  # type: ignore[misc, valid-type]
+        """Django's user admin with the identity profile, and the people part (identity.people_admin):
+        sessions, refresh tokens, consents and their actions. ``experience/admin.py`` subclasses it
+        and registers the final class with second factors, linked authenticators and audit events."""
+
+        inlines = [*BaseUserAdmin.inlines, ProfileInline]
         form = identifier_checked(BaseUserAdmin.form)
         add_form = identifier_checked(getattr(BaseUserAdmin, "add_form"))  # noqa: B009  (a UserAdmin)
 
     admin.site.unregister(User)
     admin.site.register(User, PortcullisUserAdmin)
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(admin.ModelAdmin):
+    """Every recorded browser session, read-only; each user's page lists theirs and ends them."""
+
+    list_display = ["user", "fingerprint", "created_at", "last_seen_at", "ip", "user_agent"]
+    search_fields = ["user__username", "user__email", "ip"]
+    readonly_fields = ("user", "fingerprint", "created_at", "last_seen_at", "ip", "user_agent")
+    fields = readonly_fields
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False  # deleting the row would not end the session: the user's page does

@@ -15,7 +15,7 @@ class IdentityConfig(AppConfig):
         from django.conf import settings
         from oauth2_provider import settings as dot_settings
 
-        from identity import checks, middleware, signals  # noqa: F401  registers checks and receivers
+        from identity import checks, middleware, sessions, signals  # noqa: F401  registers checks and receivers
         from identity.defaults import OAUTH2_PROVIDER_DEFAULTS
 
         # Our policy becomes DOT's defaults; a project's OAUTH2_PROVIDER still wins key by key.
@@ -28,6 +28,8 @@ class IdentityConfig(AppConfig):
             settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, hasher_path]
         # An unreadable form body must answer 400 before CsrfViewMiddleware reads it (else a 500).
         middleware.install(settings)
+        # Signed-in sessions are recorded (the admin lists and ends them); their keys change later.
+        sessions.install(settings)
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""

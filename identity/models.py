@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 from datetime import timedelta
@@ -226,3 +227,37 @@ class ConsentRequest(models.Model):
         won = cls.objects.filter(key=key, user_id=user_id, sid=sid, consumed_at__isnull=True,
                                  created_at__gt=now - cls.TTL).update(consumed_at=now)
         return cls.objects.filter(key=key).first() if won else None
+
+
+class UserSession(models.Model):
+    """A browser session a user signed in with (``identity.sessions``): what the admin lists and what
+    "sign out everywhere" ends.
+
+    ``session_key`` is the key itself, not a hash: ending the session means deleting it from the
+    configured ``SESSION_ENGINE`` store, which is addressed by the key. The db and cached_db engines
+    keep the same key as the primary key of ``django_session``, so this table is as sensitive as that
+    one and no more; it is never shown (the admin shows a short fingerprint of its SHA-256).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portcullis_sessions",
+                             verbose_name=_("user"))
+    session_key = models.CharField(_("session key"), max_length=64, unique=True)
+    created_at = models.DateTimeField(_("signed in"), default=timezone.now)
+    last_seen_at = models.DateTimeField(
+        _("last activity"), default=timezone.now,
+        help_text=_("The last request that changed the session (updated at most every five minutes)."))
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("browser session")
+        verbose_name_plural = _("browser sessions")
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.fingerprint}"
+
+    @property
+    def fingerprint(self) -> str:
+        """Eight hex digits of the key's SHA-256: tells sessions apart without revealing the key."""
+        return hashlib.sha256(self.session_key.encode()).hexdigest()[:8]

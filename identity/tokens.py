@@ -196,14 +196,25 @@ def revoke_session_families(sid: str) -> None:
         revoke_family(family)
 
 
-def revoke_user_tokens(user: Any, application: Any = None) -> None:
-    """Revoke every token of the user (password change, reset, account disabled), or only those
-    one application holds (consent withdrawn)."""
+def revoke_user_tokens(user: Any, application: Any = None) -> int:
+    """Revoke every token of the user (password change, reset, account disabled, sign-out
+    everywhere), or only those one application holds (consent withdrawn); how many refresh tokens
+    were still live."""
     now = timezone.now()
     refresh_tokens = RefreshToken.objects.filter(user=user, revoked__isnull=True)
     access_tokens = AccessToken.objects.filter(user=user)
     if application is not None:
         refresh_tokens = refresh_tokens.filter(application=application)
         access_tokens = access_tokens.filter(application=application)
-    refresh_tokens.update(revoked=now, updated=now)
+    revoked = refresh_tokens.update(revoked=now, updated=now)
     access_tokens.delete()
+    return revoked
+
+
+def revoke_refresh_token(refresh: Any) -> None:
+    """An administrator revokes one refresh token: its whole family (the sign-in it came from: the
+    tokens earlier and later refreshes made of it), or the token alone outside a family."""
+    if refresh.token_family:
+        revoke_family(refresh.token_family)
+    else:
+        refresh.revoke()
