@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.management import CommandError, call_command
 
 from experience import policy
 from experience.configuration import patch
 from experience.models import ApplicationExperience, Experience
 from identity.models import ApplicationSettings
+from tests.test_config_document import apply, export, refused
 
 pytestmark = pytest.mark.django_db
 
@@ -33,29 +31,6 @@ def upload(data: bytes = SVG, extension: str = "svg") -> str:
     """A branding image as the admin stores it; its URL."""
     name = default_storage.save(f"branding/{len(data)}-{extension}.{extension}", ContentFile(data))
     return default_storage.url(name)
-
-
-def export() -> dict[str, Any]:
-    out = io.StringIO()
-    call_command("portcullis_config", "export", stdout=out)
-    return json.loads(out.getvalue())
-
-
-def apply(tmp_path: Path, document: Any, *flags: str) -> str:
-    path = tmp_path / "portcullis.json"
-    path.write_text(json.dumps(document))
-    out = io.StringIO()
-    call_command("portcullis_config", "apply", str(path), *flags, stdout=out)
-    return out.getvalue()
-
-
-def refused(tmp_path: Path, document: Any, *flags: str) -> list[str]:
-    path = tmp_path / "portcullis.json"
-    path.write_text(json.dumps(document))
-    err = io.StringIO()
-    with pytest.raises(CommandError, match="nothing was changed"):
-        call_command("portcullis_config", "apply", str(path), *flags, stdout=io.StringIO(), stderr=err)
-    return err.getvalue().splitlines()
 
 
 def stored() -> tuple[Any, ...]:
