@@ -113,8 +113,6 @@ def enforce(request: HttpRequest, client_id: str, *, user: Any = None, email: st
         raise AccessDenied(decision.code)
 
 
-
-
 def token_check(user: Any, application: Any, request: HttpRequest | None, grant_type: str) -> str | None:
     """``PORTCULLIS_TOKEN_CHECK``: the e-mail-domain rules (and the custom rules) at every code
     redemption and refresh. IP and region too when the caller is the user's device: a public

@@ -246,14 +246,17 @@ def effective_table(client_id: str) -> str:
     shown = shown_value([a.name for a in resolve(client_id).first_factors()])
     name = "admin:experience_applicationexperience_preview"
     url = reverse(name, args=[client_id]) if client_id else reverse(name + "_default")
+    application = get_application_model().objects.filter(client_id=client_id).first() if client_id else None
+    simulator = reverse("admin:experience_experience_simulate") + (f"?application={application.pk}" if application else "")
     return format_html(
         '<table class="portcullis-effective"><thead><tr><th scope="col">{}</th><th scope="col">{}</th>'
         '<th scope="col">{}</th></tr></thead><tbody>{}</tbody></table>'
         '<p class="portcullis-shown">{} <strong>{}</strong></p>'
         '<p>{} <a href="{}?scheme=light" target="_blank" rel="noopener">{}</a> · '
-        '<a href="{}?scheme=dark" target="_blank" rel="noopener">{}</a></p>',
+        '<a href="{}?scheme=dark" target="_blank" rel="noopener">{}</a></p><p><a href="{}">{}</a></p>',
         _("value"), _("now"), _("comes from"), rows, _("Sign-in methods shown:"), shown,
-        _("Preview the sign-in page:"), url, _("light"), url, _("dark"))
+        _("Preview the sign-in page:"), url, _("light"), url, _("dark"), simulator,
+        _("Simulate the access rules (who may sign in, and why)"))
 
 
 @admin.register(Experience)

@@ -42,7 +42,8 @@ class Completion(Protocol):
 class BrowserSession:
     def complete(self, ctx: Context, user: Any, amr: list[str], acr: str) -> Completed:
         authentication.sign_in(ctx.request, user, amr, acr)
-        notifications.new_sign_in(ctx.request, user)  # an e-mail when this browser is new to the account
+        # an e-mail when this browser is new to the account, naming the application signed in to
+        notifications.new_sign_in(ctx.request, user, ctx.interaction.client_id)
         return Completed(redirect_to=next_url(ctx))
 
 

@@ -60,7 +60,7 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
 
 
 # -- the notifications ---------------------------------------------------------------------------------
-def new_sign_in(request: HttpRequest, user: Any) -> bool:
+def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     """Record this browser as one of ``user``'s devices; e-mail the user when it is a new one (not
     the account's first). Answers whether a notice went out. Called where a browser sign-in
     completes (``experience.completion.BrowserSession``)."""
@@ -84,7 +84,7 @@ def new_sign_in(request: HttpRequest, user: Any) -> bool:
     if first:
         return False
     audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
-    notify(request, user, "new_sign_in")
+    notify(request, user, "new_sign_in", client_id)
     return True
 
 
@@ -99,13 +99,19 @@ def suspicious_attempt(request: HttpRequest, user: Any) -> None:
         notify(request, user, "suspicious_attempt")
 
 
-def notify(request: HttpRequest, user: Any, template: str) -> None:
-    """E-mail ``template`` to the user's address once the transaction commits; a failure is logged."""
+def notify(request: HttpRequest, user: Any, template: str, client_id: str = "") -> None:
+    """E-mail ``template`` to the user's address once the transaction commits; a failure is logged.
+    With ``client_id``, the message names that application (its experience's display name) and
+    its support address."""
+    from authenticators.types.codes import brand_context
+    from experience.policy import policy_for
+
     address = getattr(user, "email", "") or ""
     if not address:
         return
     context = {"name": user.get_full_name() or user.get_username(), "when": timezone.now(),
-               "ip": audit.client_ip(request) or "", "browser": user_agent(request)}
+               "ip": audit.client_ip(request) or "", "browser": user_agent(request),
+               **(brand_context(policy_for(client_id, request), request) if client_id else {})}
     language = translation.get_language()
 
     def send() -> None:

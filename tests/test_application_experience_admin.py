@@ -172,6 +172,10 @@ def test_an_application_overrides_only_what_its_form_fills_in(admin_client, pass
     assert rows["sign_up.verify"] == ("yes", "default experience")
     assert "Sign-in methods shown: <strong>staff, password</strong>" in page
     assert '<option value="false" selected>no</option>' in page  # the stored override, shown again
+    simulator = re.search(r'<a href="(/admin/experience/experience/simulate/[^"]*)">Simulate the access rules', page)
+    assert simulator is not None
+    simulated = admin_client.get(unescape(simulator.group(1)) + "&ip=198.51.100.9").content.decode()
+    assert "Refused" in simulated and "ip_deny" in simulated  # the application's own rule decides
 
     # The list: what it overrides, the preview links; search by client ID, filter by what is overridden.
     listing = admin_client.get("/admin/experience/applicationexperience/",

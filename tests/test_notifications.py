@@ -102,3 +102,16 @@ def test_password_changed_tells_the_user(user, django_capture_on_commit_callback
 def test_nothing_is_sent_before_the_transaction_commits(user):
     notifications.password_changed(RequestFactory().post("/"), user)
     assert mail.outbox == []  # the test's transaction never commits
+
+
+def test_the_new_sign_in_notice_names_the_application_and_its_support_address(confidential_app, user,
+                                                                             django_capture_on_commit_callbacks):
+    from experience.models import ApplicationExperience
+
+    ApplicationExperience.objects.create(application=confidential_app.application, overrides={
+        "branding": {"display_name": "Acme Shop", "support_email": "help@acme.example"}})
+    sign_in(Client(HTTP_USER_AGENT=FIREFOX), confidential_app, django_capture_on_commit_callbacks)
+    sign_in(Client(HTTP_USER_AGENT=CHROME), confidential_app, django_capture_on_commit_callbacks)
+
+    [message] = mail.outbox
+    assert "Application: Acme Shop" in message.body and "Questions: help@acme.example" in message.body
