@@ -224,6 +224,21 @@ def image_problem(data: bytes) -> str | None:
     return None
 
 
+STORED_NAME = re.compile(r"[0-9a-f]{8,64}\.(" + "|".join(IMAGE_TYPES) + r")\Z")  # as image_file names them
+
+
+def stored_image(name: str) -> str | None:
+    """The extension of the stored branding image ``name`` (a file name directly under
+    :data:`UPLOAD_DIRECTORY`, named as :func:`image_file` names them, that exists), or None. The one
+    test of what is a branding image: what a document may refer to and what is served."""
+    from django.core.files.storage import default_storage
+
+    match = STORED_NAME.match(name)
+    if match is None or not default_storage.exists(f"{UPLOAD_DIRECTORY}/{name}"):
+        return None
+    return match.group(1)
+
+
 def image_file(upload: Any) -> ContentFile:
     """A checked upload as a file to store under a random name with its real type's extension.
     ``ValidationError`` with the reason otherwise."""

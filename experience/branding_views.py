@@ -13,26 +13,23 @@ A proxy that serves ``MEDIA_ROOT`` itself must send the same headers (docs/deplo
 
 from __future__ import annotations
 
-import re
-
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest
 from django.views.decorators.http import require_safe
 
 from experience import branding
 
-NAME = re.compile(r"[0-9a-f]{8,64}\.(" + "|".join(branding.IMAGE_TYPES) + r")\Z")
 IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 CACHE = "public, max-age=31536000, immutable"
 
 
 @require_safe
 def image(request: HttpRequest, name: str) -> FileResponse:
-    match = NAME.match(name)
-    path = f"{branding.UPLOAD_DIRECTORY}/{name}"
-    if match is None or not default_storage.exists(path):
+    extension = branding.stored_image(name)
+    if extension is None:
         raise Http404("No such image.")
-    response = FileResponse(default_storage.open(path, "rb"), content_type=branding.IMAGE_TYPES[match.group(1)])
+    response = FileResponse(default_storage.open(f"{branding.UPLOAD_DIRECTORY}/{name}", "rb"),
+                            content_type=branding.IMAGE_TYPES[extension])
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = IMAGE_CSP
     response["Cache-Control"] = CACHE

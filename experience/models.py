@@ -122,17 +122,16 @@ def image_url(file: Any) -> str:
 
 def image_name(url: str) -> str | None:
     """The stored name of the branding image a document's URL points at ("" for none; None when the
-    URL is no uploaded branding image here: images are uploaded in admin, never fetched)."""
-    from django.core.files.storage import default_storage
+    URL is no uploaded branding image here, as ``experience.branding.stored_image`` tells: images
+    are uploaded in admin, never fetched)."""
+    from experience import branding
 
     if url == "":
         return ""
     prefix = settings.MEDIA_URL if settings.MEDIA_URL.startswith("/") else "/" + settings.MEDIA_URL
-    name = url[len(prefix):] if url.startswith(prefix) else ""
-    if not name.startswith("branding/") or "/" in name[len("branding/"):] or ".." in name \
-            or not default_storage.exists(name):
-        return None
-    return name
+    directory = f"{prefix}{branding.UPLOAD_DIRECTORY}/"
+    name = url[len(directory):] if url.startswith(directory) else ""
+    return f"{branding.UPLOAD_DIRECTORY}/{name}" if branding.stored_image(name) is not None else None
 
 
 def value_of(row: models.Model, field_name: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ def media(settings: Any, tmp_path: Path) -> Path:
 
 
 def upload(data: bytes = SVG, extension: str = "svg") -> str:
-    """A branding image as the admin stores it; its URL."""
-    name = default_storage.save(f"branding/{len(data)}-{extension}.{extension}", ContentFile(data))
+    """A branding image as the admin stores it (a random hex name); its URL."""
+    name = default_storage.save(f"branding/{uuid.uuid4().hex}.{extension}", ContentFile(data))
     return default_storage.url(name)
 
 
