@@ -19,7 +19,10 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LIST_KEYS = ("email_domains_allow", "email_domains_deny", "ip_allow", "ip_deny", "regions_allow", "regions_deny")
 MAX_ENTRIES = 1000
@@ -105,6 +108,13 @@ class AccessRules:
     def __bool__(self) -> bool:
         return any(getattr(self, key) for key in LIST_KEYS)
 
+    # Parsed once per rules object: a policy (and its rules) is remembered per process, and these are
+    # asked at every sign-in step and token request.
+    @cached_property
+    def networks(self) -> dict[str, tuple[tuple[str, IPNetwork], ...]]:
+        return {key: tuple((network, ipaddress.ip_network(network, strict=False)) for network in getattr(self, key))
+                for key in ("ip_allow", "ip_deny")}
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -134,11 +144,11 @@ def _domain_matches(domain: str, rule: str) -> bool:
     return domain == domain_of("@" + rule)
 
 
-def _in(address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[str, ...]) -> str | None:
+def _in(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+        networks: tuple[tuple[str, IPNetwork], ...]) -> str | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    for network in networks:
-        parsed = ipaddress.ip_network(network, strict=False)
+    for network, parsed in networks:
         if address.version == parsed.version and address in parsed:
             return network
     return None
@@ -160,9 +170,9 @@ def check_ip(rules: AccessRules, ip: str | None) -> Decision:
         address = ipaddress.ip_address(ip) if ip else None
     except ValueError:
         address = None
-    if address is not None and (denied := _in(address, rules.ip_deny)) is not None:
+    if address is not None and (denied := _in(address, rules.networks["ip_deny"])) is not None:
         return Decision(False, "ip_denied", "ip_deny", f"the address {address} is in {denied}")
-    if rules.ip_allow and (address is None or _in(address, rules.ip_allow) is None):
+    if rules.ip_allow and (address is None or _in(address, rules.networks["ip_allow"]) is None):
         return Decision(False, "ip_denied", "ip_allow",
                         f"the address {address} is outside the allowed ranges" if address else "the address is unknown")
     return ALLOWED
