@@ -16,6 +16,22 @@ from identity.models import Profile
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, ClientApp, Flow, make_application
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hasher() -> Any:
+    """Argon2id at its lowest cost for the suite (tests/hashers.py); servers the tests start keep the real one."""
+    from django.conf import settings
+    from django.contrib.auth import hashers
+
+    original = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher", *original[1:]]
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+    yield
+    settings.PASSWORD_HASHERS = original
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache_and_keys() -> Any:
     cache.clear()

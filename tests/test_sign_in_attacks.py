@@ -87,7 +87,13 @@ def test_passwords_are_hashed_with_argon2id(db, mail_code, mailoutbox, user):
     from experience import interaction as engine
     from tests.test_sign_up import verified_sign_up
 
-    assert get_hasher().algorithm == "argon2" and get_hasher().memory_cost >= 19 * 1024 // 1024  # the default one
+    from config import settings as production
+
+    assert production.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    assert get_hasher().algorithm == "argon2"  # the suite's is Argon2id at its lowest cost (tests/hashers.py)
+    from django.contrib.auth.hashers import Argon2PasswordHasher
+
+    assert Argon2PasswordHasher.memory_cost >= 19 * 1024  # KiB: OWASP's minimum for Argon2id
     request = browser_request()
     interaction = verified_sign_up(request, mail_code, mailoutbox)
     engine.set_profile(request, interaction, {"password": "a long and unusual passphrase"})
