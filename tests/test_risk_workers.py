@@ -2,21 +2,16 @@
 PostgreSQL database (the standalone server's production shape). Failures served by either worker
 count together, and both workers refuse the locked account.
 
-Needs PostgreSQL and Redis on 127.0.0.1 (skipped otherwise). Its own database
-(``portcullis_risk_live_<pid>``, dropped at the end), Redis ``REDIS_URL`` (default db 3) under a key
-prefix of its own."""
+Needs PostgreSQL and Redis on 127.0.0.1 (skipped otherwise). Its own database (cloned from the
+migrated template, tests/servers.py; dropped at the end), Redis ``RISK_LIVE_REDIS_URL`` (default db 3)
+under a key prefix of its own."""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,111 +20,43 @@ import pytest
 import requests
 
 from tests.helpers import PASSWORD
+from tests.servers import (
+    PG_PORT,
+    REDIS_PORT,
+    Server,
+    clear_redis_prefix,
+    free_port,
+    manage,
+    migrated_database,
+    pg,
+    reachable,
+    server_env,
+)
 
 pytestmark = pytest.mark.postgres
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 CAPTCHA_ID = re.compile(r'name="captcha_id" value="([0-9a-f]+)"')
 
 
-def reachable(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def pg(sql: str, dbname: str = "postgres", params: tuple[Any, ...] = ()) -> Any:
-    import psycopg
-
-    with psycopg.connect(host=HOST, port=5432, user="postgres", dbname=dbname, autocommit=True,
-                         connect_timeout=10) as connection:
-        cursor = connection.execute(sql, params)
-        return cursor.fetchone() if cursor.description else None
-
-
-class Server:
-    """gunicorn, 2 sync workers, in its own process group (stopped with it, never by name)."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.url = f"http://{HOST}:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log_file = open(self.log, "wb")  # noqa: SIM115  closed in stop()
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--workers", "2",
-             "--worker-class", "sync", "--bind", f"{HOST}:{self.port}", "--timeout", "30"],
-            cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if requests.get(self.url + "/.well-known/openid-configuration", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("gunicorn did not answer:\n" + self.log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.log_file.close()
-
-
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[tuple[Server, str]]:
-    if not (reachable(5432) and reachable(6379)):
+    if not (reachable(PG_PORT) and reachable(REDIS_PORT)):
         pytest.skip("needs PostgreSQL and Redis on 127.0.0.1")
-    database = f"portcullis_risk_live_{os.getpid()}"
     redis_url = os.environ.get("RISK_LIVE_REDIS_URL", "redis://127.0.0.1:6379/3")
     prefix = "risk-live-" + secrets.token_hex(6)
     port = free_port()
-    # Not PYTEST_XDIST_WORKER: that would move the servers off redis_url's database (config.settings).
-    inherited = {key: value for key, value in os.environ.items() if key != "PYTEST_XDIST_WORKER"}
-    env = {**inherited, "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{database}", "REDIS_URL": redis_url,
-           "CACHE_KEY_PREFIX": prefix, "DEBUG": "0", "ISSUER": f"http://{HOST}:{port}",
-           "SECRET_KEY": secrets.token_urlsafe(40), "DJANGO_SETTINGS_MODULE": "tests.live_settings",
-           "PORTCULLIS_VAR_DIR": str(tmp_path / "var"), "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": "0"}
-    pg(f'DROP DATABASE IF EXISTS "{database}"')
-    pg(f'CREATE DATABASE "{database}"')
-    server = Server(env, port, tmp_path / "gunicorn.log")
-    try:
-        manage = [sys.executable, "manage.py"]
-        subprocess.run([*manage, "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True, timeout=300)
-        subprocess.run([*manage, "shell", "-c",
-                        "from django.contrib.auth import get_user_model; "
-                        f"get_user_model().objects.create_user('alice', 'alice@example.com', {PASSWORD!r})"],
-                       cwd=ROOT, env=env, check=True, timeout=120)
-        server.start()
-        yield server, database
-    finally:
-        server.stop()
+    with migrated_database("portcullis_risk_live") as database:
+        env = server_env(database, tmp_path / "var", port, redis_url=redis_url, prefix=prefix)
+        server = Server(env, port, tmp_path / "gunicorn.log")
         try:
-            import redis
-
-            connection = redis.Redis.from_url(redis_url)
-            for key in connection.scan_iter(f"{prefix}:*"):
-                connection.delete(key)
-        except Exception:  # noqa: BLE001  cleaning up only
-            pass
-        pg(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            manage(env, "shell", "-c", "from django.contrib.auth import get_user_model; "
+                   f"get_user_model().objects.create_user('alice', 'alice@example.com', {PASSWORD!r})")
+            server.start()
+            yield server, database
+        finally:
+            server.stop()
+            clear_redis_prefix(redis_url, prefix)
 
 
 class Browser:
@@ -205,15 +132,14 @@ HEADLESS_CLIENT_ID = "headless-workers"
 
 def headless_application(server: Server) -> None:
     """A public first-party application allowed the headless API, in the server's database."""
-    subprocess.run([sys.executable, "manage.py", "shell", "-c",
+    manage(server.env, "shell", "-c",
                     "from oauth2_provider.models import get_application_model; "
                     "from identity.models import ApplicationSettings; "
                     "Application = get_application_model(); "
                     "app = Application.objects.create(client_id=" + repr(HEADLESS_CLIENT_ID) + ", name='Shop', "
                     "client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE, "
                     "redirect_uris='https://rp.example.com/callback', algorithm=Application.RS256_ALGORITHM); "
-                    "ApplicationSettings.objects.create(application=app, first_party=True, headless_api=True)"],
-                   cwd=ROOT, env=server.env, check=True, timeout=120)
+                    "ApplicationSettings.objects.create(application=app, first_party=True, headless_api=True)")
 
 
 def headless_attempt(server: Server, database: str, password: str) -> requests.Response:

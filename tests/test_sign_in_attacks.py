@@ -82,17 +82,14 @@ def test_a_refused_factor_keeps_the_session_key(client, totp_user):
 # -- Argon2id, long passwords, paste, no composition rules ---------------------------------------------
 def test_passwords_are_hashed_with_argon2id(db, mail_code, mailoutbox, user):
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.hashers import get_hasher
+    from django.contrib.auth.hashers import Argon2PasswordHasher, get_hasher
 
+    from config import settings as production
     from experience import interaction as engine
     from tests.test_sign_up import verified_sign_up
 
-    from config import settings as production
-
     assert production.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
     assert get_hasher().algorithm == "argon2"  # the suite's is Argon2id at its lowest cost (tests/hashers.py)
-    from django.contrib.auth.hashers import Argon2PasswordHasher
-
     assert Argon2PasswordHasher.memory_cost >= 19 * 1024  # KiB: OWASP's minimum for Argon2id
     request = browser_request()
     interaction = verified_sign_up(request, mail_code, mailoutbox)
