@@ -21,5 +21,10 @@ class AppSettings:
         """The largest JSON body (bytes) the Experience API reads: its bodies are a few short fields."""
         return int(setting("API_MAX_BODY", 16 * 1024))
 
+    @property
+    def AUDIT_RETENTION_DAYS(self) -> int:
+        """Days an audit event is kept; ``portcullis_cleanup`` deletes older ones. 0 keeps them forever."""
+        return int(setting("AUDIT_RETENTION_DAYS", 365))
+
 
 app_settings = AppSettings()

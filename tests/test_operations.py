@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from jwcrypto import jwk
 
-from experience.models import Interaction
+from experience.models import AuditEvent, Interaction
 from identity.models import AuthorizationRecord, SigningKey
 from tests.helpers import authorize_params, jwt_header, pkce_pair
 
@@ -44,6 +44,25 @@ def test_cleanup_deletes_expired_interactions_and_finished_authorizations(flow, 
     assert not Interaction.objects.exists()
     assert list(AuthorizationRecord.objects.all()) == [live]  # its refresh token still lives
     assert not AuthorizationRecord.objects.filter(pk=finished.pk).exists()
+
+
+def test_cleanup_prunes_audit_events_past_their_retention(db, settings, capsys, user):
+    now = timezone.now()
+    for age in (0, 29, 31, 400):
+        AuditEvent.objects.create(kind=AuditEvent.SIGN_IN_FAILED, identifier="alice", reason=f"{age} days",
+                                  created_at=now - timedelta(days=age))
+    call_command("portcullis_cleanup")  # the default keeps a year
+    assert sorted(AuditEvent.objects.values_list("reason", flat=True)) == ["0 days", "29 days", "31 days"]
+    assert "1 audit events past their retention" in capsys.readouterr().out
+
+    settings.PORTCULLIS_AUDIT_RETENTION_DAYS = 30
+    call_command("portcullis_cleanup")
+    assert sorted(AuditEvent.objects.values_list("reason", flat=True)) == ["0 days", "29 days"]
+
+    settings.PORTCULLIS_AUDIT_RETENTION_DAYS = 0  # kept forever
+    AuditEvent.objects.update(created_at=now - timedelta(days=5000))
+    call_command("portcullis_cleanup")
+    assert AuditEvent.objects.count() == 2
 
 
 def test_bootstrap_prepares_the_embedded_server_once(settings, tmp_path, capsys, django_user_model):
