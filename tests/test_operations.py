@@ -40,8 +40,19 @@ def test_cleanup_deletes_expired_interactions_and_finished_authorizations(flow, 
     finished = AuthorizationRecord.objects.create(
         application=confidential_app.application, user=user, auth_time=timezone.now(), amr=["pwd"])
     AuthorizationRecord.objects.update(created_at=timezone.now() - timedelta(days=365))
+    from oauth2_provider.models import get_access_token_model, get_grant_model
+
+    stale = get_grant_model().objects.create(
+        application=confidential_app.application, user=user, code="stale-code", redirect_uri="https://rp.example.com/cb",
+        expires=timezone.now() - timedelta(minutes=1), code_challenge="x" * 43, code_challenge_method="S256")
+    expired = get_access_token_model().objects.create(
+        application=confidential_app.application, user=user, token="expired-access-token", scope="openid",
+        expires=timezone.now() - timedelta(minutes=1))
     call_command("portcullis_cleanup")
     assert not Interaction.objects.exists()
+    assert not get_grant_model().objects.filter(pk=stale.pk).exists()  # what cleartokens deletes, too
+    assert not get_access_token_model().objects.filter(pk=expired.pk).exists()
+    assert get_access_token_model().objects.filter(expires__gt=timezone.now()).count() == 1  # the live one
     assert list(AuthorizationRecord.objects.all()) == [live]  # its refresh token still lives
     assert not AuthorizationRecord.objects.filter(pk=finished.pk).exists()
 
