@@ -18,6 +18,11 @@ The rule, in one place (docs/configuration.md, "Browser applications"):
   or plain ``http`` only for the loopback hosts ``127.0.0.1``, ``[::1]`` and ``localhost``; a
   registered loopback IP origin (``http://127.0.0.1``, ``http://[::1]``) matches any port. A saved
   origin that breaks the rule (``http://app.example.com``, a path, a wildcard) matches nothing.
+- The headless JSON APIs of first-party applications (``/api/auth/*``, ``/api/authorization/*``:
+  experience.api.auth_views) follow the same rule, the application being the one named by HTTP
+  Basic, the JSON body's ``client_id`` or the query's ``client_id``, or the bearer token's client; a
+  step that names no application (``check-code`` with only its ``data_2fa``) is answered for an
+  origin registered by any application. Their preflight also allows the ``X-Authenticator`` header.
 - ``Access-Control-Allow-Credentials`` is never sent: the endpoints take credentials in headers and
   bodies, never from cookies, so a browser application calls them with ``credentials: "omit"`` or
   the default ``"same-origin"``. Every answer of these endpoints carries ``Vary: Origin``.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import json
 import re
 import threading
 import time
@@ -42,6 +48,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http.request import RawPostDataException
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.translation import gettext
@@ -50,6 +57,8 @@ from identity import applications, validators
 from identity.middleware import UNREADABLE
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
+EXPOSED_HEADERS = "WWW-Authenticate, Retry-After"  # what a browser application may read of an answer
+JSON_CONCERN_MAX_BODY = 16 * 1024  # bytes of a JSON body read to find its client_id (the APIs' bodies are small)
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 MAX_ORIGIN_LENGTH = 255
 # The redirect URIs' loopback hosts, as an Origin header writes them (an IPv6 literal in brackets).
@@ -257,6 +266,34 @@ def client_of_credentials(request: HttpRequest) -> Concern:
     return Concern(application, preload=validators.preloaded_application(application))
 
 
+def _json_client_id(request: HttpRequest) -> str:
+    if request.method != "POST" or request.content_type != "application/json":
+        return ""
+    try:
+        if int(request.META.get("CONTENT_LENGTH") or 0) > JSON_CONCERN_MAX_BODY:
+            return ""
+        body = json.loads(request.body)
+    except (ValueError, RawPostDataException, *UNREADABLE):  # the view answers the bad body
+        return ""
+    client_id = body.get("client_id") if isinstance(body, dict) else None
+    return client_id if isinstance(client_id, str) else ""
+
+
+def client_of_api_call(request: HttpRequest) -> Concern:
+    """The headless JSON APIs: the bearer token's client, else the client named by HTTP Basic, the
+    JSON body's or the query's ``client_id``."""
+    scheme = request.headers.get("Authorization", "").partition(" ")[0].lower()
+    if scheme == "bearer":
+        return client_of_bearer(request)
+    basic, named = _basic_client_id(request), _json_client_id(request) or str(request.GET.get("client_id") or "")
+    if basic and named and basic != named:
+        return Concern(ambiguous=True)
+    application = applications.load_application(basic or named) if basic or named else None
+    if application is None:
+        return Concern()
+    return Concern(application, preload=validators.preloaded_application(application))
+
+
 def client_of_bearer(request: HttpRequest) -> Concern:
     """Userinfo: the client the access token (header, or form body) was issued to."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -267,11 +304,11 @@ def client_of_bearer(request: HttpRequest) -> Concern:
 
 
 # -- responses -----------------------------------------------------------------------------------
-def _preflight(allow_origin: str, methods: str) -> HttpResponse:
+def _preflight(allow_origin: str, methods: str, headers: str = ALLOWED_HEADERS) -> HttpResponse:
     response = HttpResponse(status=204)
     response["Access-Control-Allow-Origin"] = allow_origin
     response["Access-Control-Allow-Methods"] = methods
-    response["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+    response["Access-Control-Allow-Headers"] = headers
     response["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
     return response
 
@@ -283,16 +320,17 @@ def _is_preflight(request: HttpRequest) -> bool:
 View = Callable[..., HttpResponseBase]
 
 
-def for_clients(concern: Callable[[HttpRequest], Concern], methods: str) -> Callable[[View], View]:
-    """Decorate an OAuth endpoint's ``dispatch`` with the rule above. ``concern`` finds the
-    application a request is about; ``methods`` is what the preflight allows."""
+def for_clients(concern: Callable[[HttpRequest], Concern], methods: str,
+                headers: str = ALLOWED_HEADERS) -> Callable[[View], View]:
+    """Decorate an endpoint's ``dispatch`` with the rule above. ``concern`` finds the application a
+    request is about; ``methods`` and ``headers`` are what the preflight allows."""
 
     def decorator(view: View) -> View:
         @functools.wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             origin = parse_origin(request.headers.get("Origin"))
             if origin is not None and _is_preflight(request) and allowed_by_any(origin):
-                response: HttpResponseBase = _preflight(str(origin), methods)
+                response: HttpResponseBase = _preflight(str(origin), methods, headers)
             elif origin is None or request.method == "OPTIONS":
                 response = view(request, *args, **kwargs)
                 response.headers.pop("Access-Control-Allow-Origin", None)
@@ -303,7 +341,7 @@ def for_clients(concern: Callable[[HttpRequest], Concern], methods: str) -> Call
                 response.headers.pop("Access-Control-Allow-Origin", None)  # oauthlib's, for https only
                 if found.allows(origin):
                     response["Access-Control-Allow-Origin"] = str(origin)
-                    response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+                    response["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
             patch_vary_headers(response, ("Origin",))
             return response
 

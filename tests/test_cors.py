@@ -16,6 +16,7 @@ from identity import cors
 from identity.subjects import subject_of
 from tests.helpers import (
     INTROSPECT_URL,
+    PASSWORD,
     REVOKE_URL,
     TOKEN_URL,
     USERINFO_URL,
@@ -346,3 +347,65 @@ def test_a_form_can_tell_which_saved_origins_would_match_nothing():
     value = f"{SPA} http://127.0.0.1:5173 http://localhost:3000/ http://app.example.com https://*.example.com https://a.example.com/path null"
 
     assert cors.unusable_origins(value) == ["http://app.example.com", "https://*.example.com", "https://a.example.com/path", "null"]
+
+
+# -- the headless JSON APIs of first-party applications (/api/auth/*, /api/authorization/*) --------------
+LOGIN_BY_PASSWORD = "/api/authorization/login-by-password"
+
+
+@pytest.fixture
+def headless_spa(db: Any) -> ClientApp:
+    """A first-party single-page app on its own origin, allowed the headless API."""
+    return with_origins(make_application(public=True, headless=True, name="Shop front"), SPA)
+
+
+def api_post(client: Client, path: str, body: Any, origin: str, **headers: str) -> Any:
+    import json
+
+    return client.post(path, json.dumps(body), content_type="application/json", HTTP_ORIGIN=origin, **headers)
+
+
+@pytest.mark.parametrize("path", [LOGIN_BY_PASSWORD, "/api/authorization/check-code", "/api/auth/sign-in",
+                                  "/api/auth/send-code", "/api/auth/check"])
+def test_the_headless_apis_preflight_allows_a_registered_origin_and_the_authenticator_header(client, headless_spa, path):
+    response = preflight(client, path, SPA, headers="content-type, x-authenticator")
+    assert response.status_code == 204
+    assert_allowed(response, SPA)
+    assert {"x-authenticator", "content-type", "authorization"} <= {
+        part.strip().lower() for part in response["Access-Control-Allow-Headers"].split(",")}
+    assert_no_cors(preflight(client, path, "https://evil.example.com", headers="content-type"))
+
+
+def test_a_browser_app_reads_its_own_headless_sign_in_and_nobody_else_does(client, headless_spa, other_spa, user):
+    body = {"client_id": headless_spa.client_id, "email": "alice@example.com", "password": PASSWORD}
+    signed_in = api_post(client, LOGIN_BY_PASSWORD, body, SPA)
+    assert signed_in.status_code == 200 and signed_in.json()["access_token"]
+    assert_allowed(signed_in, SPA)
+    assert "Retry-After" in signed_in["Access-Control-Expose-Headers"]
+
+    # Another application's registered origin cannot read this application's tokens.
+    stolen = api_post(client, LOGIN_BY_PASSWORD, body, OTHER_SPA)
+    assert stolen.status_code == 200  # the request ran (CORS is the browser's check) ...
+    assert_no_cors(stolen)  # ... but no browser hands the answer to the other origin's page
+    assert "origin" in vary(stolen)
+
+    wrong = api_post(client, LOGIN_BY_PASSWORD, {**body, "password": "wrong password"}, SPA)
+    assert wrong.status_code == 400 and wrong.json()["key"]["code"] == "invalid_credentials"
+    assert_allowed(wrong, SPA)  # its errors are readable too
+
+    check = client.get("/api/auth/check", HTTP_ORIGIN=SPA,
+                       HTTP_AUTHORIZATION=f"Bearer {signed_in.json()['access_token']}")
+    assert check.status_code == 200
+    assert_allowed(check, SPA)
+    assert_no_cors(client.get("/api/auth/check", HTTP_ORIGIN=OTHER_SPA,
+                              HTTP_AUTHORIZATION=f"Bearer {signed_in.json()['access_token']}"))
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe", b"[1, 2]", b'{"client_id": 7}', b"x" * (32 * 1024)])
+def test_a_bad_body_on_another_origin_is_a_400_in_the_api_shape_never_a_500(client, headless_spa, body):
+    response = client.post(LOGIN_BY_PASSWORD, body, content_type="application/json", HTTP_ORIGIN=SPA)
+    assert response.status_code in (400, 413), response.content[:300]
+    assert response.status_code != 500
+    assert_allowed(response, SPA)  # a body naming no application: answered for registered origins
+    assert_no_cors(client.post(LOGIN_BY_PASSWORD, body, content_type="application/json",
+                               HTTP_ORIGIN="https://evil.example.com"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers as drf_serializers
@@ -28,7 +29,7 @@ from experience.api import serializers as s
 from experience.api.authentication import BearerAccessToken
 from experience.api.views import JsonView, sent, type_fields, with_captcha
 from experience.errors import EngineError
-from identity import tokens
+from identity import cors, tokens
 from identity.claims import user_claims
 
 HEADER = "X-Authenticator"
@@ -36,9 +37,12 @@ TAG = ["auth"]
 S3_TAG = ["headless"]  # the headless Identity API (SPEC §3)
 
 
+@method_decorator(cors.for_clients(cors.client_of_api_call, "GET, POST", f"{cors.ALLOWED_HEADERS}, {HEADER}"),
+                  name="dispatch")
 class AuthApiView(JsonView):
     """The auth API's base: no session, no CSRF (the application authenticates itself, and no
-    cookie is ever set), JSON in and out, SPEC's errors, the JSON APIs' rate limit."""
+    cookie is ever set), JSON in and out, SPEC's errors, the JSON APIs' rate limit. A browser
+    application on another origin may call it from an origin registered on it (identity.cors)."""
 
     throttle_scope = "auth"
 
