@@ -144,3 +144,41 @@ def test_a_single_page_app_signs_in_refreshes_reads_userinfo_and_signs_out(live_
     page.wait_for_url(f"{live_server.url}/sign-in/**")
     assert page.get_by_label("Password").is_visible()
     assert failures == []
+
+
+def test_a_first_party_single_page_app_calls_the_headless_api_across_origins(live_server, spa, spa_client, user, page,  # noqa: F811
+                                                                            monkeypatch):
+    """fetch() from the application's origin, as its own sign-in form would: the browser's preflight
+    (JSON and X-Authenticator are not simple), the tokens read by the page, then /api/auth/check with
+    the access token; a wrong password's error is readable too, Retry-After included when limited."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the ORM beside Playwright's event loop
+    ApplicationSettings.objects.filter(application=spa_client).update(headless_api=True)
+    page.goto(f"{spa.url}/index.html")
+    call = """async ([url, body, token]) => {
+        const headers = {"Content-Type": "application/json", "X-Authenticator": "password"};
+        if (token) headers["Authorization"] = "Bearer " + token;
+        try {
+            const response = await fetch(url, {method: body ? "POST" : "GET", headers, body: body ? JSON.stringify(body) : undefined});
+            return {status: response.status, body: await response.json()};
+        } catch (error) { return {status: 0, body: String(error)}; }
+    }"""
+    login = f"{live_server.url}/api/authorization/login-by-password"
+    body = {"client_id": spa_client.client_id, "email": "alice@example.com", "password": PASSWORD}
+    signed_in = page.evaluate(call, [login, body, None])
+    assert signed_in["status"] == 200, signed_in
+    assert signed_in["body"]["token_type"] == "Bearer" and signed_in["body"]["refresh_token"]
+
+    checked = page.evaluate(call, [f"{live_server.url}/api/auth/check", None, signed_in["body"]["access_token"]])
+    assert checked["status"] == 200, checked
+    assert checked["body"]["user"]["sub"] == subject_of(user)
+
+    wrong = page.evaluate(call, [login, {**body, "password": "wrong password"}, None])
+    assert wrong == {"status": 400, "body": {"key": {"code": "invalid_credentials", "message": wrong["body"]["key"]["message"]}}}
+
+    # Registered nowhere: the browser refuses the page the answer (a TypeError, not a status).
+    type(spa_client).objects.filter(pk=spa_client.pk).update(allowed_origins="https://elsewhere.example.com")
+    from identity import cors
+
+    cors.origins_changed()
+    refused = page.evaluate(call, [login, body, None])
+    assert refused["status"] == 0, refused
