@@ -25,7 +25,7 @@ from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
 from django.dispatch import receiver
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import Resolver404, ResolverMatch, resolve
@@ -56,7 +56,22 @@ class ReadableBodyMiddleware:
             except UNREADABLE:
                 request._mark_post_parse_error()  # type: ignore[attr-defined]  # later readers see an empty form
                 return unreadable(request)
+            if incomplete(request):
+                return unreadable(request)
         return self.get_response(request)
+
+
+def incomplete(request: HttpRequest) -> bool:
+    """A form body shorter than its ``Content-Length``: the client went away mid-request (gunicorn
+    hands the application what arrived). Cut at an ``&`` it would still look complete, and a token
+    request would spend its code or refresh token on an answer nobody reads: it does nothing."""
+    declared = str(request.META.get("CONTENT_LENGTH") or "")
+    if request.content_type != FORM_TYPES[0] or not declared.isdigit():
+        return False
+    if len(request.body) < int(declared):
+        request.POST = QueryDict()  # later readers see an empty form
+        return True
+    return False
 
 
 def unreadable(request: HttpRequest) -> HttpResponse:
@@ -128,8 +143,8 @@ class UnavailableMiddleware:
     as if the rule had passed (nothing here lets a request through: the view that needed the part never
     answers). The answer suits the face:
 
-    - the OAuth endpoints (token, userinfo, revoke, introspect): ``{"error": "temporarily_unavailable",
-      "error_description"}``;
+    - the OAuth endpoints (token, userinfo, revoke, introspect; discovery and JWKS, JSON too):
+      ``{"error": "temporarily_unavailable", "error_description"}``;
     - the authorization endpoint: an error redirect to the client (``error=temporarily_unavailable``,
       ``state``, ``iss``) when the application and its redirect URI can still be checked, else the page;
     - a view with its own answer (its ``temporarily_unavailable(request, part, retry_after)`` attribute:
@@ -187,10 +202,10 @@ def unavailable(request: HttpRequest, part: str) -> HttpResponseBase:
     match = _match(request)
     response: HttpResponseBase
     description = _("The service is temporarily unavailable. Try again in a few seconds.")
-    if _identity_endpoint(match, OAUTH_ENDPOINTS):
+    if _identity_endpoint(match, OAUTH_ENDPOINTS | {"discovery", "jwks"}):
         response = oauth_error("temporarily_unavailable", description, status=503)
     elif _identity_endpoint(match, {"authorize"}) and part != "database":
-        response = _authorize_redirect(request, description) or unavailable_page()
+        response = _authorize_redirect(request) or unavailable_page()
     else:
         own_answer = getattr(match.func, "temporarily_unavailable", None) if match is not None else None
         response = own_answer(request, part, seconds) if callable(own_answer) else unavailable_page()
@@ -211,7 +226,10 @@ def _identity_endpoint(match: ResolverMatch | None, names: set[str]) -> bool:
     return match is not None and bool(match.app_names) and match.app_names[-1] == "identity" and match.url_name in names
 
 
-def _authorize_redirect(request: HttpRequest, description: str) -> HttpResponseBase | None:
+UNAVAILABLE_ASCII = "The service is temporarily unavailable. Try again in a few seconds."
+
+
+def _authorize_redirect(request: HttpRequest) -> HttpResponseBase | None:
     """RFC 6749 4.1.2.1: ``temporarily_unavailable`` back to the client, when the database still
     says which application asks and that its redirect URI is registered; None otherwise (the page)."""
     from oauthlib.oauth2.rfc6749 import errors as oauth_errors
@@ -226,8 +244,9 @@ def _authorize_redirect(request: HttpRequest, description: str) -> HttpResponseB
         application = load_application(params.get("client_id", ""))
         if application is None or not redirect_uri or not redirect_uri_registered(application, redirect_uri):
             return None
-        error = oauth_errors.TemporarilyUnavailableError(description=description, state=params.get("state"),
-                                                         redirect_uri=redirect_uri)
+        # RFC 6749: error_description is ASCII, so the English text whatever the page's language
+        error = oauth_errors.TemporarilyUnavailableError(description=UNAVAILABLE_ASCII, state=params.get("state"))
+        error.redirect_uri = redirect_uri
         return AuthorizationView().redirect_error(request, application, error)
     except Exception:  # noqa: BLE001  already answering an outage: whatever fails here, the page
         return None
