@@ -145,10 +145,10 @@ class UnavailableMiddleware:
 
     - the OAuth endpoints (token, userinfo, revoke, introspect; discovery and JWKS, JSON too):
       ``{"error": "temporarily_unavailable", "error_description"}``;
-    - the authorization endpoint: an error redirect to the client (``error=temporarily_unavailable``,
-      ``state``, ``iss``) when the application and its redirect URI can still be checked, else the page;
-    - a view with its own answer (its ``temporarily_unavailable(request, part, retry_after)`` attribute:
-      the JSON APIs answer ``{"temporarily_unavailable": {"code": "cache"|"database", ...}}``);
+    - a view with its own answer (its ``temporarily_unavailable(request, part, retry_after)`` attribute):
+      the JSON APIs answer ``{"temporarily_unavailable": {"code": "cache"|"database", ...}}``, the
+      authorization endpoint an error redirect to the client (``error=temporarily_unavailable``,
+      ``state``, ``iss``) when the database can still check its redirect URI, else the page;
     - everything else a plain page that needs neither the database nor the cache (no template, no branding).
 
     Failures in a view reach :meth:`UnavailableMiddleware.process_exception`. Failures after it (the
@@ -204,8 +204,6 @@ def unavailable(request: HttpRequest, part: str) -> HttpResponseBase:
     description = _("The service is temporarily unavailable. Try again in a few seconds.")
     if _identity_endpoint(match, OAUTH_ENDPOINTS | {"discovery", "jwks"}):
         response = oauth_error("temporarily_unavailable", description, status=503)
-    elif _identity_endpoint(match, {"authorize"}) and part != "database":
-        response = _authorize_redirect(request) or unavailable_page()
     else:
         own_answer = getattr(match.func, "temporarily_unavailable", None) if match is not None else None
         response = own_answer(request, part, seconds) if callable(own_answer) else unavailable_page()
@@ -224,32 +222,6 @@ def _match(request: HttpRequest) -> ResolverMatch | None:
 
 def _identity_endpoint(match: ResolverMatch | None, names: set[str]) -> bool:
     return match is not None and bool(match.app_names) and match.app_names[-1] == "identity" and match.url_name in names
-
-
-UNAVAILABLE_ASCII = "The service is temporarily unavailable. Try again in a few seconds."
-
-
-def _authorize_redirect(request: HttpRequest) -> HttpResponseBase | None:
-    """RFC 6749 4.1.2.1: ``temporarily_unavailable`` back to the client, when the database still
-    says which application asks and that its redirect URI is registered; None otherwise (the page)."""
-    from oauthlib.oauth2.rfc6749 import errors as oauth_errors
-
-    from identity.applications import load_application
-    from identity.validators import redirect_uri_registered
-    from identity.views import AuthorizationView
-
-    params = request.POST if request.method == "POST" else request.GET
-    redirect_uri = params.get("redirect_uri", "")
-    try:
-        application = load_application(params.get("client_id", ""))
-        if application is None or not redirect_uri or not redirect_uri_registered(application, redirect_uri):
-            return None
-        # RFC 6749: error_description is ASCII, so the English text whatever the page's language
-        error = oauth_errors.TemporarilyUnavailableError(description=UNAVAILABLE_ASCII, state=params.get("state"))
-        error.redirect_uri = redirect_uri
-        return AuthorizationView().redirect_error(request, application, error)
-    except Exception:  # noqa: BLE001  already answering an outage: whatever fails here, the page
-        return None
 
 
 def plain_page(status: int, title: str, text: str) -> HttpResponse:
