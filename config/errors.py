@@ -9,20 +9,9 @@ these handlers hold even without it). No template, no database: a 500 page must 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from django.utils.html import escape
-from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from identity.security import deny_framing
-
-
-def page(status: int, title: str, text: str) -> HttpResponse:
-    html = (f'<!doctype html><html lang="{escape(get_language() or "en")}"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
-            f"</head><body><main><h1>{escape(title)}</h1><p>{escape(text)}</p></main></body></html>")
-    response = HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
-    response["Cache-Control"] = "no-store"
-    return deny_framing(response)
+from identity.middleware import plain_page as page  # also the 503 of Redis or PostgreSQL away
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

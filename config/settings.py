@@ -77,6 +77,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "identity.middleware.UnavailableMiddleware",  # first: Redis or PostgreSQL away is a 503, never a 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -117,6 +118,13 @@ DATABASES = {
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
     )
 }
+# A PostgreSQL restarted under a kept connection (CONN_MAX_AGE) is noticed before the request's first
+# query and reconnected, instead of failing that query (docs/deploy.md, "Redis and PostgreSQL outages").
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", True)
+if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+    # An unreachable server fails the request in seconds, not after the kernel's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5")))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let several processes share the embedded file.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -144,6 +152,12 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "portcullis"),
+            # A Redis that is down or hung fails the request quickly (a 503, identity.middleware) instead of
+            # holding a worker. Never IGNORE_EXCEPTIONS: lockouts and rate limits must fail closed.
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": float(os.environ.get("REDIS_CONNECT_TIMEOUT", "1")),
+                "SOCKET_TIMEOUT": float(os.environ.get("REDIS_TIMEOUT", "2")),
+            },
         }
     }
 else:

@@ -29,6 +29,7 @@ KIND_STATUS: dict[str, int] = {
     "interaction": 404,
     "rate_limited": 429,
     "unavailable": 503,
+    "temporarily_unavailable": 503,
 }
 
 
@@ -80,6 +81,12 @@ ERRORS: dict[str, ErrorSpec] = {
     "too_many_requests": ErrorSpec("rate_limited", _("Too many attempts. Try again later.")),
     # unavailable: a message could not be handed to the e-mail server or the SMS provider
     "delivery_failed": ErrorSpec("unavailable", _("The code could not be sent just now. Try again in a few minutes.")),
+    # temporarily_unavailable: Redis (the cache) or PostgreSQL (the database) is away; the request did
+    # nothing and may be sent again after Retry-After (identity.middleware.UnavailableMiddleware)
+    "cache_unavailable": ErrorSpec("temporarily_unavailable", _("The service is temporarily unavailable. Try again "
+                                                                "in a few seconds."), code="cache"),
+    "database_unavailable": ErrorSpec("temporarily_unavailable", _("The service is temporarily unavailable. Try "
+                                                                   "again in a few seconds."), code="database"),
     # forbidden
     "disabled": ErrorSpec("forbidden", _("This sign-in method is not available."), code="method_disabled"),
     "factor_disabled": ErrorSpec("forbidden", _("This method is disabled after too many failed attempts. Use another "
@@ -171,9 +178,10 @@ CHALLENGES = {
 
 
 def as_json(error: EngineError) -> JsonResponse:
-    """The JSON face's answer; ``rate_limited`` carries ``Retry-After``, a 401 its challenge."""
+    """The JSON face's answer; ``rate_limited`` and ``temporarily_unavailable`` carry ``Retry-After``,
+    a 401 its challenge."""
     response = JsonResponse(error.body(), status=error.status, headers={"Cache-Control": "no-store"})
-    if error.kind == "rate_limited" and "retry_after" in error.data:
+    if error.kind in ("rate_limited", "temporarily_unavailable") and "retry_after" in error.data:
         response["Retry-After"] = str(int(error.data["retry_after"]))
     if error.name in CHALLENGES:
         response["WWW-Authenticate"] = CHALLENGES[error.name]

@@ -28,6 +28,8 @@ class IdentityConfig(AppConfig):
             settings.PASSWORD_HASHERS = [*settings.PASSWORD_HASHERS, hasher_path]
         # An unreadable form body must answer 400 before CsrfViewMiddleware reads it (else a 500).
         middleware.install(settings)
+        # Redis or PostgreSQL away answers 503 (never 500) in every face: its middleware comes first.
+        middleware.install_unavailable(settings)
         # Signed-in sessions are recorded (the admin lists and ends them); their keys change later.
         sessions.install(settings)
 

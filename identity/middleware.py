@@ -1,4 +1,7 @@
-"""A form body that cannot be read answers 400, on every page and endpoint, never 500.
+"""Two answers that must never become a 500: an unreadable form body (400) and Redis or PostgreSQL
+away (503, :class:`UnavailableMiddleware`).
+
+A form body that cannot be read answers 400, on every page and endpoint, never 500.
 
 Django refuses some bodies only when ``request.POST`` is first read: a form declared in a charset
 other than UTF-8, too many fields, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, broken multipart.
@@ -13,15 +16,24 @@ it (system check ``identity.W003`` says when it is missing or comes too late).
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
+from django.utils.html import escape
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from identity.app_settings import setting
 from identity.security import deny_framing
 from identity.transport import oauth_error
 
@@ -44,7 +56,22 @@ class ReadableBodyMiddleware:
             except UNREADABLE:
                 request._mark_post_parse_error()  # type: ignore[attr-defined]  # later readers see an empty form
                 return unreadable(request)
+            if incomplete(request):
+                return unreadable(request)
         return self.get_response(request)
+
+
+def incomplete(request: HttpRequest) -> bool:
+    """A form body shorter than its ``Content-Length``: the client went away mid-request (gunicorn
+    hands the application what arrived). Cut at an ``&`` it would still look complete, and a token
+    request would spend its code or refresh token on an answer nobody reads: it does nothing."""
+    declared = str(request.META.get("CONTENT_LENGTH") or "")
+    if request.content_type != FORM_TYPES[0] or not declared.isdigit():
+        return False
+    if len(request.body) < int(declared):
+        request.POST = QueryDict()  # later readers see an empty form
+        return True
+    return False
 
 
 def unreadable(request: HttpRequest) -> HttpResponse:
@@ -72,3 +99,148 @@ def install(settings: object) -> None:
         return
     middleware.insert(middleware.index(CSRF) if CSRF in middleware else len(middleware), PATH)
     settings.MIDDLEWARE = middleware  # type: ignore[attr-defined]
+
+
+# -- Redis or PostgreSQL away: 503, from this one place --------------------------------------------------
+logger = logging.getLogger("portcullis.unavailable")
+UNAVAILABLE_PATH = "identity.middleware.UnavailableMiddleware"
+MARK = "_portcullis_unavailable"
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+try:  # the "redis" extra; without it the cache is not Redis
+    from django_redis.exceptions import ConnectionInterrupted  # type: ignore[import-untyped]
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError as RedisResponseError  # OOM (noeviction), MISCONF, READONLY
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    CACHE_ERRORS: tuple[type[BaseException], ...] = (
+        ConnectionInterrupted, RedisConnectionError, RedisTimeoutError, RedisResponseError)
+except ImportError:  # pragma: no cover
+    CACHE_ERRORS = ()
+
+
+def outage(exc: BaseException | None) -> str | None:
+    """``"cache"`` or ``"database"`` when ``exc`` (or the error it was raised from) is that part
+    failing; None for any other error."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, DATABASE_ERRORS):
+            return "database"
+        if isinstance(exc, CACHE_ERRORS):
+            return "cache"
+        seen.add(id(exc))
+        exc = exc.__cause__
+    return None
+
+
+def retry_after() -> int:
+    """Seconds a client is told to wait (``PORTCULLIS_UNAVAILABLE_RETRY_AFTER``, default 5)."""
+    return int(setting("UNAVAILABLE_RETRY_AFTER", 5))
+
+
+class UnavailableMiddleware:
+    """Every request that needs the cache (Redis: sessions, rate limits, lockouts, captcha demands, key
+    versions) or the database while it is away answers ``503`` with ``Retry-After``, never a 500 and never
+    as if the rule had passed (nothing here lets a request through: the view that needed the part never
+    answers). The answer suits the face:
+
+    - the OAuth endpoints (token, userinfo, revoke, introspect; discovery and JWKS, JSON too):
+      ``{"error": "temporarily_unavailable", "error_description"}``;
+    - a view with its own answer (its ``temporarily_unavailable(request, part, retry_after)`` attribute):
+      the JSON APIs answer ``{"temporarily_unavailable": {"code": "cache"|"database", ...}}``, the
+      authorization endpoint an error redirect to the client (``error=temporarily_unavailable``,
+      ``state``, ``iss``) when the database can still check its redirect URI, else the page;
+    - everything else a plain page that needs neither the database nor the cache (no template, no branding).
+
+    Failures in a view reach :meth:`UnavailableMiddleware.process_exception`. Failures after it (the
+    session middleware saving the session in ``process_response``) are turned into a 500 by Django before
+    this middleware sees the response: :func:`mark_outage` (a ``got_request_exception`` receiver) notes the
+    part on the request, and the middleware, listed first, answers the 503 instead.
+
+    List it first in ``MIDDLEWARE`` (``IdentityConfig.ready()`` puts it there when a project does not
+    list it)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        part = getattr(request, MARK, None)
+        if part is not None and response.status_code == 500:
+            return unavailable(request, part)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        part = outage(exception)
+        if part is None:
+            return None
+        log(request, part, exception)
+        return unavailable(request, part)
+
+
+@receiver(got_request_exception, dispatch_uid="identity.middleware.mark_outage")
+def mark_outage(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """An error Django turns into a 500 outside the view (a middleware's ``process_response``):
+    note on the request whether it was an outage, for :class:`UnavailableMiddleware`."""
+    exception = sys.exc_info()[1]
+    part = outage(exception)
+    if request is not None and part is not None:
+        setattr(request, MARK, part)
+        log(request, part, exception)
+
+
+def log(request: HttpRequest, part: str, exception: BaseException | None) -> None:
+    """One warning per refused request: the part, the path and the error's first line (addresses and
+    ports, never a query's parameters or a credential)."""
+    first_line = str(exception).strip().splitlines()[0][:200] if str(exception).strip() else ""
+    logger.warning("%s unavailable: %s %s answered 503 (%s: %s)", part, request.method, request.path,
+                   type(exception).__name__, first_line)
+
+
+def unavailable(request: HttpRequest, part: str) -> HttpResponseBase:
+    """The 503 of a request whose ``part`` (``cache`` or ``database``) is away, in its face's shape."""
+    seconds = retry_after()
+    match = _match(request)
+    response: HttpResponseBase
+    description = _("The service is temporarily unavailable. Try again in a few seconds.")
+    if _identity_endpoint(match, OAUTH_ENDPOINTS | {"discovery", "jwks"}):
+        response = oauth_error("temporarily_unavailable", description, status=503)
+    else:
+        own_answer = getattr(match.func, "temporarily_unavailable", None) if match is not None else None
+        response = own_answer(request, part, seconds) if callable(own_answer) else unavailable_page()
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def _match(request: HttpRequest) -> ResolverMatch | None:
+    if request.resolver_match is not None:
+        return request.resolver_match
+    try:
+        return resolve(request.path_info)
+    except Resolver404:
+        return None
+
+
+def _identity_endpoint(match: ResolverMatch | None, names: set[str]) -> bool:
+    return match is not None and bool(match.app_names) and match.app_names[-1] == "identity" and match.url_name in names
+
+
+def plain_page(status: int, title: str, text: str) -> HttpResponse:
+    """A page that needs nothing: no template, no database, no cache, no branding."""
+    html = (f'<!doctype html><html lang="{escape(get_language() or "en")}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{escape(title)}</title>'
+            f"</head><body><main><h1>{escape(title)}</h1><p>{escape(text)}</p></main></body></html>")
+    response = HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    return deny_framing(response)
+
+
+def unavailable_page() -> HttpResponse:
+    return plain_page(503, _("Temporarily unavailable"),
+                      _("The service is temporarily unavailable. Try again in a few seconds."))
+
+
+def install_unavailable(settings: object) -> None:
+    """List :class:`UnavailableMiddleware` first unless the project lists it already."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if UNAVAILABLE_PATH not in middleware:
+        settings.MIDDLEWARE = [UNAVAILABLE_PATH, *middleware]  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ from identity import authentication, cors, discovery, end_session, keys, languag
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import RESUME_PARAM, RESUME_SESSION_KEY, mark_resume, resume_url
-from identity.middleware import UNREADABLE
+from identity.middleware import UNREADABLE, unavailable_page
 from identity.models import ApplicationSettings, Consent, ConsentRequest
 from identity.pages import error_page, render_page
 from identity.security import client_targets, deny_framing
@@ -79,6 +79,34 @@ class AuthorizationView(OAuthLibMixin, View):
 
     # No HEAD: Django would answer it with the GET handler, which signs in, stores and issues codes.
     http_method_names = ["get", "post", "options"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> Any:
+        view = super().as_view(**initkwargs)
+        view.temporarily_unavailable = cls.temporarily_unavailable  # type: ignore[attr-defined]  # identity.middleware's hook
+        return view
+
+    @classmethod
+    def temporarily_unavailable(cls, request: HttpRequest, part: str, retry_after: int) -> HttpResponseBase:
+        """Redis or PostgreSQL away (RFC 6749 4.1.2.1): ``temporarily_unavailable`` back to the client
+        when the database still says which application asks and that its redirect URI is registered;
+        else the plain 503 page (never a redirect to an unchecked URI)."""
+        params = request.POST if request.method == "POST" else request.GET
+        redirect_uri = params.get("redirect_uri", "")
+        if part == "database" or not redirect_uri:
+            return unavailable_page()
+        try:
+            application = load_application(params.get("client_id", ""))
+            if application is None or not redirect_uri_registered(application, redirect_uri):
+                return unavailable_page()
+            # RFC 6749: error_description is ASCII, so English whatever the page's language
+            error = oauth_errors.TemporarilyUnavailableError(
+                description="The service is temporarily unavailable. Try again in a few seconds.",
+                state=params.get("state"))
+            error.redirect_uri = redirect_uri
+            return cls().redirect_error(request, application, error)
+        except Exception:  # noqa: BLE001  already answering an outage: whatever fails here, the page
+            return unavailable_page()
 
     def get(self, request: HttpRequest) -> HttpResponseBase:
         return self.authorize(request, request.GET)

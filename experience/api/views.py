@@ -58,7 +58,8 @@ class JsonView(APIView):
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
         view = super().as_view(**initkwargs)
-        view.unreadable_body = unreadable_body  # type: ignore[attr-defined]  # identity.middleware's hook
+        view.unreadable_body = unreadable_body  # type: ignore[attr-defined]  # identity.middleware's hooks
+        view.temporarily_unavailable = temporarily_unavailable  # type: ignore[attr-defined]
         return view
 
     def get_exception_handler(self) -> Callable[..., Any]:
@@ -118,6 +119,11 @@ class ExperienceView(JsonView):
 def unreadable_body(request: HttpRequest) -> HttpResponseBase:
     """A form body Django cannot read (too large, too many fields), posted to the API: a JSON 400."""
     return errors.as_json(EngineError("unsupported_media_type"))
+
+
+def temporarily_unavailable(request: HttpRequest, part: str, retry_after: int) -> HttpResponseBase:
+    """Redis (``part`` ``cache``) or PostgreSQL (``database``) away: ``503 temporarily_unavailable``."""
+    return errors.as_json(EngineError(f"{part}_unavailable", retry_after=retry_after))
 
 
 def first_factor(request: HttpRequest, interaction: Interaction, auth_type: str) -> Authenticator:
