@@ -33,6 +33,34 @@ def check_password_hasher(app_configs: Any, **kwargs: Any) -> list[Warning]:
     return []
 
 
+FAIL_OPEN_CACHES = {"django.core.cache.backends.dummy.DummyCache"}
+PER_PROCESS_CACHES = {"django.core.cache.backends.locmem.LocMemCache"}
+
+
+@register(Tags.security, Tags.caches)
+def check_cache_fails_closed(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """Rate limits, lockouts, captcha and code budgets count in the default cache: a cache that
+    forgets (DummyCache) or hides its errors (django-redis ``IGNORE_EXCEPTIONS``) would let every
+    attempt through, so it is refused; outages must answer 503 instead (docs/deploy.md)."""
+    default = settings.CACHES.get("default", {})
+    options = default.get("OPTIONS", {}) or {}
+    if default.get("BACKEND") in FAIL_OPEN_CACHES or options.get("IGNORE_EXCEPTIONS") or getattr(
+            settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False):
+        return [Error("The default cache fails open: rate limits and lockouts would let every attempt through.",
+                      hint="Use a shared cache that raises on errors (django-redis without IGNORE_EXCEPTIONS); "
+                           "an outage then answers 503 instead.", id="identity.E005")]
+    return []
+
+
+@register(Tags.security, Tags.caches, deploy=True)
+def check_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    if settings.CACHES.get("default", {}).get("BACKEND") in PER_PROCESS_CACHES:
+        return [Warning("The default cache is per process: each worker counts failed sign-ins and rate limits on "
+                        "its own.", hint="Use Redis (django-redis) or another cache every process shares.",
+                        id="identity.W004")]
+    return []
+
+
 @register(Tags.security)
 def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
     problems = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 ROOT = Path(__file__).resolve().parent.parent
 HTTPS_ISSUER = "https://id.example.com"
@@ -108,3 +109,29 @@ def test_a_counting_setting_that_is_not_a_positive_integer_is_refused(settings, 
     assert check_id in {message.id for message in run_checks()}
     delattr(settings, setting)
     assert check_id not in {message.id for message in run_checks()}
+
+
+@pytest.mark.parametrize("caches", [
+    {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+    {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/9",
+                 "OPTIONS": {"IGNORE_EXCEPTIONS": True}}},
+])
+def test_a_cache_that_fails_open_is_refused(settings, caches):
+    """Lockouts and rate limits count in the cache: one that forgets or hides its errors would let every
+    attempt through while Redis is away, so the checks refuse it (config.wsgi then refuses to serve)."""
+    from identity.checks import check_cache_fails_closed, refuse_to_serve_with_errors
+
+    settings.CACHES = caches
+    assert [error.id for error in check_cache_fails_closed(None)] == ["identity.E005"]
+    with pytest.raises(ImproperlyConfigured, match="identity.E005"):
+        refuse_to_serve_with_errors()
+
+
+def test_a_per_process_cache_is_a_deploy_warning_and_the_shipped_caches_pass(settings):
+    from identity.checks import check_cache_fails_closed, check_cache_is_shared
+
+    assert check_cache_fails_closed(None) == [] and check_cache_is_shared(None) == []  # the suite's own cache
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert [warning.id for warning in check_cache_is_shared(None)] == ["identity.W004"]
+    settings.DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    assert [error.id for error in check_cache_fails_closed(None)] == ["identity.E005"]
