@@ -91,8 +91,10 @@ MIDDLEWARE = [
 ]
 try:  # whitenoise is in the "serve" extra; the apps do not need it.
     import whitenoise  # noqa: F401
+    STATIC_STORAGE = "config.storage.StaticFiles"
 except ImportError:  # pragma: no cover
     MIDDLEWARE.remove("whitenoise.middleware.WhiteNoiseMiddleware")
+    STATIC_STORAGE = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -208,6 +210,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# collectstatic writes hashed, compressed copies that WhiteNoise serves as immutable (config/storage.py).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": STATIC_STORAGE},
+}
 # Uploaded branding images (logos, favicons): served by experience.branding_views from here, or by the
 # proxy from the same directory with the same headers (docs/deploy.md). Several hosts share it.
 MEDIA_URL = "/media/"

@@ -42,8 +42,8 @@ def check_cache_fails_closed(app_configs: Any, **kwargs: Any) -> list[Error]:
     """Rate limits, lockouts, captcha and code budgets count in the default cache: a cache that
     forgets (DummyCache) or hides its errors (django-redis ``IGNORE_EXCEPTIONS``) would let every
     attempt through, so it is refused; outages must answer 503 instead (docs/deploy.md)."""
-    default = settings.CACHES.get("default", {})
-    options = default.get("OPTIONS", {}) or {}
+    default: dict[str, Any] = dict(settings.CACHES.get("default", {}))
+    options: dict[str, Any] = dict(default.get("OPTIONS") or {})
     if default.get("BACKEND") in FAIL_OPEN_CACHES or options.get("IGNORE_EXCEPTIONS") or getattr(
             settings, "DJANGO_REDIS_IGNORE_EXCEPTIONS", False):
         return [Error("The default cache fails open: rate limits and lockouts would let every attempt through.",

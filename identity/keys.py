@@ -66,16 +66,20 @@ def _configured_pem() -> str:
 
 
 def ensure_active_key() -> SigningKey:
-    """The active key; imports the configured key or generates one when there is none."""
+    """The active key. A configured key (``SIGNING_KEY_PEM`` / ``SIGNING_KEY_FILE``) the database has
+    not met is imported and made active, once: a key it already holds is not made active again, so a
+    rotation in admin holds while the variable still names the older key, and processes started with
+    different keys (a rolling restart onto a new key) do not take turns activating theirs. Without a
+    configured key and without an active one, a key is generated."""
+    current = SigningKey.objects.filter(active=True).first()
     pem = _configured_pem()
     if pem:
-        key = jwk.JWK.from_pem(pem.encode())
-        kid = key.thumbprint()
-        current = SigningKey.objects.filter(active=True).first()
-        if current and current.kid == kid:
-            return current
-        return _activate(SigningKey.objects.filter(kid=kid).first() or SigningKey(kid=kid, private_pem=pem))
-    current = SigningKey.objects.filter(active=True).first()
+        kid = jwk.JWK.from_pem(pem.encode()).thumbprint()
+        known = current if current is not None and current.kid == kid else SigningKey.objects.filter(kid=kid).first()
+        if known is None:
+            return _activate(SigningKey(kid=kid, private_pem=pem))
+        if current is None:
+            return _activate(known)
     return current or _activate(generate_key())
 
 

@@ -14,8 +14,11 @@ Everything talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
@@ -71,7 +75,8 @@ def server_env(database: str, var_dir: Path, port: int, *, redis_url: str | None
     """A production-shaped server's environment: ``DEBUG=0``, ``ISSUER`` on its port, a random
     ``SECRET_KEY``, PostgreSQL ``database``, Redis (default db 3) under a key prefix of its own, and
     tests.live_settings (the product's settings plus an ``X-Worker-Pid`` header). ``pg_port``: a
-    PostgreSQL of the test's own (test_faults)."""
+    PostgreSQL of the test's own (test_faults). ``overrides`` may replace any of these (servers of
+    one deployment share ``ISSUER`` and ``SECRET_KEY``; CONN_MAX_AGE, say)."""
     defaults = dict(
         DATABASE_URL=f"postgres://postgres@{HOST}:{pg_port}/{database}",
         REDIS_URL=redis_url or os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3"),
@@ -79,7 +84,7 @@ def server_env(database: str, var_dir: Path, port: int, *, redis_url: str | None
         DEBUG="0", ISSUER=f"http://{HOST}:{port}", SECRET_KEY=secrets.token_urlsafe(40),
         DJANGO_SETTINGS_MODULE="tests.live_settings", PORTCULLIS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING",
         CONN_MAX_AGE="0")
-    return base_env(**{**defaults, **overrides})  # an override (CONN_MAX_AGE, say) replaces the default
+    return base_env(**{**defaults, **overrides})
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -157,14 +162,18 @@ class Server:
     """gunicorn serving config.wsgi (sync workers) in its own process group."""
 
     def __init__(self, env: dict[str, str], port: int, log: Path, workers: int = 2,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), command: list[str] | None = None) -> None:
+        """``command``: run this command line instead (e.g. ``bash -c`` of the gunicorn line a doc
+        gives), in the same process group and with the same readiness wait."""
         self.env, self.port, self.log, self.workers, self.extra_args = env, port, log, workers, extra_args
+        self.command = command
         self.url = f"http://{HOST}:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_path: str = "/.well-known/openid-configuration", timeout: float = 60) -> None:
         self.log_file = open(self.log, "ab")  # noqa: SIM115  closed in stop()
         self.process = subprocess.Popen(
+            self.command or
             [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--workers",
              str(self.workers), "--worker-class", "sync", "--bind", f"{HOST}:{self.port}", "--timeout", "30",
              *self.extra_args],
@@ -191,3 +200,100 @@ class Server:
         if self.process is not None:
             self.log_file.close()
         self.process = None
+
+
+# -- a browser and a relying party against live servers ------------------------------------------------
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CAPTCHA_FIELD = re.compile(r'name="captcha_id" value="([0-9a-f]+)"')
+CODE_ID_FIELD = re.compile(r'name="code_id" value="([^"]*)"')
+
+
+def path_of(location: str) -> str:
+    """A redirect's path and query (a Location may be absolute, naming the issuer's host)."""
+    parts = urlsplit(location)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class LiveBrowser:
+    """One browser (one cookie jar) in front of several servers of one deployment, as behind a load
+    balancer: cookies belong to the host, not the port, so the session follows the browser to
+    whichever server a call names. Each request on a new connection (either worker may take it).
+    Forms are posted with the CSRF token of the last page, and a captcha on it is answered from the
+    captcha store in ``database``, as a person reads the picture."""
+
+    def __init__(self, database: str) -> None:
+        self.database = database
+        self.session = requests.Session()
+        self.session.headers["Connection"] = "close"
+        self.page = ""
+
+    def get(self, server: Server, path: str) -> requests.Response:
+        response = self.session.get(server.url + path, allow_redirects=False, timeout=30)
+        if response.headers.get("Content-Type", "").startswith("text/html"):
+            self.page = response.text
+        return response
+
+    def captcha_shown(self) -> bool:
+        return CAPTCHA_FIELD.search(self.page) is not None
+
+    def post(self, server: Server, path: str, data: dict[str, str]) -> requests.Response:
+        csrf = CSRF_FIELD.search(self.page)
+        assert csrf, self.page[:2000]
+        data = {**data, "csrfmiddlewaretoken": csrf.group(1)}
+        captcha = CAPTCHA_FIELD.search(self.page)
+        if captcha:
+            row = pg("SELECT response FROM captcha_captchastore WHERE hashkey = %s", self.database, (captcha.group(1),))
+            data.update(captcha_id=captcha.group(1), captcha_answer=row[0])
+        response = self.session.post(server.url + path, data=data, allow_redirects=False, timeout=30)
+        if response.headers.get("Content-Type", "").startswith("text/html"):
+            self.page = response.text
+        return response
+
+    def authorize(self, server: Server, client_id: str, redirect_uri: str,
+                  challenge: str) -> tuple[str, requests.Response]:
+        """The authorization request of a relying party with PKCE: (state, the server's answer)."""
+        state = secrets.token_urlsafe(8)
+        query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                           "scope": "openid email", "state": state, "nonce": secrets.token_urlsafe(8),
+                           "code_challenge": challenge, "code_challenge_method": "S256"})
+        return state, self.get(server, "/oauth/authorize?" + query)
+
+    def sign_in_with_password(self, page_on: Server, post_on: Server, sign_in_path: str, identifier: str,
+                              password: str) -> requests.Response:
+        """The hosted sign-in page read from one server and its form posted to another."""
+        page = self.get(page_on, sign_in_path)
+        assert page.status_code == 200, page.text[:2000]
+        return self.post(post_on, sign_in_path, {"identifier": identifier, "password": password,
+                                                 "authenticator": "password"})
+
+    def code_after(self, server: Server, signed_in: requests.Response, redirect_uri: str, state: str) -> str:
+        """From the 303 of a finished sign-in: the authorization endpoint's code (asked of ``server``)."""
+        assert signed_in.status_code == 303, signed_in.text[:2000]
+        onward = self.get(server, path_of(signed_in.headers["Location"]))
+        assert onward.status_code == 302, onward.text[:2000]
+        location = onward.headers["Location"]
+        assert location.startswith(redirect_uri + "?"), location
+        query = parse_qs(urlsplit(location).query)
+        assert query["state"] == [state], query
+        return query["code"][0]
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def token_request(server: Server, client_id: str, client_secret: str, **data: str) -> requests.Response:
+    return requests.post(server.url + "/oauth/token", data={"client_id": client_id, "client_secret": client_secret,
+                                                            **data}, headers={"Connection": "close"}, timeout=30)
+
+
+def verified_claims(server: Server, id_token: str) -> tuple[str, dict[str, Any]]:
+    """An ID token checked against ``server``'s published JWKS, as a relying party would: (kid, claims)."""
+    from jwcrypto import jwk, jwt
+
+    keyset = jwk.JWKSet.from_json(requests.get(server.url + "/.well-known/jwks.json", timeout=30).text)
+    token = jwt.JWT(jwt=id_token, key=keyset, algs=["RS256"], check_claims=False)
+    header = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "==="))
+    return header["kid"], json.loads(token.claims)

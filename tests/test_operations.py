@@ -103,3 +103,24 @@ def test_login_url_of_the_standalone_server_leads_to_the_hosted_sign_in(client, 
     response = redirect_to_login("/account/connected-apps/")
     assert response["Location"] == "/sign-in/?next=/account/connected-apps/"
     assert client.get(response["Location"]).status_code == 302  # an interaction starts
+
+
+def test_a_configured_signing_key_is_imported_once_and_does_not_undo_a_rotation(settings, tmp_path):
+    """SIGNING_KEY_FILE names a key: imported and made active the first time. A rotation in admin then
+    holds (the variable still names the older key), and a process configured with the older key
+    (a rolling restart onto a new key) does not make it active again."""
+    from identity import keys
+
+    first, second = (jwk.JWK.generate(kty="RSA", size=2048) for _ in range(2))
+    path = tmp_path / "signing.pem"
+    path.write_bytes(first.export_to_pem(private_key=True, password=None))
+    settings.PORTCULLIS_SIGNING_KEY_FILE = str(path)
+    assert keys.ensure_active_key().kid == first.thumbprint()
+    rotated = keys.rotate()
+    assert keys.key_set().active.thumbprint() == rotated.kid  # rebuilt after the rotation: not undone
+    assert SigningKey.objects.get(active=True).kid == rotated.kid
+    path.write_bytes(second.export_to_pem(private_key=True, password=None))  # the new key, rolled out
+    assert keys.ensure_active_key().kid == second.thumbprint()
+    path.write_bytes(first.export_to_pem(private_key=True, password=None))  # a process not yet restarted
+    assert keys.ensure_active_key().kid == second.thumbprint()
+    assert SigningKey.objects.get(active=True).kid == second.thumbprint()
