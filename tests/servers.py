@@ -71,13 +71,14 @@ def server_env(database: str, var_dir: Path, port: int, *, redis_url: str | None
     """A production-shaped server's environment: ``DEBUG=0``, ``ISSUER`` on its port, a random
     ``SECRET_KEY``, PostgreSQL ``database``, Redis (default db 3) under a key prefix of its own, and
     tests.live_settings (the product's settings plus an ``X-Worker-Pid`` header)."""
-    return base_env(
+    defaults = dict(
         DATABASE_URL=f"postgres://postgres@{HOST}:{PG_PORT}/{database}",
         REDIS_URL=redis_url or os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3"),
         CACHE_KEY_PREFIX=prefix or "live-" + secrets.token_hex(6),
         DEBUG="0", ISSUER=f"http://{HOST}:{port}", SECRET_KEY=secrets.token_urlsafe(40),
         DJANGO_SETTINGS_MODULE="tests.live_settings", PORTCULLIS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING",
-        CONN_MAX_AGE="0", **overrides)
+        CONN_MAX_AGE="0")
+    return base_env(**{**defaults, **overrides})  # an override may replace a default (LOG_LEVEL, say)
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
