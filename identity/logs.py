@@ -28,6 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -104,16 +105,15 @@ class RequestLogMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_from(request.META.get("HTTP_X_REQUEST_ID"))
-        token = _request_id.set(request_id)
+        # Kept until the request is finished (request_finished, below), not only until this returns:
+        # Django logs an error answer (django.request) after the whole middleware chain.
+        _request_id.set(request_id)
         started = time.perf_counter()
-        try:
-            response = self.get_response(request)
-            response[HEADER] = request_id
-            if access_logger.isEnabledFor(logging.INFO):
-                self.log(request, response, (time.perf_counter() - started) * 1000)
-            return response
-        finally:
-            _request_id.reset(token)
+        response = self.get_response(request)
+        response[HEADER] = request_id
+        if access_logger.isEnabledFor(logging.INFO):
+            self.log(request, response, (time.perf_counter() - started) * 1000)
+        return response
 
     @staticmethod
     def log(request: HttpRequest, response: HttpResponse, duration_ms: float) -> None:
@@ -125,3 +125,10 @@ class RequestLogMiddleware:
         access_logger.info("%s %s %s %.1fms", method, json.dumps(path, ensure_ascii=False)[1:-1], status, duration_ms, extra={
             "method": method, "path": path, "status": status, "duration_ms": duration_ms,
             "ip": client_ip(request), "user_id": signed_in_user_id(request)})
+
+
+def _finished(**kwargs: Any) -> None:
+    _request_id.set(None)
+
+
+request_finished.connect(_finished, dispatch_uid="portcullis.request_id")

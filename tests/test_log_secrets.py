@@ -189,6 +189,21 @@ def test_a_bad_request_id_is_replaced(client, json_lines, incoming):
     assert [entry["request_id"] for entry in access] == [replaced]
 
 
+def test_the_error_line_django_writes_after_the_middleware_carries_the_request_id(client, json_lines, settings):
+    from tests.servers import free_port
+
+    settings.CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    errors = [entry for entry in json_lines.entries() if entry["logger"] == "django.request"]
+    assert [entry["request_id"] for entry in errors] == [response["X-Request-ID"]]
+    assert [entry["request_id"] for entry in json_lines.entries() if entry["logger"] == "portcullis.operations"] == [
+        response["X-Request-ID"]]
+    logging.getLogger("after").warning("between requests")
+    assert json_lines.entries()[-1]["request_id"] is None
+
+
 def test_a_path_with_a_newline_stays_one_text_line(client, json_lines):
     client.get("/no/such%0Apage")
     access = [entry for entry in json_lines.entries() if entry["logger"] == "portcullis.request"]
