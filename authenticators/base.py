@@ -48,6 +48,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from identity import metrics
 from identity.app_settings import setting
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class CodeAuth(BaseAuth):
     purpose: str = "sign_in"
     recipient: Any = None  # the account the last send_code reached (None: an unknown address)
     code_id: str = ""  # the handle of the code being sent: deliver() may put it in a link (a magic link)
+    channel: str = "email"  # how deliver() sends the code: the label of the codes-sent metric (identity.metrics)
 
     # -- what a type writes ------------------------------------------------------------------
     @abstractmethod
@@ -233,6 +235,7 @@ class CodeAuth(BaseAuth):
         try:
             if user is not None or self.purpose == "sign_up":
                 self.deliver(destination, code, user=user, timeout=self.code_ttl)
+                metrics.code_sent(self.channel)
             else:
                 self.deliver_unknown(destination, timeout=self.code_ttl)
         except AuthError:

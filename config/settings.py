@@ -77,7 +77,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "identity.middleware.UnavailableMiddleware",  # first: Redis or PostgreSQL away is a 503, never a 500
+    "identity.logs.RequestLogMiddleware",  # first: the request id and the access line (docs/deploy.md)
+    "identity.metrics.MetricsMiddleware",  # removes itself unless METRICS_ENABLED (no cost when off)
+    "identity.middleware.UnavailableMiddleware",  # Redis or PostgreSQL away is a 503, never a 500
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -187,6 +189,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # a load balancer's probes may come over plain http
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -292,10 +295,26 @@ SPECTACULAR_SETTINGS = {
 # django-oauth-toolkit policy: identity.defaults installs the safe defaults; override keys here if needed.
 OAUTH2_PROVIDER: dict[str, object] = {}
 
+# Operations (docs/deploy.md, "Health checks, metrics and logs"): /metrics is off unless METRICS_ENABLED,
+# and then needs METRICS_TOKEN (a bearer token) and/or a client IP in METRICS_ALLOWED_IPS.
+PORTCULLIS_METRICS_ENABLED = env_bool("METRICS_ENABLED", False)
+PORTCULLIS_METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+PORTCULLIS_METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "")
+
+# LOG_FORMAT=json: one JSON object a line (identity.logs.JsonFormatter); the default is plain text.
+# Every record carries the id of the request it was written for (identity.logs.RequestIdFilter).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "identity.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "identity.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

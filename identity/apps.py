@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from django.apps import AppConfig
@@ -32,6 +33,11 @@ class IdentityConfig(AppConfig):
         middleware.install_unavailable(settings)
         # Signed-in sessions are recorded (the admin lists and ends them); their keys change later.
         sessions.install(settings)
+        # oauthlib logs whole token responses (access, refresh and ID tokens) at DEBUG: its logger
+        # stays at INFO unless the project's LOGGING sets its level (identity.logs).
+        oauthlib_logger = logging.getLogger("oauthlib")
+        if oauthlib_logger.level == logging.NOTSET:
+            oauthlib_logger.setLevel(logging.INFO)
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""

@@ -125,3 +125,32 @@ def positive_integer_settings(names: tuple[str, ...], check_id: str) -> list[Err
 @register()
 def check_integer_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
     return positive_integer_settings(("REFRESH_TOKEN_ABSOLUTE_SECONDS",), "identity.E004")
+
+
+@register()
+def check_metrics(app_configs: Any, **kwargs: Any) -> list[Error | Warning]:
+    """``/metrics`` (identity.operations): the library is there, the endpoint is protected, the allow list parses."""
+    import ipaddress
+
+    from identity import metrics
+
+    problems: list[Error | Warning] = []
+    entries = getattr(settings, "PORTCULLIS_METRICS_ALLOWED_IPS", [])
+    for entry in entries.split(",") if isinstance(entries, str) else entries:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            problems.append(Error(f"PORTCULLIS_METRICS_ALLOWED_IPS holds {entry!r}, which is no IP address or network.",
+                                  hint="Addresses or networks such as 10.0.0.0/8, comma-separated (METRICS_ALLOWED_IPS).",
+                                  id="identity.E020"))
+    if not getattr(settings, "PORTCULLIS_METRICS_ENABLED", False):
+        return problems
+    if not metrics.available():
+        problems.append(Warning("Metrics are enabled but prometheus_client is not installed: /metrics answers 404.",
+                                hint='pip install "django-portcullis[serve]" (or prometheus_client).', id="identity.W020"))
+    if not getattr(settings, "PORTCULLIS_METRICS_TOKEN", "") and not entries:
+        problems.append(Warning("Metrics are enabled without PORTCULLIS_METRICS_TOKEN or PORTCULLIS_METRICS_ALLOWED_IPS: "
+                                "/metrics refuses every request.",
+                                hint="Set METRICS_TOKEN (a long random bearer token) and/or METRICS_ALLOWED_IPS.",
+                                id="identity.W021"))
+    return problems

@@ -14,6 +14,7 @@ is believed only when a setting names it, since any client can send ``X-Forwarde
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -30,6 +31,7 @@ def meta_key(header: str) -> str:
     return key if key.startswith("HTTP_") else f"HTTP_{key}"
 
 
+@functools.lru_cache(maxsize=4096)  # a few addresses come back all the time (proxies, busy clients)
 def parse_address(value: str) -> str | None:
     """``value`` as a normalised IP address (an IPv4-mapped IPv6 address as IPv4; a port or brackets
     a proxy may add are dropped), or None when it is none."""

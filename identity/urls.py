@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from django.views.i18n import set_language
 
-from identity import end_session, views
+from identity import end_session, operations, views
 
 app_name = "identity"
 
@@ -20,4 +20,8 @@ urlpatterns = [
     path("account/connected-apps/", views.ConnectedAppsView.as_view(), name="connected-apps"),
     # The language switcher of every hosted page: Django's view (POST, CSRF, a same-host ``next``).
     path("language/", set_language, name="set-language"),
+    # What an operator's tools ask (identity.operations): liveness, readiness, Prometheus metrics.
+    path("healthz", operations.healthz, name="healthz"),
+    path("readyz", operations.readyz, name="readyz"),
+    path("metrics", operations.metrics, name="metrics"),
 ]

@@ -39,7 +39,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import _PhonyHttpRequest, oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors
 
-from identity import client_auth, keys, tokens
+from identity import client_auth, keys, metrics, tokens
 from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.authentication import Authentication
@@ -279,14 +279,18 @@ class PortcullisValidator(OAuth2Validator):
     # -- tokens --------------------------------------------------------------------------------
     def save_bearer_token(self, token, request, *args, **kwargs):
         try:
+            saved = None
             if request.grant_type == "authorization_code":
-                return self._save_code_tokens(token, request)
-            with transaction.atomic(using=router.db_for_write(AccessToken)):
-                return self._save_bearer_token(token, request, *args, **kwargs)
+                self._save_code_tokens(token, request)
+            else:
+                with transaction.atomic(using=router.db_for_write(AccessToken)):
+                    saved = self._save_bearer_token(token, request, *args, **kwargs)
         except _Replayed as replay:
             # Outside any other transaction, so it sees (and revokes) what the winner wrote.
             tokens.revoke_family(replay.family, access_token=replay.access_token)
             raise errors.InvalidGrantError(request=request) from None
+        metrics.token_issued(request.grant_type)  # every token the endpoint issues is stored here
+        return saved
 
     def _save_code_tokens(self, token, request) -> None:
         """Write the token pair, then consume the code with one conditional UPDATE.
@@ -328,6 +332,7 @@ class PortcullisValidator(OAuth2Validator):
         a family of its own, started by ``request._portcullis_record``, refreshed like any other."""
         with transaction.atomic(using=router.db_for_write(AccessToken)):
             self._write_token_pair(token, request, request._portcullis_record.family)
+        metrics.token_issued(request.grant_type)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
         previous = getattr(request, "refresh_token_instance", None)

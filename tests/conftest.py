@@ -15,6 +15,14 @@ from identity import cors, keys
 from identity.models import Profile
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, ClientApp, Flow, make_application
 
+# Every log record of the session to var/artefacts/logs/, checked for secrets at the end (tests/log_capture.py).
+from tests.log_capture import (  # noqa: E402, F401
+    pytest_configure,
+    pytest_runtestloop,
+    pytest_sessionfinish,
+    pytest_sessionstart,
+)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _fast_password_hasher() -> Any:

@@ -70,6 +70,11 @@ def password_data(identifier: str = "alice", password: str = PASSWORD) -> dict[s
 
 
 
+# Every client secret make_application() made in this process: the session's log check looks for them
+# (tests/log_capture.py).
+CLIENT_SECRETS: list[str] = []
+
+
 @dataclass
 class ClientApp:
     application: Any
@@ -91,6 +96,7 @@ def make_application(*, public: bool = False, first_party: bool = True, redirect
     )
     if secret:
         application.client_secret = secret
+        CLIENT_SECRETS.append(secret)
     application.save()
     ApplicationSettings.objects.create(application=application, first_party=first_party, headless_api=headless)
     return ClientApp(application, application.client_id, secret)

@@ -37,6 +37,8 @@ class PhoneNumberForm(forms.Form):
 class SmsCodeAuth(SentCodeAuth):
     """Send a code to a phone number; the code signs in to the account holding that number."""
 
+    channel = "sms"
+
     def amr(self) -> list[str]:
         return ["sms", "otp"]
 
