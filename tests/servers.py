@@ -32,6 +32,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 PG_PORT, REDIS_PORT = 5432, 6379
+# The Redis database the servers share, each under a key prefix of its own (the suite's own are flushed).
+SERVERS_REDIS_URL = os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3")
 
 
 def reachable(port: int, host: str = HOST) -> bool:
@@ -73,7 +75,7 @@ def server_env(database: str, var_dir: Path, port: int, *, redis_url: str | None
     tests.live_settings (the product's settings plus an ``X-Worker-Pid`` header)."""
     return base_env(
         DATABASE_URL=f"postgres://postgres@{HOST}:{PG_PORT}/{database}",
-        REDIS_URL=redis_url or os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3"),
+        REDIS_URL=redis_url or SERVERS_REDIS_URL,
         CACHE_KEY_PREFIX=prefix or "live-" + secrets.token_hex(6),
         DEBUG="0", ISSUER=f"http://{HOST}:{port}", SECRET_KEY=secrets.token_urlsafe(40),
         DJANGO_SETTINGS_MODULE="tests.live_settings", PORTCULLIS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING",
@@ -152,21 +154,23 @@ def clear_redis_prefix(redis_url: str, prefix: str) -> None:
 
 
 class Server:
-    """gunicorn serving config.wsgi (sync workers) in its own process group."""
+    """gunicorn serving config.wsgi (sync workers) in its own process group: this environment's
+    gunicorn in the checkout, or ``gunicorn`` of another environment in ``cwd`` (an installed wheel's)."""
 
     def __init__(self, env: dict[str, str], port: int, log: Path, workers: int = 2,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), gunicorn: Path | None = None, cwd: Path = ROOT) -> None:
         self.env, self.port, self.log, self.workers, self.extra_args = env, port, log, workers, extra_args
+        self.gunicorn, self.cwd = gunicorn or Path(sys.executable).parent / "gunicorn", cwd
         self.url = f"http://{HOST}:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_path: str = "/.well-known/openid-configuration", timeout: float = 60) -> None:
         self.log_file = open(self.log, "ab")  # noqa: SIM115  closed in stop()
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--workers",
+            [str(self.gunicorn), "config.wsgi:application", "--workers",
              str(self.workers), "--worker-class", "sync", "--bind", f"{HOST}:{self.port}", "--timeout", "30",
              *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=self.cwd, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
