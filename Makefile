@@ -16,7 +16,7 @@ PORT ?= 8000
 PYTEST_WORKERS ?= 2
 AXE_CORE := tests/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: run test bench install browser spa axe-core lint clean
+.PHONY: run test bench soak install browser spa axe-core lint clean
 
 $(PY):
 	@echo "==> Creating the virtual environment $(VENV)"
@@ -87,6 +87,12 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get install -y -qq wrk >/dev/null 2>&1 || echo "wrk not installed: Python load generator"; }
 	$(PY) benchmarks/run.py
+
+# A steady mixed load for SOAK_MINUTES (10) at SOAK_RATE operations/s (10): errors, latency, worker memory.
+SOAK_MINUTES ?= 10
+SOAK_RATE ?= 10
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check identity experience authenticators config tests examples

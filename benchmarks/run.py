@@ -40,6 +40,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
@@ -171,6 +174,86 @@ class Server:
             return self.log_path.read_text()[-chars:]
         except OSError:
             return ""
+
+
+def bench_env(db: str, base_url: str, workdir: Path, label: str = "bench", **overrides: str) -> dict[str, str]:
+    """The benchmark server's environment (and its Django-side tasks'): benchmarks/bench_settings.py
+    on PostgreSQL ``db`` and Redis db 14 under a cache key prefix of its own, DEBUG off, the issuer on
+    ``base_url``, its files in ``workdir``; nothing of this shell's that would bend the settings."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings",
+        "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{db}",
+        "REDIS_URL": f"redis://{HOST}:6379/14",
+        "CACHE_KEY_PREFIX": f"portcullis-{label}-{secrets.token_hex(4)}",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": HOST,
+        "ISSUER": base_url,
+        "PORTCULLIS_VAR_DIR": str(workdir),
+        "LOG_LEVEL": "WARNING",
+        **overrides,
+    }
+    for name in ("PORTCULLIS_DEMO", "SIGNING_KEY_PEM", "SIGNING_KEY_FILE", "SESSION_COOKIE_SECURE"):
+        env.pop(name, None)
+    return env
+
+
+@dataclass
+class Deployment:
+    env: dict[str, str]
+    server: Server
+    setup: dict[str, Any]  # bench_tasks.py setup's answer: client_id, users, queries, ...
+    base_url: str
+    workdir: Path
+
+
+@contextmanager
+def deployment(db: str, users: int, label: str = "bench", **env_overrides: str) -> Iterator[Deployment]:
+    """A fresh PostgreSQL database ``db`` (dropped first if it exists), migrated and bootstrapped with
+    one confidential first-party application and ``users`` users (bench_tasks.py setup), and gunicorn
+    (2 sync workers) serving it; on the way out, also on error or Ctrl-C: gunicorn stopped, the cache
+    keys of its prefix deleted, the database dropped, the working directory removed."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"portcullis-{label}-"))
+    port = free_port()
+    base_url = f"http://{HOST}:{port}"
+    env = bench_env(db, base_url, workdir, label, **env_overrides)
+    server = Server(env, port, workdir / "gunicorn.log")
+    database_created = False
+    try:
+        log(f"database {db}: drop if it exists, create")
+        pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        database_created = True
+        pg_admin(f'CREATE DATABASE "{db}"')
+        log("migrate, bootstrap, application and users, query counts")
+        setup = run_task(env, "setup", "--base-url", base_url, "--redirect-uri", REDIRECT_URI,
+                         "--secret", CLIENT_SECRET, "--users", str(users), "--password", PASSWORD)
+        log(f"client {setup['client_id']} (secret stored as {setup['secret_hash_algorithm']}), "
+            f"{len(setup['users'])} users, queries {setup['queries']}")
+        log(f"gunicorn on {base_url}")
+        server.start()
+        log(f"workers {server.workers()}")
+        yield Deployment(env, server, setup, base_url, workdir)
+    finally:
+        server.stop()
+        try:
+            run_task(env, "cleanup", timeout=60)
+        except Exception as error:  # noqa: BLE001 - the cleanup goes on
+            print(f"cache cleanup failed: {error}", file=sys.stderr)
+        if database_created:
+            try:
+                pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+                log(f"database {db} dropped")
+            except Exception as error:  # noqa: BLE001
+                print(f"could not drop database {db}: {error}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def server_log_problems(server: Server) -> list[str]:
+    """The lines of gunicorn's log that say something went wrong (tracebacks, errors, worker timeouts)."""
+    return [line for line in server.log_tail(10**7).splitlines()
+            if re.search(r"Traceback|ERROR|CRITICAL|WORKER TIMEOUT|Internal Server Error", line)]
 
 
 # -- load generation ------------------------------------------------------------------------------------
@@ -561,137 +644,92 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     config = parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally block runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the finally blocks run
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="portcullis-bench-"))
-    port = free_port()
-    base_url = f"http://{HOST}:{port}"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings",
-        "DATABASE_URL": f"postgres://postgres@{HOST}:5432/{config.db}",
-        "REDIS_URL": f"redis://{HOST}:6379/14",
-        "CACHE_KEY_PREFIX": f"portcullis-bench-{secrets.token_hex(4)}",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "DEBUG": "0",
-        "ALLOWED_HOSTS": HOST,
-        "ISSUER": base_url,
-        "PORTCULLIS_VAR_DIR": str(workdir),
-        "LOG_LEVEL": "WARNING",
-    }
-    for name in ("PORTCULLIS_DEMO", "SIGNING_KEY_PEM", "SIGNING_KEY_FILE", "SESSION_COOKIE_SECURE"):
-        env.pop(name, None)
-    server = Server(env, port, workdir / "gunicorn.log")
-    database_created = False
     parties: list[RelyingParty] = []
     machine = {
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)), "cpu": cpu_model(), "python": platform.python_version(),
         "load_start": f"{os.getloadavg()[0]:.2f}",
     }
+    import django
+    import gunicorn
+    import oauth2_provider
+
+    machine["versions"] = f"{django.get_version()} / {oauth2_provider.__version__} / {gunicorn.__version__}"
+    machine["postgres"] = pg_version()
+    if config.loadgen == "wrk":
+        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout.split("[")[0]
+        machine["loadgen"] = f"{version.strip() or 'wrk'} ({min(2, config.clients)} threads, "\
+                             f"{config.clients} connections); code flows: Python threads with http.client"
+    else:
+        machine["loadgen"] = "Python threads with requests.Session (keep-alive)"
+    server: Server | None = None
     try:
-        import django
-        import gunicorn
-        import oauth2_provider
-
-        machine["versions"] = f"{django.get_version()} / {oauth2_provider.__version__} / {gunicorn.__version__}"
-        machine["postgres"] = pg_version()
-        if config.loadgen == "wrk":
-            version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10).stdout.split("[")[0]
-            machine["loadgen"] = f"{version.strip() or 'wrk'} ({min(2, config.clients)} threads, "\
-                                 f"{config.clients} connections); code flows: Python threads with http.client"
-        else:
-            machine["loadgen"] = "Python threads with requests.Session (keep-alive)"
-
-        log(f"database {config.db}: drop if it exists, create")
-        pg_admin(f'DROP DATABASE IF EXISTS "{config.db}" WITH (FORCE)')
-        database_created = True
-        pg_admin(f'CREATE DATABASE "{config.db}"')
-        log("migrate, bootstrap, application and users, query counts")
-        setup = run_task(env, "setup", "--base-url", base_url, "--redirect-uri", REDIRECT_URI,
-                         "--secret", CLIENT_SECRET, "--users", str(config.users), "--password", PASSWORD)
-        log(f"client {setup['client_id']} (secret stored as {setup['secret_hash_algorithm']}), "
-            f"{len(setup['users'])} users, queries {setup['queries']}")
-
-        log(f"gunicorn on {base_url}")
-        server.start()
-        log(f"workers {server.workers()}")
-
-        parties = [RelyingParty(base_url, setup["client_id"], setup["users"][i]) for i in range(config.clients)]
-        for party in parties:
-            party.sign_in()
-        access_token = parties[0].access_token()
-
-        results = {}
-        for key, path, headers in (
-            ("bare", "/bench/bare", None),
-            ("discovery", "/.well-known/openid-configuration", None),
-            ("jwks", "/.well-known/jwks.json", None),
-            ("userinfo", "/oauth/userinfo", {"Authorization": f"Bearer {access_token}"}),
-        ):
-            results[key] = measure_endpoint(server, path, config, headers)
-            log(f"{key}: " + " / ".join(f"{r.rate:,.0f} req/s" for r in results[key])
-                + "".join(f" errors {dict(r.errors)}" for r in results[key] if r.errors))
-        results["flows"] = measure_flows(server, parties, config)
-        log("flows: " + " / ".join(f"{r.rate:,.1f}/s ({fmt(r.cpu_ms_per_op, 2)} ms CPU)" for r in results["flows"])
-            + "".join(f" errors {dict(r.errors)}" for r in results["flows"] if r.errors))
-
-        log("password sign-in vs one password hash")
-        timings, sign_in_cpu = [], 0.0
-        for index in range(config.signins):
-            party = RelyingParty(base_url, setup["client_id"], setup["users"][config.clients + index])
+        with deployment(config.db, config.users) as deployed:
+            server, setup, base_url = deployed.server, deployed.setup, deployed.base_url
             try:
-                page, _ = party.sign_in_page()
-                workers = server.workers()
-                before = cpu_seconds(workers)
-                _, elapsed = party.post_sign_in(page)
-                sign_in_cpu += cpu_seconds(workers) - before
-                timings.append(elapsed)
-            finally:
-                party.close()
-        sign_in = statistics.median(timings)
-        argon_cpu_note = sign_in_cpu / config.signins
-        argon = run_task(env, "hash", "--count", str(config.signins), "--password", PASSWORD)
-        argon["server_cpu_per_sign_in_s"] = argon_cpu_note
-        log(f"sign-in {sign_in * 1000:.1f} ms ({argon_cpu_note * 1000:.0f} ms server CPU), "
-            f"{argon['algorithm']} hash {argon['median_s'] * 1000:.1f} ms ({argon['cpu_s'] * 1000:.0f} ms CPU)")
+                parties = [RelyingParty(base_url, setup["client_id"], setup["users"][i]) for i in range(config.clients)]
+                for party in parties:
+                    party.sign_in()
+                access_token = parties[0].access_token()
 
-        log_text = server.log_tail(10**7)
-        problems = [line for line in log_text.splitlines()
-                    if re.search(r"Traceback|ERROR|CRITICAL|WORKER TIMEOUT|Internal Server Error", line)]
-        machine["load_end"] = f"{os.getloadavg()[0]:.2f}"
-        table = report(config, machine, results, setup["queries"], sign_in, argon)
-        if problems:
-            table += "\nServer log problems (first 10 lines):\n\n" + "\n".join(f"    {p}" for p in problems[:10]) + "\n"
-        print()
-        print(table)
-        Path(config.output).write_text(table)
-        log(f"written to {config.output} in {time.monotonic() - started:.0f} s")
-        return 0
+                results = {}
+                for key, path, headers in (
+                    ("bare", "/bench/bare", None),
+                    ("discovery", "/.well-known/openid-configuration", None),
+                    ("jwks", "/.well-known/jwks.json", None),
+                    ("userinfo", "/oauth/userinfo", {"Authorization": f"Bearer {access_token}"}),
+                ):
+                    results[key] = measure_endpoint(server, path, config, headers)
+                    log(f"{key}: " + " / ".join(f"{r.rate:,.0f} req/s" for r in results[key])
+                        + "".join(f" errors {dict(r.errors)}" for r in results[key] if r.errors))
+                results["flows"] = measure_flows(server, parties, config)
+                log("flows: " + " / ".join(f"{r.rate:,.1f}/s ({fmt(r.cpu_ms_per_op, 2)} ms CPU)" for r in results["flows"])
+                    + "".join(f" errors {dict(r.errors)}" for r in results["flows"] if r.errors))
+
+                log("password sign-in vs one password hash")
+                timings, sign_in_cpu = [], 0.0
+                for index in range(config.signins):
+                    party = RelyingParty(base_url, setup["client_id"], setup["users"][config.clients + index])
+                    try:
+                        page, _ = party.sign_in_page()
+                        workers = server.workers()
+                        before = cpu_seconds(workers)
+                        _, elapsed = party.post_sign_in(page)
+                        sign_in_cpu += cpu_seconds(workers) - before
+                        timings.append(elapsed)
+                    finally:
+                        party.close()
+                sign_in = statistics.median(timings)
+                argon_cpu_note = sign_in_cpu / config.signins
+                argon = run_task(deployed.env, "hash", "--count", str(config.signins), "--password", PASSWORD)
+                argon["server_cpu_per_sign_in_s"] = argon_cpu_note
+                log(f"sign-in {sign_in * 1000:.1f} ms ({argon_cpu_note * 1000:.0f} ms server CPU), "
+                    f"{argon['algorithm']} hash {argon['median_s'] * 1000:.1f} ms ({argon['cpu_s'] * 1000:.0f} ms CPU)")
+
+                problems = server_log_problems(server)
+                machine["load_end"] = f"{os.getloadavg()[0]:.2f}"
+                table = report(config, machine, results, setup["queries"], sign_in, argon)
+                if problems:
+                    table += "\nServer log problems (first 10 lines):\n\n" + "\n".join(f"    {p}" for p in problems[:10]) + "\n"
+                print()
+                print(table)
+                Path(config.output).write_text(table)
+                log(f"written to {config.output} in {time.monotonic() - started:.0f} s")
+                return 0
+            finally:
+                for party in parties:
+                    party.close()
     except (BenchError, FlowError) as error:
-        print(f"benchmark failed: {error} {getattr(error, 'body', '')}\n{server.log_tail()}", file=sys.stderr)
+        print(f"benchmark failed: {error} {getattr(error, 'body', '')}\n{server.log_tail() if server else ''}",
+              file=sys.stderr)
         return 1
     except Exception:
-        tail = server.log_tail()
+        tail = server.log_tail() if server else ""
         if tail:
             print("gunicorn log tail:\n" + tail, file=sys.stderr)
         raise
-    finally:
-        for party in parties:
-            party.close()
-        server.stop()
-        try:
-            run_task(env, "cleanup", timeout=60)
-        except Exception as error:  # noqa: BLE001 - the cleanup goes on
-            print(f"cache cleanup failed: {error}", file=sys.stderr)
-        if database_created:
-            try:
-                pg_admin(f'DROP DATABASE IF EXISTS "{config.db}" WITH (FORCE)')
-                log(f"database {config.db} dropped")
-            except Exception as error:  # noqa: BLE001
-                print(f"could not drop database {config.db}: {error}", file=sys.stderr)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 PG_PORT, REDIS_PORT = 5432, 6379
+# The Redis database the servers share, each under a key prefix of its own (the suite's own are flushed).
+SERVERS_REDIS_URL = os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3")
 
 
 def reachable(port: int, host: str = HOST) -> bool:
@@ -79,7 +81,7 @@ def server_env(database: str, var_dir: Path, port: int, *, redis_url: str | None
     one deployment share ``ISSUER`` and ``SECRET_KEY``; CONN_MAX_AGE, say)."""
     defaults = dict(
         DATABASE_URL=f"postgres://postgres@{HOST}:{pg_port}/{database}",
-        REDIS_URL=redis_url or os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3"),
+        REDIS_URL=redis_url or SERVERS_REDIS_URL,
         CACHE_KEY_PREFIX=prefix or "live-" + secrets.token_hex(6),
         DEBUG="0", ISSUER=f"http://{HOST}:{port}", SECRET_KEY=secrets.token_urlsafe(40),
         DJANGO_SETTINGS_MODULE="tests.live_settings", PORTCULLIS_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING",
@@ -159,14 +161,17 @@ def clear_redis_prefix(redis_url: str, prefix: str) -> None:
 
 
 class Server:
-    """gunicorn serving config.wsgi (sync workers) in its own process group."""
+    """gunicorn serving config.wsgi (sync workers) in its own process group: this environment's
+    gunicorn in the checkout, or ``gunicorn`` of another environment in ``cwd`` (an installed wheel's)."""
 
     def __init__(self, env: dict[str, str], port: int, log: Path, workers: int = 2,
-                 extra_args: tuple[str, ...] = (), command: list[str] | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), command: list[str] | None = None, gunicorn: Path | None = None,
+                 cwd: Path = ROOT) -> None:
         """``command``: run this command line instead (e.g. ``bash -c`` of the gunicorn line a doc
         gives), in the same process group and with the same readiness wait."""
         self.env, self.port, self.log, self.workers, self.extra_args = env, port, log, workers, extra_args
         self.command = command
+        self.gunicorn, self.cwd = gunicorn or Path(sys.executable).parent / "gunicorn", cwd
         self.url = f"http://{HOST}:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -174,10 +179,10 @@ class Server:
         self.log_file = open(self.log, "ab")  # noqa: SIM115  closed in stop()
         self.process = subprocess.Popen(
             self.command or
-            [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application", "--workers",
+            [str(self.gunicorn), "config.wsgi:application", "--workers",
              str(self.workers), "--worker-class", "sync", "--bind", f"{HOST}:{self.port}", "--timeout", "30",
              *self.extra_args],
-            cwd=ROOT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=self.cwd, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
