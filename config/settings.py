@@ -175,7 +175,7 @@ else:
 
 # Durable by default (the database, read through the cache). "django.contrib.sessions.backends.cache"
 # keeps sessions in Redis only: fewer writes per sign-in, but a Redis flush signs everyone out.
-SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "django.contrib.sessions.backends.cached_db")
+SESSION_ENGINE = os.environ.get("SESSION_ENGINE", "identity.session_store")
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 # Secure whenever the issuer is https (DEBUG or not, TLS ending here or at a proxy); a plain-http

@@ -219,6 +219,18 @@ def test_a_session_that_cannot_be_saved_after_the_view_is_a_503_not_a_500(user: 
     assert_page_unavailable(response)
 
 
+@pytest.mark.django_db
+def test_a_saved_session_that_cannot_be_updated_is_a_503_not_a_deleted_session(user: Any) -> None:
+    """Django's database store calls any failed update "the session was deleted" (SessionInterrupted,
+    a 400 page); PostgreSQL going away there is an outage like any other (identity.session_store)."""
+    client = Client(raise_request_exception=False)
+    client.get("/sign-in/?next=/")  # a session row now exists
+    with failing_database(only="django_session") as refused:
+        response = client.get("/sign-in/?next=/")  # another interaction: the session is updated
+    assert refused and any("UPDATE" in sql for sql in refused), refused
+    assert_page_unavailable(response)
+
+
 # -- real servers: gunicorn on a Redis and a PostgreSQL of this module's own ---------------------------------
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLIENT_ID = "faults-shop"
