@@ -12,7 +12,10 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("PORTCULLIS_VAR_DIR", BASE_DIR / "var"))
+# A checkout keeps its state in var/ beside manage.py; an installed package (no manage.py beside
+# config/, which then lives in site-packages) in ./var of the directory it runs from.
+VAR_DIR = Path(os.environ.get("PORTCULLIS_VAR_DIR")
+               or (BASE_DIR / "var" if (BASE_DIR / "manage.py").exists() else Path.cwd() / "var"))
 
 
 def env_bool(name: str, default: bool) -> bool:

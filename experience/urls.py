@@ -28,6 +28,8 @@ urlpatterns = [
 ]
 
 if settings.MEDIA_URL.startswith("/"):  # the uploaded branding images (a MEDIA_URL on another host serves them there)
+    _media = settings.MEDIA_URL.strip("/")  # "" when a project leaves MEDIA_URL unset ("/")
     urlpatterns += [
-        path(f"{settings.MEDIA_URL.strip('/')}/branding/<str:name>", branding_views.image, name="branding-image"),
+        path(f"{_media}/branding/<str:name>" if _media else "branding/<str:name>", branding_views.image,
+             name="branding-image"),
     ]

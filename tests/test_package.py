@@ -197,7 +197,8 @@ def test_the_installed_wheel_serves_the_minimal_host_project(installed: Installe
     migrated = run([admin, "migrate", "--noinput"], env=env, cwd=host).stdout
     assert "Applying identity.0001" in migrated and "Applying experience.0001" in migrated
     assert "Applying authenticators.0001" in migrated
-    run([admin, "check", "--fail-level", "ERROR"], env=env, cwd=host)
+    checked = run([admin, "check", "--fail-level", "ERROR"], env=env, cwd=host)
+    assert "urls.W" not in checked.stdout + checked.stderr  # the routes (branding images) are well formed
     # The wheel's migrations are all there is to its models.
     assert "No changes detected" in run([admin, "makemigrations", "--check", "--dry-run"], env=env, cwd=host).stdout
 
@@ -236,7 +237,11 @@ def test_the_installed_wheel_runs_the_standalone_server(installed: Installed, st
            "ALLOWED_HOSTS": HOST, "LOG_LEVEL": "WARNING", "CACHE_KEY_PREFIX": prefix}
     if standalone_database:
         env.update(DATABASE_URL=f"postgres://postgres@{HOST}:5432/{standalone_database}", REDIS_URL=SERVERS_REDIS_URL)
-    admin = installed.bin / "django-admin"
+    admin = installed.bin / "portcullis-admin"  # the installed package's manage.py (docs/deploy.md)
+    without_var = {key: value for key, value in env.items() if key != "PORTCULLIS_VAR_DIR"}
+    var_dir = run([admin, "shell", "-c", "from django.conf import settings; print(settings.VAR_DIR)"],
+                  env={**without_var, "DEBUG": "1"}, cwd=tmp_path).stdout.strip().splitlines()[-1]
+    assert Path(var_dir) == tmp_path / "var"  # state beside where it runs, never inside site-packages
     assert "Applying identity.0001" in run([admin, "migrate", "--noinput"], env=env, cwd=tmp_path).stdout
     run([admin, "collectstatic", "--noinput", "-v", "0"], env=env, cwd=tmp_path)
     server = Server(env, port, tmp_path / "gunicorn.log", workers=1, gunicorn=installed.bin / "gunicorn",
