@@ -277,7 +277,8 @@ def costs(args: argparse.Namespace) -> None:
     def one_round(counted: bool, username: str) -> None:
         email = f"{username}@example.com"
         browser = Client(HTTP_HOST=host)
-        page_url = browser.get("/sign-in/?next=/")["Location"]
+        page_url = step(counted, "hosted sign-in start (GET /sign-in/ → 302)", lambda: browser.get("/sign-in/?next=/"),
+                        302)["Location"]
         step(counted, "hosted sign-in page GET", lambda: browser.get(page_url), 200)
         step(counted, "hosted sign-in POST (password)", lambda: browser.post(page_url, {
             "identifier": username, "password": password, "authenticator": "password"}), 302, 303)
