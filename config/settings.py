@@ -84,14 +84,16 @@ MIDDLEWARE = [
     "identity.metrics.MetricsMiddleware",  # removes itself unless METRICS_ENABLED (no cost when off)
     "identity.middleware.UnavailableMiddleware",  # Redis or PostgreSQL away is a 503, never a 500
     "django.middleware.security.SecurityMiddleware",
+    # Discovery and JWKS answered from memory, before the middleware they do not need (docs/performance.md).
+    "identity.middleware.PublicDocumentsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.locale.LocaleMiddleware",
+    "identity.languages.LocaleMiddleware",  # Django's, cheaper without i18n_patterns
     "django.middleware.common.CommonMiddleware",
     "identity.middleware.ReadableBodyMiddleware",  # before CSRF: an unreadable form is a 400, not a 500
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "config.middleware.LazyMessageMiddleware",  # Django's, storage made only when messages are used
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 try:  # whitenoise is in the "serve" extra; the apps do not need it.

@@ -9,9 +9,16 @@ experience (SPEC §5 ``language``, given by the experience's pages), then ``LANG
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from django.conf import settings
-from django.http import HttpRequest
+from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.http import HttpRequest, HttpResponse
+from django.middleware import locale
 from django.utils import translation
+from django.utils.cache import patch_vary_headers
+from django.utils.module_loading import import_string
 from django.utils.translation.trans_real import parse_accept_lang_header
 
 LOCALE_MIDDLEWARE = "django.middleware.locale.LocaleMiddleware"
@@ -57,10 +64,47 @@ def use_ui_locales(request: HttpRequest, ui_locales: str, default: str = "") -> 
     user picked a language; without one of those, in ``default`` (an experience's language) when
     the browser asks for no language this site has. Only with ``LocaleMiddleware``, which activates
     each request's language afresh (without it the activation would outlive the request in this thread)."""
-    if LOCALE_MIDDLEWARE not in settings.MIDDLEWARE or chosen(request):
+    if not _activates_per_request(tuple(settings.MIDDLEWARE)) or chosen(request):
         return
     language = from_ui_locales(ui_locales)
     if language is None and default and from_browser(request) is None:
         language = supported(default)
     if language is not None:
         translation.activate(language)
+
+
+@functools.lru_cache(maxsize=8)
+def _activates_per_request(middleware: tuple[str, ...]) -> bool:
+    """Whether ``MIDDLEWARE`` lists Django's ``LocaleMiddleware`` or a subclass (the one below)."""
+    for path in middleware:
+        try:
+            if issubclass(import_string(path), locale.LocaleMiddleware):
+                return True
+        except ImportError:
+            continue
+    return False
+
+
+class LocaleMiddleware(locale.LocaleMiddleware):
+    """Django's ``LocaleMiddleware`` with the same answer, cheaper for a URLconf without
+    ``i18n_patterns`` (Portcullis's): the language comes from the cookie and ``Accept-Language``,
+    and Django's two searches of the path for a language prefix are skipped. With language
+    prefixes in the URLconf it is Django's own."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        super().__init__(get_response)
+        self.next = get_response  # typed as the sync callable it is (sync_capable only)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
+        if is_language_prefix_patterns_used(urlconf)[0]:
+            return super().__call__(request)  # type: ignore[return-value]
+        translation.activate(translation.get_language_from_request(request))
+        request.LANGUAGE_CODE = translation.get_language()
+        response = self.next(request)
+        patch_vary_headers(response, ("Accept-Language",))
+        response.headers.setdefault("Content-Language", translation.get_language())
+        return response

@@ -1,7 +1,8 @@
-"""Two answers that must never become a 500: an unreadable form body (400) and Redis or PostgreSQL
-away (503, :class:`UnavailableMiddleware`).
+"""The identity app's middleware: answers that must never become a 500, and one that is cheap.
 
-A form body that cannot be read answers 400, on every page and endpoint, never 500.
+- ``PublicDocumentsMiddleware`` answers discovery and JWKS before the rest of the stack (below).
+- ``UnavailableMiddleware``: Redis or PostgreSQL away is a 503 (below).
+- ``ReadableBodyMiddleware``: a form body that cannot be read answers 400, on every page and endpoint, never 500.
 
 Django refuses some bodies only when ``request.POST`` is first read: a form declared in a charset
 other than UTF-8, too many fields, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, broken multipart.
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError
@@ -28,16 +30,18 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
-from django.urls import Resolver404, ResolverMatch, resolve
+from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve, reverse
 from django.utils.html import escape
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
-from identity.app_settings import setting
+from identity import discovery, keys
+from identity.app_settings import app_settings, setting
 from identity.security import deny_framing
 from identity.transport import oauth_error
 
 PATH = "identity.middleware.ReadableBodyMiddleware"
+DOCUMENTS_PATH = "identity.middleware.PublicDocumentsMiddleware"
 CSRF = "django.middleware.csrf.CsrfViewMiddleware"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # TooManyFieldsSent, TooManyFilesSent and RequestDataTooBig are SuspiciousOperations.
@@ -244,3 +248,55 @@ def install_unavailable(settings: object) -> None:
     middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
     if UNAVAILABLE_PATH not in middleware:
         settings.MIDDLEWARE = [UNAVAILABLE_PATH, *middleware]  # type: ignore[attr-defined]
+
+
+class PublicDocumentsMiddleware:
+    """Answers ``GET`` of the discovery document and the JWKS at once, with the bytes kept in memory
+    (``identity.discovery.document``, ``identity.keys.key_set``), so that the most requested
+    documents skip the session, locale, CSRF, authentication and messages middleware, none of which
+    they use. Put it right after ``SecurityMiddleware`` (whose redirect to https and security headers
+    still apply). The answer is the views' (``DiscoveryView``, ``JwksView``): same body, same
+    ``Content-Type``, ``Cache-Control``, ``Access-Control-Allow-Origin: *`` and ``X-Frame-Options``.
+    It has no ``Vary: Accept-Language`` / ``Content-Language``: the documents are the same in
+    every language. The Host header is still checked against ``ALLOWED_HOSTS`` (a 400 otherwise).
+
+    Every other request, and these paths with another method (the CORS preflight, HEAD, POST's
+    405) or without a fixed ``ISSUER`` (discovery then follows the Host header), goes on to the views.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self._paths: tuple[object, dict[str, str]] | None = None
+
+    def documents(self) -> dict[str, str]:
+        """Path → which document, for the URLconf in force (the app may be mounted below the root)."""
+        urlconf = get_urlconf() or settings.ROOT_URLCONF
+        known = self._paths
+        if known is None or known[0] != urlconf:
+            try:
+                paths = {reverse("identity:discovery"): "discovery", reverse("identity:jwks"): "jwks"}
+            except Exception:  # noqa: BLE001  a URLconf without identity.urls: nothing to answer early
+                paths = {}
+            known = self._paths = (urlconf, paths)
+        return known[1]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET":
+            which = self.documents().get(request.path)
+            if which is not None:
+                request.get_host()  # DisallowedHost → 400, as CommonMiddleware would answer
+                body = self.body(which)
+                if body is not None:
+                    response = HttpResponse(body, content_type="application/json", headers={
+                        "Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+                    response["Content-Length"] = str(len(body))
+                    response["X-Frame-Options"] = getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()
+                    return response
+        return self.get_response(request)
+
+    @staticmethod
+    def body(which: str) -> bytes | None:
+        if which == "jwks":
+            return keys.key_set().jwks_json
+        issuer = app_settings.ISSUER
+        return discovery.document(issuer) if issuer else None  # without ISSUER: the view (Vary: Host)

@@ -198,17 +198,19 @@ class PortcullisValidator(OAuth2Validator):
 
     # -- authorization codes -----------------------------------------------------------------
     def _create_authorization_code(self, request, code, expires=None):
-        grant = super()._create_authorization_code(request, code, expires)
-        auth: Authentication = request.portcullis_auth
-        AuthorizationRecord.objects.create(
-            grant=grant,
-            application=request.client,
-            user=request.user,
-            auth_time=datetime.fromtimestamp(auth.auth_time, tz=UTC),
-            amr=auth.amr,
-            acr=auth.acr,
-            sid=auth.sid,
-        )
+        # One transaction, one commit: the code and its record exist together or not at all.
+        with transaction.atomic(using=router.db_for_write(Grant)):
+            grant = super()._create_authorization_code(request, code, expires)
+            auth: Authentication = request.portcullis_auth
+            AuthorizationRecord.objects.create(
+                grant=grant,
+                application=request.client,
+                user=request.user,
+                auth_time=datetime.fromtimestamp(auth.auth_time, tz=UTC),
+                amr=auth.amr,
+                acr=auth.acr,
+                sid=auth.sid,
+            )
         return grant
 
     def _grant(self, code: str, request) -> Any | None:
@@ -293,23 +295,25 @@ class PortcullisValidator(OAuth2Validator):
         return saved
 
     def _save_code_tokens(self, token, request) -> None:
-        """Write the token pair, then consume the code with one conditional UPDATE.
+        """Write the token pair and consume the code with one conditional UPDATE, in one
+        transaction (one commit instead of three).
 
-        The order makes a transaction unnecessary: the tokens count only once the code is
-        consumed, and their values leave the server only after that. Of any number of parallel
-        redemptions exactly one consumes the code; each loser revokes the whole family, its own
-        pair and the winner's included (a code used twice has leaked). A failure before the
-        UPDATE leaves at most a pair nobody ever received, in a family that dies with the code.
+        Of any number of parallel redemptions exactly one consumes the code: the others' UPDATE
+        waits for the winner's row lock, then matches nothing. Each loser's own pair is rolled
+        back with its transaction, and it revokes the whole family, the winner's pair included
+        (a code used twice has leaked; ``save_bearer_token`` does it outside this transaction, so
+        it sees what the winner committed). The values leave the server only after the commit.
         """
         if "scope" not in token:
             raise errors.InvalidScopeError(request=request)
         record: AuthorizationRecord = request._portcullis_record
         now = timezone.now()
         request.resource = request._portcullis_grant.resource or []
-        access_token = self._write_token_pair(token, request, record.family)
-        consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
-        if not consumed:
-            raise _Replayed(record.family, access_token)
+        with transaction.atomic(using=router.db_for_write(AccessToken)):
+            self._write_token_pair(token, request, record.family)
+            consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
+            if not consumed:
+                raise _Replayed(record.family)
 
     def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:
         """The access token and (when the response has one) its refresh token, in ``family``."""

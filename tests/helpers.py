@@ -14,13 +14,17 @@ import shutil
 import string
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_application_model
 
@@ -465,3 +469,44 @@ def branded(app: ClientApp, overrides: dict[str, Any], **images: bytes) -> Any:
     row.full_clean(exclude=["application"])
     row.save()
     return row
+
+
+# -- counting what a request asks of the database ----------------------------------------------
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@dataclass
+class DatabaseWork:
+    """What one block asked of the database: its SQL statements, and the transaction control
+    Django logs beside them (``BEGIN``/``COMMIT`` of an ``atomic`` block; each is a round trip)."""
+
+    ordered: list[str] = field(default_factory=list)  # everything, in order
+    statements: list[str] = field(default_factory=list)
+    control: list[str] = field(default_factory=list)
+
+    @property
+    def commits(self) -> int:
+        """How many commits: one per write in autocommit, one per transaction."""
+        commits, depth = 0, 0
+        for sql in self.ordered:
+            word = sql.split(None, 1)[0].upper() if sql else ""
+            if word == "BEGIN":
+                depth += 1
+            elif word in ("COMMIT", "ROLLBACK") and depth:
+                depth -= 1
+                commits += word == "COMMIT"
+            elif word in ("INSERT", "UPDATE", "DELETE") and not depth:
+                commits += 1
+        return commits
+
+
+@contextmanager
+def database_work() -> Iterator[DatabaseWork]:
+    work = DatabaseWork()
+    with CaptureQueriesContext(connection) as captured:
+        yield work
+    for query in captured.captured_queries:
+        sql = str(query["sql"]).strip()
+        work.ordered.append(sql)
+        word = sql.split(None, 1)[0].upper() if sql else ""
+        (work.control if word in TRANSACTION_CONTROL else work.statements).append(sql)

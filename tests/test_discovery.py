@@ -177,3 +177,45 @@ def test_jwks_after_rotation_makes_no_queries_once_warmed_again(client, db, djan
     with django_assert_num_queries(0):
         again = client.get("/.well-known/jwks.json").json()
     assert again == rebuilt
+
+
+# -- the early answer (identity.middleware.PublicDocumentsMiddleware) -------------------------------
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/.well-known/jwks.json"])
+def test_the_early_answer_is_the_views_answer(client, db, rf, settings, path):
+    """With a fixed ISSUER (as in production) the middleware answers before sessions, locale and
+    CSRF; what a client gets is what the view itself answers, with the headers the rest of the stack
+    would add that matter for a JSON document."""
+    from identity import views
+
+    settings.PORTCULLIS_ISSUER = ISSUER
+    assert "identity.middleware.PublicDocumentsMiddleware" in settings.MIDDLEWARE
+    early = client.get(path)
+    view = (views.DiscoveryView if "openid" in path else views.JwksView).as_view()(rf.get(path))
+    assert early.status_code == view.status_code == 200
+    assert early.content == view.content
+    for header in ("Content-Type", "Cache-Control", "Access-Control-Allow-Origin"):
+        assert early[header] == view[header], header
+    assert early["X-Frame-Options"] == "DENY"
+    assert early["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware still runs first
+    assert int(early["Content-Length"]) == len(early.content)
+    assert not has_vary_header(early, "Accept-Language")  # answered early: the same in every language
+    assert "sessionid" not in early.cookies and "csrftoken" not in early.cookies
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/.well-known/jwks.json"])
+def test_the_early_answer_refuses_a_host_not_allowed(db, path):
+    response = Client(raise_request_exception=False).get(path, HTTP_HOST="evil.example.com")
+    assert response.status_code == 400
+
+
+def test_the_early_answer_follows_the_configured_issuer(client, db, settings):
+    settings.PORTCULLIS_ISSUER = "https://one.example.com"
+    assert discovery(client)["issuer"] == "https://one.example.com"
+    settings.PORTCULLIS_ISSUER = "https://two.example.com"
+    assert discovery(client)["issuer"] == "https://two.example.com"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration", "/.well-known/jwks.json"])
+def test_other_methods_still_reach_the_views(client, db, path):
+    assert client.head(path).status_code == 200
+    assert Client(raise_request_exception=False).post(path).status_code == 405

@@ -1,6 +1,7 @@
 """Queries per request on the hot path, at or under SPEC.md's targets (authorize 4, token 5,
-userinfo 1). Transactional tests, so that what is counted is what production runs (no test
-savepoints)."""
+userinfo 1), and one commit at most per request (the writes of one request share a transaction).
+SQL statements are counted apart from the ``BEGIN``/``COMMIT`` Django logs beside them.
+Transactional tests, so that what is counted is what production runs (no test savepoints)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 
 from identity.subjects import subject_of
-from tests.helpers import authorize_params, pkce_pair, query_of
+from tests.helpers import authorize_params, database_work, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,31 +21,36 @@ def signed_in_authorize(flow, app, challenge):
     return authorize_params(app, challenge)
 
 
-def test_authorize_makes_at_most_4_queries(flow, confidential_app, user, django_assert_max_num_queries):
+def test_authorize_makes_at_most_4_queries_and_one_commit(flow, confidential_app, user):
     verifier, challenge = pkce_pair()
     params = signed_in_authorize(flow, confidential_app, challenge)
-    with django_assert_max_num_queries(4):
+    with database_work() as work:
         response = flow.client.get("/oauth/authorize?" + urlencode(params))
     assert response.status_code == 302 and "code" in query_of(response["Location"])
+    assert len(work.statements) <= 4, work.statements
+    assert work.commits == 1, work.ordered  # the code and its record together
 
 
-def test_token_makes_at_most_5_queries(flow, confidential_app, user, django_assert_max_num_queries):
+def test_token_makes_at_most_4_queries_and_one_commit(flow, confidential_app, user):
     verifier, challenge = pkce_pair()
     code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
     flow.client.get("/.well-known/jwks.json")  # the signing key exists, as on any running server
-    with django_assert_max_num_queries(5):
+    with database_work() as work:
         response = flow.token(confidential_app, code, params, code_verifier=verifier)
     assert response.status_code == 200
     assert {"access_token", "refresh_token", "id_token"} <= set(response.json())
+    assert len(work.statements) <= 4, work.statements  # SPEC's budget is 5
+    assert work.commits == 1, work.ordered  # the token pair and the code's consumption together
 
 
-def test_userinfo_makes_at_most_1_query(flow, confidential_app, user, django_assert_max_num_queries):
+def test_userinfo_makes_at_most_1_query_and_no_commit(flow, confidential_app, user):
     verifier, challenge = pkce_pair()
     code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
     access_token = flow.token(confidential_app, code, params, code_verifier=verifier).json()["access_token"]
-    with django_assert_max_num_queries(1):
+    with database_work() as work:
         response = flow.client.get("/oauth/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
     assert response.status_code == 200 and response.json()["sub"] == subject_of(user)
+    assert len(work.statements) <= 1 and work.commits == 0, work.ordered
 
 
 def test_discovery_and_jwks_make_no_queries_once_warm(client, db, django_assert_max_num_queries):
