@@ -78,10 +78,11 @@ def _activates_per_request(middleware: tuple[str, ...]) -> bool:
     """Whether ``MIDDLEWARE`` lists Django's ``LocaleMiddleware`` or a subclass (the one below)."""
     for path in middleware:
         try:
-            if issubclass(import_string(path), locale.LocaleMiddleware):
-                return True
+            middleware_class = import_string(path)
         except ImportError:
             continue
+        if isinstance(middleware_class, type) and issubclass(middleware_class, locale.LocaleMiddleware):
+            return True  # (a middleware may be a function, too)
     return False
 
 

@@ -289,13 +289,14 @@ class Stack:
         return pg(sql, database, port=self.pg_port)
 
 
-def wait_for(condition: Callable[[], bool], message: str, timeout: float = 30) -> None:
+def wait_for(condition: Callable[[], bool], message: str | Callable[[], str], timeout: float = 30) -> None:
+    """Wait for ``condition``; the failure's ``message`` (a callable: made when it fails)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(message)
+    raise AssertionError(message() if callable(message) else message)
 
 
 @pytest.fixture(scope="module")
@@ -451,13 +452,14 @@ def run_outage(stack: Stack, access_token: str, stop: Callable[[], None], start:
                down_for: float) -> list[Outcome]:
     """Load before, during and after an outage; every answer checked; back to 200s by itself."""
     with Load(stack, access_token) as load:
-        wait_for(lambda: healthy(load, 8), "the load never got going: " + repr(load.recent(8)))
+        wait_for(lambda: healthy(load, 8), lambda: "the load never got going: " + repr(load.recent(8)))
         stop()
         down_at = len(load.outcomes)
         time.sleep(down_for)
         start()
         up_at = len(load.outcomes)
-        wait_for(lambda: healthy(load), "the service did not recover by itself: " + repr(load.recent(12)), timeout=20)
+        wait_for(lambda: healthy(load), lambda: "the service did not recover by itself: " + repr(load.recent(12)),
+                 timeout=20)
     problems = [outcome for outcome in load.outcomes if outcome.problem]
     assert not problems, problems[:10]
     return load.outcomes[down_at:up_at]

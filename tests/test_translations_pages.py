@@ -218,3 +218,17 @@ def test_the_check_finds_english(confidential_app, user):
     assert english('<main><h1>Вход</h1><p>Sign in</p><img alt="Picture"></main>') == ["Picture", "Sign"]
     html = sign_in_with_error(Browser("en", confidential_app, user))
     assert {"Sign", "Password"} <= set(english(html))
+
+
+def test_ui_locales_work_beside_a_function_middleware(confidential_app, user, settings):
+    """A project's MIDDLEWARE may list plain functions (tests.live_settings does): finding the locale
+    middleware among them must not fail the sign-in page."""
+    settings.MIDDLEWARE = ["tests.live_settings.worker_pid", *settings.MIDDLEWARE]
+    client = Client()
+    response = client.get("/oauth/authorize", {**authorize_params(confidential_app), "ui_locales": "uk"})
+    for _ in range(3):
+        if response.status_code not in (302, 303):
+            break
+        response = client.get(response["Location"])
+    assert response.status_code == 200
+    assert '<html lang="uk"' in response.content.decode()
