@@ -510,3 +510,19 @@ def database_work() -> Iterator[DatabaseWork]:
         work.ordered.append(sql)
         word = sql.split(None, 1)[0].upper() if sql else ""
         (work.control if word in TRANSACTION_CONTROL else work.statements).append(sql)
+
+
+@contextmanager
+def open_connection() -> Iterator[None]:
+    """Requests over WSGI (schemathesis' ``from_wsgi``) that leave the test's database connection open,
+    as Django's test client does (its transaction holds the fixtures)."""
+    from django.core import signals
+    from django.db import close_old_connections
+
+    for signal in (signals.request_started, signals.request_finished):
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in (signals.request_started, signals.request_finished):
+            signal.connect(close_old_connections)

@@ -42,6 +42,7 @@ from tests.helpers import (
     authorize_params,
     basic_auth,
     introspect,
+    open_connection,
     pkce_pair,
     query_of,
     refresh,
@@ -204,6 +205,28 @@ def test_every_face_answers_503_when_the_database_fails(
     # and back: the same requests succeed
     assert userinfo(client, access).status_code == 200
     assert refresh(client, app, refresh_token).status_code == 200
+
+
+@pytest.mark.django_db
+def test_every_json_operation_documents_the_outage_answer_it_gives(client: Client, dead_cache: None) -> None:
+    """The OpenAPI schema lists 503 temporarily_unavailable on every operation of the JSON APIs, and
+    the answer an outage really gives is valid against it (schemathesis' own response checks)."""
+    import schemathesis
+    from django.core.wsgi import get_wsgi_application
+    from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+    document = client.get("/api/schema/?format=json").json()  # the schema view needs no cache
+    operations = [operation for item in document["paths"].values() for operation in item.values()]
+    assert operations and all("503" in operation["responses"] for operation in operations)
+    with open_connection():
+        schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+        for path, body in (("/api/authorization/login-by-password", {"client_id": "x", "email": "a@example.com",
+                                                                     "password": "p"}),
+                           ("/api/auth/send-code", {"client_id": "x", "email": "a@example.com"})):
+            case = schema[path]["POST"].Case(body=body, media_type="application/json")
+            response = case.call()
+            assert response.status_code == 503 and response.json()["temporarily_unavailable"]["code"] == "cache"
+            case.validate_response(response, checks=[content_type_conformance, response_schema_conformance])
 
 
 @pytest.mark.django_db

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.cache import cache
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from experience import risk
-from tests.helpers import PASSWORD, ClientApp, code_in_mail, make_application
+from tests.helpers import PASSWORD, ClientApp, code_in_mail, make_application, open_connection
 
 SCHEMA_URL = "/api/schema/?format=json"
 LOGIN_BY_PASSWORD = "/api/authorization/login-by-password"
@@ -53,19 +49,6 @@ def apps(db: Any) -> dict[str, ClientApp]:
     return {"public": make_application(public=True, name="Fuzz SPA", headless=True),
             "confidential": make_application(name="Fuzz shop", headless=True),
             "not_headless": make_application(public=True, name="Not headless")}
-
-
-@contextmanager
-def open_connection() -> Iterator[None]:
-    """Like Django's test client: a request over WSGI leaves the test's database connection open
-    (its transaction holds the fixtures)."""
-    for signal in (signals.request_started, signals.request_finished):
-        signal.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        for signal in (signals.request_started, signals.request_finished):
-            signal.connect(close_old_connections)
 
 
 @pytest.fixture

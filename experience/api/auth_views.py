@@ -126,8 +126,9 @@ def verb(summary: str, request: Any, response: Any, examples: str, description: 
     responses = {200: response, 400: ERRORS_400, **CLIENT_ERRORS,
                  404: s.errors_of(404, "not_found", description="An unknown `X-Authenticator` (`authenticator`).")}
     if sends:
-        responses[503] = s.errors_of(503, "unavailable", description=(
-            "`delivery_failed`: the mail server or the SMS provider did not take the message; try again later."))
+        responses[503] = s.errors_of(503, "unavailable", "temporarily_unavailable", description=(
+            "`delivery_failed`: the mail server or the SMS provider did not take the message; try again later. "
+            + s.OUTAGE_DESCRIPTION))
     return extend_schema(summary=summary, description=description, request=request, responses=responses, tags=tags,
                          parameters=[AUTHENTICATOR], examples=a.EXAMPLES[examples], auth=[])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
@@ -230,6 +231,10 @@ KINDS: dict[str, type[serializers.Serializer]] = {
     "rate_limited": _error_kind("rate_limited", "RateLimitedError", "Too many requests; `Retry-After` says how long to wait."),
     "unavailable": _error_kind("unavailable", "UnavailableError", "A service it needs (mail, SMS, an upstream) "
                                                                   "cannot be reached just now; try again later."),
+    "temporarily_unavailable": _error_kind(
+        "temporarily_unavailable", "TemporarilyUnavailableError",
+        "The cache (Redis) or the database (PostgreSQL) is away: nothing was done; `Retry-After` says when to try "
+        "again."),
 }
 
 
@@ -256,7 +261,23 @@ ERROR_EXAMPLES: dict[tuple[str, int | None], dict[str, Any]] = {
                              "retry_after": 42},
     ("unavailable", None): {"code": "delivery_failed", "message": "The code could not be sent just now. Try again in "
                                                                  "a few minutes."},
+    ("temporarily_unavailable", None): {"code": "cache", "message": "The service is temporarily unavailable. Try "
+                                                                     "again in a few seconds.", "retry_after": 5},
 }
+
+OUTAGE_DESCRIPTION = "`temporarily_unavailable`: Redis or PostgreSQL is away (`cache`, `database`); `Retry-After`."
+
+
+class ApiSchema(AutoSchema):
+    """Every operation of the JSON APIs may answer ``503 temporarily_unavailable`` (an outage,
+    identity.middleware.UnavailableMiddleware): the schema says so for each, beside its own 503s."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> Any:
+        responses = super()._get_response_bodies(direction)
+        if direction == "response" and isinstance(responses, dict) and "503" not in responses:
+            outage = errors_of(503, "temporarily_unavailable", description=OUTAGE_DESCRIPTION)
+            responses["503"] = self._get_response_for_code(outage, "503", None, direction)
+        return responses
 
 
 def error_example(status: int, kind: str) -> OpenApiExample:

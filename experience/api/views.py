@@ -53,6 +53,7 @@ class JsonView(APIView):
     content_negotiation_class = JSONOnly
     throttle_classes: list[Any] = []
     metadata_class = None  # no OPTIONS description: the OpenAPI schema is the description
+    schema = s.ApiSchema()  # each operation's schema also documents the outage 503
     throttle_scope = "api"
 
     @classmethod
