@@ -31,6 +31,7 @@ def test_an_application_added_from_a_popup_shows_its_secret_then_closes_the_popu
 
     secret = popup.get_by_label("Client secret").input_value()
     assert len(secret) >= 40
+    popup.wait_for_load_state("load")  # its script (deferred) is in: on a busy machine a click could come first
     with popup.expect_event("close"):
         popup.get_by_role("button", name="I have copied it: done").click()
     chosen = page.locator("#id_application option:checked")
