@@ -2,7 +2,7 @@
 in a log line).
 
 Every log record of the test session (root logger, DEBUG and up; ``django.db.backends`` from INFO,
-so SQL and its parameters never count) is written by ``identity.logs.JsonFormatter`` to
+so SQL and its parameters never count; not the test clients' own HTTP libraries, ``CLIENT_LOGGERS``) is written by ``identity.logs.JsonFormatter`` to
 ``var/artefacts/logs/<xdist worker or main>.jsonl`` (emptied when a run starts). When the session
 ends, each process greps its own file for the suite's known secrets (tests.helpers' passwords and
 TOTP key, every client secret ``make_application`` made) and for shapes no log line may hold (a
@@ -52,10 +52,20 @@ def known_secrets() -> list[str]:
     return sorted({secret for secret in secrets if len(secret) >= 8})
 
 
+# The tests' own HTTP clients (a relying party sending id_token_hint in a logout URL, as OIDC has it)
+# log in this process too; they are the clients' logs, not the server's. No Portcullis app uses them
+# (its outbound HTTP is http.client: authenticators.types.outbound), which tests/test_architecture
+# could tell if that changed.
+CLIENT_LOGGERS = ("urllib3", "requests", "httpx", "httpcore", "hpack")
+
+
 class QuietSql(logging.Filter):
-    """SQL (with its parameters) never reaches the capture, even when a test turns its logger up."""
+    """SQL (with its parameters) never reaches the capture, even when a test turns its logger up; nor
+    do the test clients' own request lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] in CLIENT_LOGGERS:
+            return False
         return record.levelno >= logging.INFO or not record.name.startswith("django.db.backends")
 
 
