@@ -620,6 +620,13 @@ def report(config, machine, results, queries, sign_in, argon) -> str:
 
 # -- main ----------------------------------------------------------------------------------------------------
 
+def database_name(value: str) -> str:
+    """``--db``: the scratch database the run drops and creates, so a plain identifier only."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise argparse.ArgumentTypeError("must be a plain lower-case identifier")
+    return value
+
+
 def parse_args() -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -629,11 +636,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=int(env("BENCH_USERS", "8")))
     parser.add_argument("--signins", type=int, default=int(env("BENCH_SIGNINS", "5")))
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default=env("BENCH_LOADGEN", "auto"))
-    parser.add_argument("--db", default=env("BENCH_DB", "portcullis_bench"))
+    parser.add_argument("--db", type=database_name, default=env("BENCH_DB", "portcullis_bench"))
     parser.add_argument("--output", default=str(HERE / "results.md"))
     config = parser.parse_args()
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", config.db):
-        parser.error("--db must be a plain lower-case identifier")
     config.rounds = max(1, min(config.rounds, 20))
     config.seconds = max(1.0, min(config.seconds, 120.0))
     config.clients = max(1, min(config.clients, 64))

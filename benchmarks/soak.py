@@ -72,6 +72,7 @@ from benchmarks.run import (  # noqa: E402
     Deployment,
     RelyingParty,
     cpu_model,
+    database_name,
     deployment,
     lean,
     log,
@@ -443,11 +444,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sample-seconds", type=float, default=10)
     parser.add_argument("--rss-growth-mib", type=float, default=20)
     parser.add_argument("--max-error-rate", type=float, default=0.001)
-    parser.add_argument("--db", default=env("SOAK_DB", "portcullis_soak"))
+    parser.add_argument("--db", type=database_name, default=env("SOAK_DB", "portcullis_soak"))
     parser.add_argument("--output", default=str(ROOT / "var" / "soak-results.md"))
     config = parser.parse_args()
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", config.db):
-        parser.error("--db must be a plain lower-case identifier")
     config.minutes = max(0.25, min(config.minutes, 240.0))
     config.rate = max(0.5, min(config.rate, 200.0))
     config.threads = max(2, min(config.threads, 128))
