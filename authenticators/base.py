@@ -401,10 +401,18 @@ class SecondFactorAuth(BaseAuth):
     """A factor checked after the user is identified (TOTP, backup codes, a code by e-mail)."""
 
     kind = "second_factor"
+    # True for a factor offered only beside others (the e-mail code): the engine then asks
+    # enrolled_beside() once it knows which of the other factors the user has.
+    beside_others: bool = False
 
     @abstractmethod
     def enrolled(self, user: Any) -> bool:
         """Whether ``user`` has this factor set up."""
+
+    def enrolled_beside(self, user: Any, others: list[Any]) -> bool:
+        """:meth:`enrolled`, when ``others`` (authenticators) are the factors the user is known to be
+        enrolled in: a factor that depends on them answers without looking them up again."""
+        return self.enrolled(user)
 
     @abstractmethod
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:

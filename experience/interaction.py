@@ -227,27 +227,35 @@ def identify(interaction: Interaction, user: Any) -> None:
 
 
 def record_verification(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
-                        amr: list[str], factor: str) -> None:
+                        amr: list[str], factor: str, *, cycle_session: bool = True) -> None:
     """Remember that the user passed ``authenticator`` (a ``first`` or ``second`` factor) now. The
     browser session's key changes after each factor (SECURITY.md): a key seen before the factor
     (fixed by an attacker, or leaked) no longer reaches the interaction; the session's data (this
     browser's interactions) carries over. A request without a browser session (a headless API)
-    gets none made for it."""
+    gets none made for it. ``cycle_session=False``: the caller changes the key itself (see
+    :func:`sign_in`)."""
     interaction.state.setdefault("verifications", []).append({
         "method": authenticator.auth_type, "authenticator": authenticator.name, "factor": factor,
         "amr": list(amr), "at": int(time.time()),
     })
+    if cycle_session:
+        cycle_session_key(request)
+
+
+def cycle_session_key(request: HttpRequest) -> None:
+    """A new key for the request's browser session, its data kept (none is made for a request without one)."""
     session = getattr(request, "session", None)
     if session is not None and session.session_key is not None:
         session.cycle_key()
 
 
 def verify(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, data: dict[str, Any],
-           *, save: bool = True) -> Any:
+           *, save: bool = True, cycle_session: bool = True) -> Any:
     """Run a first factor (a form, a code, a redirect's callback data); on success the user is
     identified and the verification recorded (``save=False`` leaves writing the state to the
-    caller, e.g. :func:`sign_in`'s submit). In a sign-up, a code verifies the address it was sent to
-    instead (no account exists yet: None). Raises EngineError."""
+    caller, e.g. :func:`sign_in`'s submit; ``cycle_session=False`` leaves changing the session's key
+    to it too). In a sign-up, a code verifies the address it was sent to instead (no account exists
+    yet: None). Raises EngineError."""
     if authenticator.type is None or not authenticator.type.is_first_factor:
         raise EngineError("unknown_authenticator")
     identifier = str(data.get("identifier") or data.get("email") or data.get("phone_number") or "")
@@ -257,7 +265,8 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     risk.guard(request, interaction, identifier, data)  # lockout, captcha (experience.risk)
     auth = _auth(request, interaction, authenticator)
     if interaction.event == Interaction.SIGN_UP:
-        return _verify_new_address(request, interaction, authenticator, auth, data, save=save)
+        return _verify_new_address(request, interaction, authenticator, auth, data, save=save,
+                                   cycle_session=cycle_session)
     try:
         # a redirect's callback: the state checked against what is pending, then the type completes
         if isinstance(auth, RedirectAuth):
@@ -272,19 +281,19 @@ def verify(request: HttpRequest, interaction: Interaction, authenticator: Authen
     access_control.enforce(request, interaction.client_id, user=user, email=access_control.email_of(user),
                            identifier=identifier)  # the account's e-mail domain, before it is identified
     identify(interaction, user)
-    record_verification(request, interaction, authenticator, auth.amr(), "first")
+    record_verification(request, interaction, authenticator, auth.amr(), "first", cycle_session=cycle_session)
     if save:
         interaction.save(update_fields=["state"])
     return user
 
 
 def _verify_new_address(request: HttpRequest, interaction: Interaction, authenticator: Authenticator, auth: Any,
-                        data: dict[str, Any], *, save: bool) -> None:
+                        data: dict[str, Any], *, save: bool, cycle_session: bool) -> None:
     """Sign-up: a code verifies the address it was sent to; no account is identified (none exists yet)."""
     if not isinstance(auth, CodeAuth):
         raise EngineError("unknown_authenticator")  # sign-up verifies an address, it signs nobody in
     accounts.verify_address(request, context(request, interaction), authenticator, auth, data)
-    record_verification(request, interaction, authenticator, auth.amr(), "first")
+    record_verification(request, interaction, authenticator, auth.amr(), "first", cycle_session=cycle_session)
     if save:
         interaction.save(update_fields=["state"])
 
@@ -396,13 +405,27 @@ def verify_code(request: HttpRequest, interaction: Interaction, data: dict[str, 
 def sign_in(request: HttpRequest, interaction: Interaction, authenticator: Authenticator,
             data: dict[str, Any], completion: Completion | None = None) -> Completed:
     """One step that verifies and submits: what a sign-in form does. Raises like both; when a gate
-    after ``identify`` is not met the verification is kept (the face shows the next step)."""
-    verify(request, interaction, authenticator, data, save=False)
+    after ``identify`` is not met the verification is kept (the face shows the next step).
+
+    The session's key changes once: a completion that signs the browser in changes it (Django's
+    ``login``), and the factor's own change would only be replaced a moment later (two new session
+    rows instead of one); when the sign-in stops at a later gate, fails, or completes without
+    changing the key, it changes here, as :func:`verify` does on its own."""
+    verify(request, interaction, authenticator, data, save=False, cycle_session=False)
+    session = getattr(request, "session", None)
+    key = session.session_key if session is not None else None
     try:
-        return submit(request, interaction, completion)
+        completed = submit(request, interaction, completion)
     except RequirementMissing:
+        cycle_session_key(request)
         interaction.save(update_fields=["state"])
         raise
+    except BaseException:
+        cycle_session_key(request)
+        raise
+    if session is not None and session.session_key == key:  # a completion that left the browser's key as it was
+        cycle_session_key(request)
+    return completed
 
 
 def submit(request: HttpRequest, interaction: Interaction, completion: Completion | None = None) -> Completed:
@@ -430,10 +453,10 @@ def submit(request: HttpRequest, interaction: Interaction, completion: Completio
         if interaction.event == Interaction.FORGOT_PASSWORD:
             accounts.apply_new_password(request, ctx, user)
         completed = (completion or BrowserSession()).complete(ctx, user, *authentication_methods(ctx))
-    verifications = interaction.state["verifications"]
-    audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier=user.get_username(),
-                 authenticator=verifications[0]["authenticator"] if verifications else "",
-                 client_id=interaction.client_id)
+        verifications = interaction.state["verifications"]
+        audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier=user.get_username(),
+                     authenticator=verifications[0]["authenticator"] if verifications else "",
+                     client_id=interaction.client_id)  # in the sign-in's transaction: one commit
     return completed
 
 

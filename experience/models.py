@@ -380,6 +380,11 @@ models.signals.post_save.connect(_experience_changed, sender=ApplicationExperien
                                  dispatch_uid="portcullis_application_experience_saved")
 models.signals.post_delete.connect(_experience_changed, sender=ApplicationExperience,
                                    dispatch_uid="portcullis_application_experience_deleted")
+# The enabled authenticators are remembered with the experiences (experience.policy.enabled_authenticators).
+models.signals.post_save.connect(_experience_changed, sender="authenticators.Authenticator",
+                                 dispatch_uid="portcullis_authenticator_saved")
+models.signals.post_delete.connect(_experience_changed, sender="authenticators.Authenticator",
+                                   dispatch_uid="portcullis_authenticator_deleted")
 
 
 # -- redirect-type authenticators (upstream sign-in, enterprise SSO) ------------------------------------

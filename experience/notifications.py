@@ -67,20 +67,25 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     if not setting("NEW_SIGN_IN_EMAILS", True):
         return False
     identifier = device_id(request)
+    fresh = identifier is None
     if identifier is None:
         identifier = secrets.token_urlsafe(16)
     setattr(request, REQUEST_ATTRIBUTE, identifier)  # (re)sent, so the cookie lives two years from now
     now = timezone.now()
     key = device_key(identifier)
-    if KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
+    if not fresh and KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
         return False
     first = not KnownDevice.objects.filter(user=user).exists()
-    try:
-        with transaction.atomic():
-            KnownDevice.objects.create(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
-                                       created_at=now, last_seen_at=now)
-    except IntegrityError:
-        return False  # a parallel sign-in from this browser recorded it first
+    device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
+                         created_at=now, last_seen_at=now)
+    if fresh:  # an id made just now (128 random bits): no other sign-in has it
+        device.save(force_insert=True)
+    else:
+        try:
+            with transaction.atomic():
+                device.save(force_insert=True)
+        except IntegrityError:
+            return False  # a parallel sign-in from this browser recorded it first
     if first:
         return False
     audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())

@@ -8,10 +8,11 @@ gets the default experience (the ``experience.models.Experience`` row edited in 
 on top (``experience.models.ApplicationExperience``: a partial document; a missing key inherits,
 objects merge per key at every level, a list replaces the inherited list).
 
-The experiences are read once per change, not once per request: every process keeps the default
-and each application's overrides it has met in memory under a version number that lives in the
-shared cache and moves on each save or delete of a row (like ``identity.keys``'s JWKS). The process that saves sees the change at once, the others
-within ``VERSION_CHECK_SECONDS``.
+The experiences (and the enabled authenticators) are read once per change, not once per request:
+every process keeps the default and each application's overrides it has met in memory under a
+version number that lives in the shared cache and moves on each save or delete of a row (like
+``identity.keys``'s JWKS). The process that saves sees the change at once, the others within
+``VERSION_CHECK_SECONDS``.
 """
 
 from __future__ import annotations
@@ -122,10 +123,7 @@ class Policy:
 
     @staticmethod
     def _enabled() -> list[Authenticator]:
-        """The enabled authenticators whose type is registered, by sort order."""
-        from authenticators.models import Authenticator
-
-        return [a for a in Authenticator.objects.enabled() if a.type is not None]
+        return enabled_authenticators()
 
     def _first_factors(self, enabled: list[Authenticator]) -> list[Authenticator]:
         first = [a for a in enabled if a.type is not None and a.type.is_first_factor]
@@ -192,6 +190,7 @@ class _Memo:
     document: dict[str, Any]
     policy: Policy
     applications: dict[str, Policy] = field(default_factory=dict)  # client_id -> its effective policy
+    enabled: list[Authenticator] | None = None  # enabled_authenticators(), once read
 
 
 _memo: _Memo | None = None
@@ -241,6 +240,20 @@ def _current() -> _Memo:
 def default_policy() -> Policy:
     """The default experience, from this process's memory while its version holds."""
     return _current().policy
+
+
+def enabled_authenticators() -> list[Authenticator]:
+    """The enabled authenticators whose type is registered, by sort order: read once per version,
+    like the experiences (an authenticator's save or delete moves the version, see
+    ``experience.models``). The rows are shared by the requests of a process: read them, never
+    change them (a change goes through a fresh row and its ``save()``)."""
+    memo = _current()
+    enabled = memo.enabled
+    if enabled is None:
+        from authenticators.models import Authenticator
+
+        enabled = memo.enabled = [a for a in Authenticator.objects.enabled() if a.type is not None]
+    return enabled
 
 
 def overrides_of(client_id: str) -> dict[str, Any]:

@@ -67,13 +67,15 @@ def _remember(request: HttpRequest, user_id: Any) -> None:
     mark = session.get(TRACK_KEY)
     row_id = mark.get("row") if isinstance(mark, dict) else None
     now = timezone.now()
-    with transaction.atomic():
-        moved = row_id is not None and UserSession.objects.filter(pk=row_id, user_id=user_id).update(
-            session_key=key, last_seen_at=now)
-        if not moved:
-            UserSession.objects.filter(session_key=key).delete()  # a key reused for another user
-            row_id = UserSession.objects.create(user_id=user_id, session_key=key, created_at=now, last_seen_at=now,
-                                                **_client(request)).pk
+    moved = row_id is not None and UserSession.objects.filter(pk=row_id, user_id=user_id).update(
+        session_key=key, last_seen_at=now)
+    if not moved:
+        # One statement (INSERT ... ON CONFLICT): a key some row already has (a session that was
+        # another user's, say) becomes this sign-in's row.
+        row = UserSession(user_id=user_id, session_key=key, created_at=now, last_seen_at=now, **_client(request))
+        UserSession.objects.bulk_create([row], update_conflicts=True, unique_fields=["session_key"],
+                                        update_fields=["user", "created_at", "last_seen_at", "ip", "user_agent"])
+        row_id = row.pk
     session[TRACK_KEY] = {"row": row_id, "key": _digest(key), "seen": int(time.time())}
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 
 from identity.subjects import subject_of
-from tests.helpers import authorize_params, database_work, pkce_pair, query_of
+from tests.helpers import PASSWORD, authorize_params, database_work, pkce_pair, query_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,3 +58,20 @@ def test_discovery_and_jwks_make_no_queries_once_warm(client, db, django_assert_
     with django_assert_max_num_queries(0):
         assert client.get("/.well-known/openid-configuration").status_code == 200
         assert client.get("/.well-known/jwks.json").status_code == 200
+
+
+def test_a_hosted_password_sign_in_makes_at_most_12_queries_and_two_commits(flow, confidential_app, user):
+    """The sign-in POST's writes (the interaction's completion, the old session's deletion, the
+    tracked session, last_login, the device, the audit event) share one transaction; the new
+    session's row is the response's one other commit. Its authenticators come from memory."""
+    flow.code_for(confidential_app, authorize_params(confidential_app, pkce_pair()[1]))  # warm, not counted
+    flow.client.cookies.clear()
+    response = flow.authorize(authorize_params(confidential_app, pkce_pair()[1]))
+    sign_in = response["Location"]
+    assert flow.client.get(sign_in).status_code == 200
+    with database_work() as work:
+        response = flow.client.post(sign_in, {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
+    assert response.status_code == 303, response.content[:300]
+    assert len(work.statements) <= 12, work.statements
+    assert work.commits == 2, work.ordered
+    assert not any("authenticators_authenticator" in sql for sql in work.statements), work.statements

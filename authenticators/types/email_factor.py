@@ -82,6 +82,8 @@ class _UsersEmailCode(CodeAuth):
 
 
 class EmailFactorAuth(SecondFactorAuth):
+    beside_others = True
+
     def amr(self) -> list[str]:
         return ["otp"]
 
@@ -108,6 +110,10 @@ class EmailFactorAuth(SecondFactorAuth):
             if isinstance(auth, SecondFactorAuth) and not isinstance(auth, EmailFactorAuth) and auth.enrolled(user):
                 return True
         return False
+
+    def enrolled_beside(self, user: Any, others: list[Any]) -> bool:
+        allowed = {a.pk for a in self.other_factors()}
+        return any(a.pk in allowed for a in others) and bool(verified_email(user))
 
     def send_code_to(self, user: Any) -> SentCode:
         """Send a code to ``user``'s verified e-mail (the cool-down and daily limit of CodeAuth)."""

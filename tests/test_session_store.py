@@ -1,0 +1,113 @@
+"""``identity.session_store``: Django's cached_db sessions with fewer round trips. A cycled key is
+written once (by the response), the old row is gone at once, a taken key is never reused, and a
+hosted password sign-in changes the browser's key exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.core.cache import cache
+from django.test import Client
+
+from identity import session_store
+from identity.session_store import SessionStore
+from tests.helpers import PASSWORD, authorize_params, database_work, pkce_pair, sign_in_url_from
+
+pytestmark = pytest.mark.django_db
+
+
+def saved_session(**data: Any) -> SessionStore:
+    session = SessionStore()
+    session.update(data)
+    session.save()
+    return session
+
+
+def test_the_standalone_server_uses_this_store() -> None:
+    assert settings.SESSION_ENGINE == "identity.session_store"
+
+
+def test_a_cycled_key_gets_its_row_when_saved_and_the_old_one_is_gone_at_once() -> None:
+    session = saved_session(colour="green")
+    old = session.session_key
+    assert old is not None
+    session.cycle_key()
+    new = session.session_key
+    assert new not in (None, old)
+    # The old key reaches nothing any more, in the database and in the cache alike.
+    assert not Session.objects.filter(session_key=old).exists() and not SessionStore().exists(old)
+    assert SessionStore(old).load() == {}
+    session["size"] = "large"
+    session.save()
+    row = Session.objects.get(session_key=new)
+    assert row.get_decoded() == {"colour": "green", "size": "large"}
+    cache.clear()  # from the database too, not only the cache
+    assert SessionStore(new).load() == {"colour": "green", "size": "large"}
+    session.save()  # a second save updates the row it made
+    assert Session.objects.filter(session_key=new).count() == 1
+
+
+def test_cycling_and_saving_writes_the_new_row_once() -> None:
+    session = saved_session(colour="green")
+    with database_work() as work:
+        session.cycle_key()
+        session["size"] = "large"
+        session.save()
+    writes = [sql.split(None, 1)[0].upper() for sql in work.statements]
+    assert writes == ["DELETE", "INSERT"], work.ordered  # no lookup of the key, no second write
+
+
+def test_a_new_key_that_is_taken_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = saved_session(owner="someone else")
+    keys = iter([taken.session_key, "k" * 32])
+    monkeypatch.setattr(session_store, "get_random_string", lambda *args: next(keys))
+    session = SessionStore()
+    session["owner"] = "me"
+    session.save()
+    assert session.session_key == "k" * 32
+    assert SessionStore(taken.session_key).load() == {"owner": "someone else"}  # untouched
+
+
+def test_a_cycled_key_that_is_taken_is_replaced_before_the_row_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken = saved_session(owner="someone else")
+    session = saved_session(owner="me")
+    keys = iter([taken.session_key, "c" * 32])
+    monkeypatch.setattr(session_store, "get_random_string", lambda *args: next(keys))
+    session.cycle_key()
+    session.save()
+    assert session.session_key == "c" * 32
+    assert SessionStore("c" * 32).load() == {"owner": "me"}
+    assert Session.objects.get(session_key=taken.session_key).get_decoded() == {"owner": "someone else"}
+
+
+def test_a_flushed_session_after_a_cycle_starts_anew() -> None:
+    session = saved_session(colour="green")
+    session.cycle_key()
+    cycled = session.session_key
+    session.flush()
+    assert session.session_key is None
+    session["fresh"] = True
+    session.save()
+    assert session.session_key not in (None, cycled)
+    assert not Session.objects.filter(session_key=cycled).exists()
+
+
+def test_a_password_sign_in_changes_the_browser_key_once(flow, confidential_app, user) -> None:
+    sign_in = sign_in_url_from(flow.authorize(authorize_params(confidential_app, pkce_pair()[1])))
+    before = flow.client.cookies[settings.SESSION_COOKIE_NAME].value
+    with database_work() as work:
+        response = flow.client.post(sign_in, {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
+    assert response.status_code == 303
+    after = flow.client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert after != before
+    session_writes = [sql for sql in work.statements if '"django_session"' in sql and not sql.startswith("SELECT")]
+    assert [sql.split(None, 1)[0] for sql in session_writes] == ["DELETE", "INSERT"], session_writes
+    # The key from before the password (fixed by an attacker, say) is signed in nowhere.
+    assert not Session.objects.filter(session_key=before).exists()
+    fixed = Client()
+    fixed.cookies[settings.SESSION_COOKIE_NAME] = before
+    assert "_auth_user_id" not in fixed.session
+    assert str(user.pk) == flow.client.session["_auth_user_id"]
