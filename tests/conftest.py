@@ -134,6 +134,31 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test beside Playwright's event loop (the ``page`` fixture) uses database connections of its
+    own (Django keeps them per context, and the loop's is another); they are closed where they
+    were opened, right after the test, or PostgreSQL would keep them until the test database is
+    dropped (and refuse to drop it: "being accessed by other users")."""
+    try:
+        return (yield)
+    finally:
+        if "page" in getattr(item, "fixturenames", ()):
+            import os
+
+            from django.db import connections
+
+            unsafe = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # closing is safe here: nothing else runs
+            try:
+                connections.close_all()
+            finally:
+                if unsafe is None:
+                    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+                else:
+                    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
+
+
 @pytest.fixture
 def page() -> Iterator[Any]:
     """A Playwright page in headless Chromium (15 s per action, for a busy machine)."""
