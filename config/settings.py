@@ -136,7 +136,7 @@ if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
         "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5")))
     # The hot paths' lookups (identity.prepared) are prepared on each connection after 5 runs and
     # then only executed; Django's other queries are never prepared. 0 turns it off (a pooler that
-    # cannot keep prepared statements: docs/deploy.md).
+    # cannot keep prepared statements: docs/configuration.md).
     DATABASES["default"]["OPTIONS"]["prepare_threshold"] = int(os.environ.get("DATABASE_PREPARE_THRESHOLD", "5")) or None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let several processes share the embedded file.

@@ -95,9 +95,9 @@ class Context:
         policy = self.policy
         if not policy.mfa.enabled and mfa_required(self):  # staff, with MFA off for everyone else
             policy = replace(policy, mfa=replace(policy.mfa, policy="required"))
-        auths = [(authenticator, authenticator.get_auth(self.request, policy=self.policy, binding=self.interaction.uid))
-                 for authenticator in policy.second_factors()]
-        factors = [(authenticator, auth) for authenticator, auth in auths if isinstance(auth, SecondFactorAuth)]
+        factors = [(authenticator, auth) for authenticator in policy.second_factors()
+                   if isinstance(auth := authenticator.get_auth(self.request, policy=self.policy,
+                                                                binding=self.interaction.uid), SecondFactorAuth)]
         # each factor looked up once: those offered beside others (the e-mail code) last, told the rest
         own = {authenticator.pk for authenticator, auth in factors if not auth.beside_others and auth.enrolled(user)}
         others = [authenticator for authenticator, _ in factors if authenticator.pk in own]

@@ -104,26 +104,22 @@ class Policy:
 
     def methods(self) -> list[Authenticator]:
         """What this experience offers: its first factors in display order, then its second factors."""
-        enabled = self._enabled()
+        enabled = enabled_authenticators()
         return self._first_factors(enabled) + self._second_factors(enabled)
 
     def first_factors(self) -> list[Authenticator]:
         """The methods that identify a user (every kind but second factors): the enabled ones of the
         experience's ``authenticators`` list, in its order (no list: every enabled one, by sort order).
         A second factor's name in the list is never a sign-in method (the configuration refuses it)."""
-        return self._first_factors(self._enabled())
+        return self._first_factors(enabled_authenticators())
 
     def second_factors(self) -> list[Authenticator]:
         """The enabled second-factor authenticators this experience allows (MFA ``factors``)."""
-        return self._second_factors(self._enabled())
+        return self._second_factors(enabled_authenticators())
 
     def first_factor_of(self, auth_type: str) -> Authenticator | None:
         """The first of :meth:`first_factors` of ``auth_type`` (the one a face means by a type)."""
         return next((a for a in self.first_factors() if a.auth_type == auth_type), None)
-
-    @staticmethod
-    def _enabled() -> list[Authenticator]:
-        return enabled_authenticators()
 
     def _first_factors(self, enabled: list[Authenticator]) -> list[Authenticator]:
         first = [a for a in enabled if a.type is not None and a.type.is_first_factor]

@@ -14,8 +14,9 @@ psycopg 3 these lookups go through a server-binding cursor on the same connectio
 psycopg prepares a statement once it has run ``prepare_threshold`` times on a connection (5 by
 default) and then only executes it. ``DATABASES[...]["OPTIONS"]["prepare_threshold"] = None``
 turns that off, for a connection pooler that cannot keep prepared statements (PgBouncer before
-1.21, or without ``max_prepared_statements``; docs/deploy.md). The lookups stay in Django's query
-log, the database errors stay Django's, and the transaction is the request's.
+1.21, or without ``max_prepared_statements``; ``DATABASE_PREPARE_THRESHOLD`` in
+docs/configuration.md). The lookups stay in Django's query log, the database errors stay
+Django's, and the transaction is the request's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ from django.db.models import QuerySet
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
 
 _PLACEHOLDER = "portcullis-prepared-lookup-placeholder"
+
+try:
+    from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]  # only with psycopg 3
+        ServerBindingCursor as _ServerBindingCursor,
+    )
+except (ImportError, ImproperlyConfigured):  # no psycopg 3 (psycopg2, or no PostgreSQL driver at all)
+    _ServerBindingCursor = None
 
 
 class PreparedLookup:
@@ -86,16 +94,5 @@ def _cursor(db: str) -> Any:
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    with connection.wrap_database_errors:
-        connection.validate_thread_sharing()
-        raw = _ServerBindingCursor(connection.connection)
-        # Django's own wrapping (BaseDatabaseWrapper._prepare_cursor): logged when queries are
-        return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
-try:
-    from django.db.backends.postgresql.base import (  # type: ignore[attr-defined]  # only with psycopg 3
-        ServerBindingCursor as _ServerBindingCursor,
-    )
-except (ImportError, ImproperlyConfigured):  # no psycopg 3 (psycopg2, or no PostgreSQL driver at all)
-    _ServerBindingCursor = None
+    with connection.wrap_database_errors:  # as BaseDatabaseWrapper._cursor(), with another cursor class
+        return connection._prepare_cursor(_ServerBindingCursor(connection.connection))  # type: ignore[attr-defined]

@@ -144,19 +144,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return (yield)
     finally:
         if "page" in getattr(item, "fixturenames", ()):
-            import os
-
             from django.db import connections
 
-            unsafe = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # closing is safe here: nothing else runs
-            try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # closing is safe here: nothing else runs
                 connections.close_all()
-            finally:
-                if unsafe is None:
-                    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-                else:
-                    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = unsafe
 
 
 @pytest.fixture
