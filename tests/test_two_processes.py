@@ -77,7 +77,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                    f"for name in ('alice', 'bob', 'carol', 'dave'):\n"
                    f"    create_user({{'username': name, 'email': name + '@example.com'}}, password={PASSWORD!r})")
             manage(env_a, "createapplication", "confidential", "authorization-code", "--client-id", CLIENT_ID,
-                   "--client-secret", CLIENT_SECRET, "--redirect-uris", REDIRECT_URI, "--algorithm", "RS256",
+                   f"--client-secret={CLIENT_SECRET}", "--redirect-uris", REDIRECT_URI, "--algorithm", "RS256",
                    "--name", "Two processes", "--skip-authorization")
             a.start()
             b.start()
