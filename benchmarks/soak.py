@@ -26,8 +26,8 @@ timeout). The run fails (exit 1) when:
 - errors exceed ``--max-error-rate`` (0.1 %) of the requests;
 - more operations than that could not be started (every load generator thread or client busy);
 - a worker's resident memory (``VmRSS`` from /proc/<pid>/status, read every second, taken as the
-  lowest reading of each ``--sample-seconds`` window, 10 s, since a reading can land in a password
-  hash's 100 MiB) grew by more than ``--rss-growth-mib`` (20 MiB) from the end of the warm-up
+  lowest reading of each ``--sample-seconds`` window, 10 s, since with ``RETAIN_HASH_MEMORY=0`` a
+  reading can land in a password hash's 100 MiB, given back after it) grew by more than ``--rss-growth-mib`` (20 MiB) from the end of the warm-up
   (``--warmup-seconds``, 60, at most a third of the run) to the end (read once the load has stopped),
   or a worker was replaced;
 - fewer code e-mails were written than sends answered;
@@ -392,7 +392,7 @@ def report(config: argparse.Namespace, recorder: Recorder, elapsed: float,
         return min(values) if values else None
 
     lines += ["", f"Worker memory (VmRSS, MiB), read every second: each figure but the last is the lowest reading "
-              f"of a {window:g}-s window (a reading can land in a password hash's 100 MiB, given back after it); "
+              f"of a {window:g}-s window (with RETAIN_HASH_MEMORY=0 a reading can land in a password hash's 100 MiB, given back after it; by default a worker keeps that block from its first sign-in on, so the warm-up includes sign-ins); "
               f"growth from the end of the warm-up ({warmup:.0f}–{warmup + window:.0f} s) to the end (read once the "
               f"load had stopped, {idle_at:.0f} s); bound {config.rss_growth_mib:g} MiB per worker.", "",
               "| worker | first window | after warm-up | at the end | highest reading | growth | within bound |",
