@@ -27,9 +27,9 @@ timeout). The run fails (exit 1) when:
 - more operations than that could not be started (every load generator thread or client busy);
 - a worker's resident memory (``VmRSS`` from /proc/<pid>/status, read every second, taken as the
   lowest reading of each ``--sample-seconds`` window, 10 s, since with ``RETAIN_HASH_MEMORY=0`` a
-  reading can land in a password hash's 100 MiB, given back after it) grew by more than ``--rss-growth-mib`` (20 MiB) from the end of the warm-up
-  (``--warmup-seconds``, 60, at most a third of the run) to the end (read once the load has stopped),
-  or a worker was replaced;
+  reading can land in a password hash's 100 MiB, given back after it) grew by more than
+  ``--rss-growth-mib`` (20 MiB) from the end of the warm-up (``--warmup-seconds``, 60, at most a
+  third of the run) to the end (read once the load has stopped), or a worker was replaced;
 - fewer code e-mails were written than sends answered;
 - gunicorn's log shows a traceback or an error.
 

@@ -16,7 +16,8 @@ class IdentityConfig(AppConfig):
         from django.conf import settings
         from oauth2_provider import settings as dot_settings
 
-        from identity import allocator, checks, middleware, sessions, signals  # noqa: F401  registers checks and receivers
+        # checks and signals register their checks and receivers on import
+        from identity import allocator, checks, middleware, sessions, signals  # noqa: F401
         from identity.defaults import OAUTH2_PROVIDER_DEFAULTS
 
         # Our policy becomes DOT's defaults; a project's OAUTH2_PROVIDER still wins key by key.

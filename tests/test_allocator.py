@@ -15,7 +15,7 @@ from django.test import override_settings
 from identity import allocator
 from tests.servers import ROOT, base_env
 
-GLIBC = allocator.on_glibc()
+glibc_only = pytest.mark.skipif(not allocator.on_glibc(), reason="the thresholds are glibc's malloc's")
 
 PROBE = """
 import json, resource
@@ -46,13 +46,13 @@ def second_check_faults(retain: str, tmp_path) -> int:
     return json.loads(probe.stdout.strip().splitlines()[-1])[1]
 
 
-@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's malloc's")
+@glibc_only
 def test_the_second_sign_in_of_a_worker_reuses_the_hash_memory(tmp_path):
     # 100 MiB are 25,600 pages: kept mapped, the second check (in another thread) touches almost none anew.
     assert second_check_faults("1", tmp_path) < 2_000
 
 
-@pytest.mark.skipif(not GLIBC, reason="the thresholds are glibc's malloc's")
+@glibc_only
 def test_turned_off_each_hash_maps_its_memory_anew(tmp_path):
     assert second_check_faults("0", tmp_path) > 20_000
 
