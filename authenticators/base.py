@@ -44,7 +44,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -405,9 +405,18 @@ class SecondFactorAuth(BaseAuth):
     # enrolled_beside() once it knows which of the other factors the user has.
     beside_others: bool = False
 
-    @abstractmethod
+    def enrolment(self, user: Any) -> QuerySet[Any] | None:
+        """The rows whose existence means ``user`` has this factor set up (a TOTP device, an unused
+        backup code), so that the engine asks every factor in one statement
+        (:func:`enrolled_each`); None for a factor that answers in :meth:`enrolled` only."""
+        return None
+
     def enrolled(self, user: Any) -> bool:
-        """Whether ``user`` has this factor set up."""
+        """Whether ``user`` has this factor set up (by default: whether :meth:`enrolment` finds a row)."""
+        rows = self.enrolment(user)
+        if rows is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither enrolment() nor enrolled()")
+        return rows.exists()
 
     def enrolled_beside(self, user: Any, others: list[Any]) -> bool:
         """:meth:`enrolled`, when ``others`` (authenticators) are the factors the user is known to be
@@ -430,3 +439,23 @@ class SecondFactorAuth(BaseAuth):
         self.verify_for(user, data)
         self.user = user
         return user
+
+
+def enrolled_each(user: Any, auths: list[SecondFactorAuth]) -> list[bool]:
+    """Whether ``user`` has each of ``auths`` set up, in order: the factors with an
+    :meth:`~SecondFactorAuth.enrolment` are asked in one statement (an ``EXISTS`` each on the
+    user's row), the others through :meth:`~SecondFactorAuth.enrolled`."""
+    from django.contrib.auth import get_user_model
+
+    rows = {index: found for index, auth in enumerate(auths) if (found := auth.enrolment(user)) is not None}
+    asked: dict[int, bool] = {}
+    if len(rows) == 1:
+        ((index, found),) = rows.items()
+        asked[index] = found.exists()
+    elif rows:
+        names = {index: f"enrolled_{index}" for index in rows}
+        answer = next(iter(get_user_model()._default_manager.filter(pk=user.pk).order_by()
+                           .annotate(**{names[index]: Exists(found) for index, found in rows.items()})
+                           .values_list(*names.values())[:1]), None)
+        asked = {index: bool(answer and answer[at]) for at, index in enumerate(names)}
+    return [asked[index] if index in asked else auth.enrolled(user) for index, auth in enumerate(auths)]

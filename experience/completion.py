@@ -44,7 +44,9 @@ class BrowserSession:
         authentication.sign_in(ctx.request, user, amr, acr)
         # an e-mail when this browser is new to the account, naming the application signed in to
         notifications.new_sign_in(ctx.request, user, ctx.interaction.client_id)
-        return Completed(redirect_to=next_url(ctx))
+        redirect_to = next_url(ctx)
+        authentication.save_session(ctx.request)  # in the sign-in's transaction: one commit
+        return Completed(redirect_to=redirect_to)
 
 
 def next_url(ctx: Context) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib.auth import get_user_model
 
-from authenticators.base import SecondFactorAuth
+from authenticators.base import SecondFactorAuth, enrolled_each
 from experience.errors import EngineError
 from experience.models import Interaction
 from identity.app_settings import setting
@@ -99,7 +99,9 @@ class Context:
                    if isinstance(auth := authenticator.get_auth(self.request, policy=self.policy,
                                                                 binding=self.interaction.uid), SecondFactorAuth)]
         # each factor looked up once: those offered beside others (the e-mail code) last, told the rest
-        own = {authenticator.pk for authenticator, auth in factors if not auth.beside_others and auth.enrolled(user)}
+        alone = [(authenticator, auth) for authenticator, auth in factors if not auth.beside_others]
+        answers = enrolled_each(user, [auth for _, auth in alone])
+        own = {authenticator.pk for (authenticator, _), yes in zip(alone, answers, strict=True) if yes}
         others = [authenticator for authenticator, _ in factors if authenticator.pk in own]
         for authenticator, auth in factors:
             if authenticator.pk in own or (auth.beside_others and auth.enrolled_beside(user, others)):

@@ -46,6 +46,15 @@ def sign_in(request: HttpRequest, user: Any, amr: list[str], acr: str) -> Authen
     return state
 
 
+def save_session(request: HttpRequest) -> None:
+    """Write the browser session now, in the caller's transaction, when its store can
+    (``identity.session_store``): the sign-in then commits once. With another store, or outside a
+    transaction, nothing happens here and the response saves the session as usual."""
+    save = getattr(getattr(request, "session", None), "save_in_transaction", None)
+    if save is not None:
+        save()
+
+
 def current(request: HttpRequest) -> Authentication | None:
     """How the session's user signed in, or None when nobody did through Portcullis."""
     user = getattr(request, "user", None)

@@ -16,25 +16,35 @@ What it changes, and why each is safe:
   sets. Here the new key is only reserved; the response's save inserts the row. The old row is
   deleted at once, as in Django.
 - **Deleting is one statement** (Django reads the row first to delete it through the ORM's collector).
+- **A sign-in writes its new row in its own transaction.** :meth:`SessionStore.save_in_transaction`
+  (called by ``identity.authentication.save_session`` where a browser sign-in completes) inserts the
+  cycled key's row beside the sign-in's other writes, so they commit once; the cache is set when
+  that transaction commits, and the response's :meth:`save` then writes nothing unless the data
+  changed since. The row is inserted without a savepoint: the key is new and random (see above),
+  and if the sign-in's transaction rolls back, the response saves the session as before.
 
 The standalone server uses it (``SESSION_ENGINE=identity.session_store``); a project may too.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDbSessionStore
 from django.core.cache.backends.base import BaseCache
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils.crypto import get_random_string
+
+logger = logging.getLogger(__name__)
 
 
 class SessionStore(CachedDbSessionStore):
     _unsaved_key: str | None = None  # a key cycle_key reserved that has no row yet
     _cache: BaseCache  # Django's, set in __init__ (the stubs do not declare these two)
     _session: dict[str, Any]  # Django's property: the data, loaded on first use
+    _written: tuple[str, bytes, bool] | None = None  # what save_in_transaction wrote: key, data, committed
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
@@ -48,7 +58,44 @@ class SessionStore(CachedDbSessionStore):
         if key:
             self.delete(key)
 
+    def save_in_transaction(self) -> bool:
+        """Insert the row of a key :meth:`cycle_key` reserved now, in the caller's transaction
+        (inside ``transaction.atomic``); answers whether it did. Once that transaction commits the
+        cache holds the data too, and :meth:`save` skips a save that would write the same data; if
+        it rolls back, :meth:`save` inserts the row again."""
+        key = self.session_key
+        if key is None or self._unsaved_key != key:
+            return False
+        data = self._session  # loaded: cycle_key kept it
+        row = self.create_model_instance(data)
+        using = router.db_for_write(self.model, instance=row)
+        if not transaction.get_connection(using).in_atomic_block:
+            return False
+        row.save(force_insert=True, using=using)
+        written = self.serializer().dumps(data)
+        self._unsaved_key = None
+        self._written = (key, written, False)
+
+        def committed() -> None:
+            if self._written is not None and self._written[0] == key:
+                self._written = (key, written, True)
+            try:
+                self._cache.set(self.cache_key_prefix + key, self.serializer().loads(written), self.get_expiry_age())
+            except Exception:
+                logger.exception("Error saving to cache (%s)", self._cache)
+
+        transaction.on_commit(committed, using=using)
+        return True
+
     def save(self, must_create: bool = False) -> None:
+        written = self._written
+        if written is not None and written[0] == self.session_key and not must_create:
+            key, data, committed = written
+            if committed and data == self.serializer().dumps(self._session):
+                return  # save_in_transaction wrote this very data, and it is committed
+            if not committed and not transaction.get_connection(router.db_for_write(self.model)).in_atomic_block:
+                self._unsaved_key = key  # that transaction rolled back, the row with it: insert it again
+            self._written = None
         if self._unsaved_key is not None and self._unsaved_key == self.session_key:
             for _ in range(3):
                 try:

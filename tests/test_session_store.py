@@ -1,6 +1,7 @@
 """``identity.session_store``: Django's cached_db sessions with fewer round trips. A cycled key is
 written once (by the response), the old row is gone at once, a taken key is never reused, and a
-hosted password sign-in changes the browser's key exactly once."""
+hosted password sign-in changes the browser's key exactly once, writing the new row in the
+sign-in's own transaction (one commit), and a rolled-back sign-in leaves no session without its row."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
+from django.db import transaction
 from django.test import Client
 
 from identity import session_store
@@ -95,6 +97,7 @@ def test_a_flushed_session_after_a_cycle_starts_anew() -> None:
     assert not Session.objects.filter(session_key=cycled).exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the row is written in the sign-in's transaction: commits are real here
 def test_a_password_sign_in_changes_the_browser_key_once(flow, confidential_app, user) -> None:
     sign_in = sign_in_url_from(flow.authorize(authorize_params(confidential_app, pkce_pair()[1])))
     before = flow.client.cookies[settings.SESSION_COOKIE_NAME].value
@@ -111,3 +114,51 @@ def test_a_password_sign_in_changes_the_browser_key_once(flow, confidential_app,
     fixed.cookies[settings.SESSION_COOKIE_NAME] = before
     assert "_auth_user_id" not in fixed.session
     assert str(user.pk) == flow.client.session["_auth_user_id"]
+
+
+def cycled(**data: Any) -> tuple[SessionStore, str]:
+    session = saved_session(**data)
+    session.cycle_key()
+    assert session.session_key is not None
+    return session, session.session_key
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_written_in_a_committed_transaction_is_not_written_again() -> None:
+    session, key = cycled(colour="green")
+    with transaction.atomic():
+        assert session.save_in_transaction()
+    assert Session.objects.get(session_key=key).get_decoded() == {"colour": "green"}
+    assert SessionStore(key).load() == {"colour": "green"}  # the cache was set on commit
+    with database_work() as work:
+        session.save()  # the response's save: nothing changed since
+    assert work.statements == [], work.ordered
+    session["size"] = "large"  # a change after the sign-in's commit is written as usual
+    session.save()
+    cache.clear()
+    assert SessionStore(key).load() == {"colour": "green", "size": "large"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_sign_in_leaves_no_session_without_its_row() -> None:
+    session, key = cycled(colour="green")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert session.save_in_transaction()
+        raise RuntimeError("the sign-in failed after the session's row was written")
+    assert not Session.objects.filter(session_key=key).exists()  # rolled back with the sign-in
+    session.save()  # the response's save inserts it again
+    cache.clear()
+    assert Session.objects.get(session_key=session.session_key).get_decoded() == {"colour": "green"}
+    assert SessionStore(session.session_key).load() == {"colour": "green"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_or_for_a_key_with_a_row_nothing_is_written_early() -> None:
+    session = saved_session(colour="green")
+    with transaction.atomic():
+        assert not session.save_in_transaction()  # not cycled: its row exists, the response updates it
+    session.cycle_key()
+    assert not session.save_in_transaction()  # no transaction to join: the response inserts it
+    assert not Session.objects.filter(session_key=session.session_key).exists()
+    session.save()
+    assert Session.objects.get(session_key=session.session_key).get_decoded() == {"colour": "green"}

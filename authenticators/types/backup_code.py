@@ -46,8 +46,10 @@ class BackupCodeAuth(SecondFactorAuth):
     def amr(self) -> list[str]:
         return ["otp"]
 
-    def enrolled(self, user: Any) -> bool:
-        return unused_codes(user) > 0
+    def enrolment(self, user: Any) -> Any:
+        from authenticators.models import BackupCode
+
+        return BackupCode.objects.filter(user=user, used_at__isnull=True)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         from authenticators.models import BackupCode

@@ -38,8 +38,10 @@ class TotpAuth(SecondFactorAuth):
     def amr(self) -> list[str]:
         return ["otp"]
 
-    def enrolled(self, user: Any) -> bool:
-        return device_of(user) is not None
+    def enrolment(self, user: Any) -> Any:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        return TOTPDevice.objects.filter(user=user, confirmed=True)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         wanted = data.get("device")
