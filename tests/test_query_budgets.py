@@ -5,9 +5,11 @@ Transactional tests, so that what is counted is what production runs (no test sa
 
 from __future__ import annotations
 
+import importlib
 from urllib.parse import urlencode
 
 import pytest
+from django.apps import apps
 
 from identity.subjects import subject_of
 from tests.helpers import PASSWORD, authorize_params, database_work, pkce_pair, query_of
@@ -72,12 +74,8 @@ def test_a_hosted_password_sign_in_makes_at_most_13_queries_and_one_commit(flow,
     # during the test (the other test worker clears that cache, which would read it again).
     monkeypatch.setattr(policy, "VERSION_CHECK_SECONDS", 3600.0)
     monkeypatch.setattr(policy, "_memo", None)  # read from this test's database, not an earlier test's
-    from authenticators.models import Authenticator
-
-    for name, title, order in [("totp", "Authenticator app", 100), ("backup_code", "Backup code", 101),
-                               ("email_code", "Code by e-mail", 102)]:  # a fresh install's second factors
-        Authenticator.objects.get_or_create(name=name, defaults={"auth_type": name, "title": title, "enabled": True,
-                                                                 "sort_order": order, "options": {}})
+    # a fresh install's second factors (a transactional test before this one may have flushed them)
+    importlib.import_module("authenticators.migrations.0005_default_second_factors").create_second_factors(apps, None)
     flow.code_for(confidential_app, authorize_params(confidential_app, pkce_pair()[1]))  # warm, not counted
     flow.client.cookies.clear()
     response = flow.authorize(authorize_params(confidential_app, pkce_pair()[1]))

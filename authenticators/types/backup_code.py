@@ -21,10 +21,15 @@ class BackupCodeForm(forms.Form):
     )
 
 
-def unused_codes(user: Any) -> int:
+def unused(user: Any) -> Any:
+    """``user``'s backup codes not used yet."""
     from authenticators.models import BackupCode
 
-    return BackupCode.objects.filter(user=user, used_at__isnull=True).count()
+    return BackupCode.objects.filter(user=user, used_at__isnull=True)
+
+
+def unused_codes(user: Any) -> int:
+    return int(unused(user).count())
 
 
 def replace_codes(user: Any, digests: list[str] | None = None) -> list[str]:
@@ -47,9 +52,7 @@ class BackupCodeAuth(SecondFactorAuth):
         return ["otp"]
 
     def enrolment(self, user: Any) -> Any:
-        from authenticators.models import BackupCode
-
-        return BackupCode.objects.filter(user=user, used_at__isnull=True)
+        return unused(user)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         from authenticators.models import BackupCode

@@ -18,7 +18,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from authenticators import factors
-from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode
+from authenticators.base import AuthError, CodeAuth, SecondFactorAuth, SentCode, enrolled_each
 from authenticators.types.codes import brand_context
 
 MESSAGE_TEMPLATE = "authenticators/email/second_factor_code"
@@ -105,11 +105,10 @@ class EmailFactorAuth(SecondFactorAuth):
     def enrolled(self, user: Any) -> bool:
         if not verified_email(user):
             return False
-        for authenticator in self.other_factors():
-            auth = authenticator.get_auth(self.request, policy=self.policy, binding=self.binding)
-            if isinstance(auth, SecondFactorAuth) and not isinstance(auth, EmailFactorAuth) and auth.enrolled(user):
-                return True
-        return False
+        others = [auth for authenticator in self.other_factors()
+                  if isinstance(auth := authenticator.get_auth(self.request, policy=self.policy, binding=self.binding),
+                                SecondFactorAuth) and not isinstance(auth, EmailFactorAuth)]
+        return any(enrolled_each(user, others))  # one statement for them all
 
     def enrolled_beside(self, user: Any, others: list[Any]) -> bool:
         allowed = {a.pk for a in self.other_factors()}

@@ -26,12 +26,17 @@ class CodeForm(forms.Form):
     )
 
 
-def device_of(user: Any, *, lock: bool = False) -> Any | None:
-    """The user's confirmed TOTP device."""
+def confirmed_devices(user: Any) -> Any:
+    """``user``'s confirmed TOTP devices."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    devices = TOTPDevice.objects.select_for_update() if lock else TOTPDevice.objects
-    return devices.filter(user=user, confirmed=True).order_by("pk").first()
+    return TOTPDevice.objects.filter(user=user, confirmed=True)
+
+
+def device_of(user: Any, *, lock: bool = False) -> Any | None:
+    """The user's confirmed TOTP device."""
+    devices = confirmed_devices(user)
+    return (devices.select_for_update() if lock else devices).order_by("pk").first()
 
 
 class TotpAuth(SecondFactorAuth):
@@ -39,9 +44,7 @@ class TotpAuth(SecondFactorAuth):
         return ["otp"]
 
     def enrolment(self, user: Any) -> Any:
-        from django_otp.plugins.otp_totp.models import TOTPDevice
-
-        return TOTPDevice.objects.filter(user=user, confirmed=True)
+        return confirmed_devices(user)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         wanted = data.get("device")
