@@ -6,6 +6,8 @@ PostgreSQL and Redis (test_risk_workers, the deploy walk-through, the two-proces
   every test process on the machine.
 - ``Server``: one gunicorn process (sync workers) in its own process group, stopped with it, never by
   name.
+- ``Server.on_each_worker(call)``: ``call`` answered by each of a two-worker server's workers in
+  turn, not by whichever the kernel hands the connection to.
 - ``server_env(...)``: the environment of a production-shaped server (``DEBUG=0``, an issuer, a
   random ``SECRET_KEY``, its own cache key prefix).
 
@@ -25,10 +27,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
@@ -38,6 +40,7 @@ HOST = "127.0.0.1"
 PG_PORT, REDIS_PORT = 5432, 6379
 # The Redis database the servers share, each under a key prefix of its own (the suite's own are flushed).
 SERVERS_REDIS_URL = os.environ.get("SERVERS_REDIS_URL", f"redis://{HOST}:{REDIS_PORT}/3")
+T = TypeVar("T")
 
 
 def reachable(port: int, host: str = HOST) -> bool:
@@ -194,6 +197,25 @@ class Server:
             time.sleep(0.2)
         raise AssertionError("gunicorn did not answer:\n" + self.log.read_text()[-3000:])
 
+    def on_each_worker(self, call: Callable[[], T], worker: Callable[[T], str]) -> dict[str, T]:
+        """``call`` run twice, answered once by each of the server's two sync workers: {worker pid (as
+        ``worker`` reads it from a result): the result}. Which idle worker takes a new connection is
+        the kernel's choice, and one worker may win every time; so the other is kept busy instead. A
+        sync worker that has accepted a request whose headers have not all arrived waits for them and
+        takes no other connection: one such request held open sends every connection ``call`` makes
+        to the other worker. Hold one (worker A), call (B answers); hold a second (only B is free to
+        take it); release the first; call again (only A is free)."""
+        assert self.workers == 2, "on_each_worker keeps one of exactly two workers busy"
+        first = _HeldRequest(self)
+        answered = [call()]
+        second = _HeldRequest(self)
+        first.release()
+        answered.append(call())
+        second.release()
+        results = {worker(result): result for result in answered}
+        assert len(results) == 2, f"both calls were answered by one worker: {list(results)}"
+        return results
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -205,6 +227,55 @@ class Server:
         if self.process is not None:
             self.log_file.close()
         self.process = None
+
+
+class _HeldRequest:
+    """A ``GET /healthz`` on its own connection, sent but for the blank line that ends its headers:
+    the server's worker that accepts it waits for the rest. The constructor returns once a worker has
+    accepted it (the listening socket's accept queue is empty again); ``release()`` sends the rest and
+    reads the answer."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((HOST, server.port), timeout=30)
+        self.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nConnection: close\r\n")
+        client = f"0100007F:{self.sock.getsockname()[1]:04X}"
+        deadline = time.monotonic() + 20
+        # The server's side of the connection exists (queued or accepted) and nothing is queued.
+        while not (_tcp_state(server.port, client) == "01" and _accept_queue(server.port) == 0):
+            assert time.monotonic() < deadline, "no worker accepted the held connection"
+            time.sleep(0.01)
+
+    def release(self) -> None:
+        self.sock.sendall(b"\r\n")
+        answer = b""
+        while chunk := self.sock.recv(65536):
+            answer += chunk
+        self.sock.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:500]
+
+
+def _tcp_sockets(port: int) -> Iterator[list[str]]:
+    """/proc/net/tcp's rows (split into fields) of the sockets bound to 127.0.0.1:``port``."""
+    local = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local:
+            yield fields
+
+
+def _tcp_state(port: int, remote: str) -> str | None:
+    """The state (/proc/net/tcp's hex code; 01 is established) of the server's side of the
+    connection from ``remote``, if the server has one."""
+    return next((fields[3] for fields in _tcp_sockets(port) if fields[2] == remote), None)
+
+
+def _accept_queue(port: int) -> int:
+    """Connections waiting on 127.0.0.1:``port``'s listening socket for a worker to accept them (for
+    a socket in LISTEN, state 0A, the rx_queue column is its accept queue's length)."""
+    for fields in _tcp_sockets(port):
+        if fields[3] == "0A":
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on {HOST}:{port}")
 
 
 # -- a browser and a relying party against live servers ------------------------------------------------
