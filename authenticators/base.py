@@ -43,13 +43,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.db import transaction
-from django.db.models import Exists, F, QuerySet
+from django.db import router, transaction
+from django.db.models import Exists, F, IntegerField, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from identity import metrics
 from identity.app_settings import setting
+from identity.prepared import PreparedQuery
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -404,6 +405,10 @@ class SecondFactorAuth(BaseAuth):
     # True for a factor offered only beside others (the e-mail code): the engine then asks
     # enrolled_beside() once it knows which of the other factors the user has.
     beside_others: bool = False
+    # True when enrolment(user) depends on user.pk alone (not on the authenticator's options, nor on
+    # the user's other fields): the engine then compiles the enrolment statement once per process
+    # instead of on every sign-in (TOTP's and backup codes' do).
+    enrolment_by_pk: ClassVar[bool] = False
 
     def enrolment(self, user: Any) -> QuerySet[Any] | None:
         """The rows whose existence means ``user`` has this factor set up (a TOTP device, an unused
@@ -444,18 +449,62 @@ class SecondFactorAuth(BaseAuth):
 def enrolled_each(user: Any, auths: list[SecondFactorAuth]) -> list[bool]:
     """Whether ``user`` has each of ``auths`` set up, in order: the factors with an
     :meth:`~SecondFactorAuth.enrolment` are asked in one statement (an ``EXISTS`` each on the
-    user's row), the others through :meth:`~SecondFactorAuth.enrolled`."""
+    user's row; compiled once when they all set ``enrolment_by_pk``), the others through
+    :meth:`~SecondFactorAuth.enrolled`."""
+    asked: dict[int, bool] = {}
+    by_pk = [index for index, auth in enumerate(auths) if auth.enrolment_by_pk]
+    prepared = _enrolment_statement([auths[index] for index in by_pk]) if by_pk else None
+    if prepared is not None and isinstance(user.pk, int) and all(
+            auth.enrolment_by_pk or auth.enrolment(user) is None for auth in auths):
+        answer = prepared.values(user.pk, db=router.db_for_read(type(user)))
+        asked = {index: bool(answer and answer[at]) for at, index in enumerate(by_pk)}
+    else:
+        rows = {index: found for index, auth in enumerate(auths) if (found := auth.enrolment(user)) is not None}
+        if len(rows) == 1:
+            ((index, found),) = rows.items()
+            asked[index] = found.exists()
+        elif rows:
+            answer = next(iter(_enrolment_queryset(type(user), user.pk, list(rows.values()))), None)
+            asked = {index: bool(answer and answer[at]) for at, index in enumerate(rows)}
+    return [asked[index] if index in asked else auth.enrolled(user) for index, auth in enumerate(auths)]
+
+
+def _enrolment_queryset(user_model: Any, pk: Any, found: list[QuerySet[Any]]) -> QuerySet[Any]:
+    """``SELECT EXISTS(..), EXISTS(..) FROM <users> WHERE pk = ..``: one answer per queryset."""
+    return (user_model._default_manager.filter(pk=pk).order_by()
+            .annotate(**{f"enrolled_{at}": Exists(rows) for at, rows in enumerate(found)})
+            .values_list(*(f"enrolled_{at}" for at in range(len(found))))[:1])
+
+
+# Two user ids no account is expected to have, inside every integer column's range: the statement is
+# built with each, and compiled once only when they show up in the same places (nothing else of the
+# statement depends on the id).
+_PK_PLACEHOLDERS = (2_147_480_123, 2_147_480_457)
+_ENROLMENT_STATEMENTS: dict[tuple[type, ...], PreparedQuery | None] = {}
+
+
+def _enrolment_statement(auths: list[SecondFactorAuth]) -> PreparedQuery | None:
+    """The compiled enrolment statement of these factors (each ``enrolment_by_pk``, so one per list
+    of their classes), or None when the user model's key is not an integer or the statement depends
+    on more than the id."""
+    kinds = tuple(type(auth) for auth in auths)
+    if kinds in _ENROLMENT_STATEMENTS:
+        return _ENROLMENT_STATEMENTS[kinds]
     from django.contrib.auth import get_user_model
 
-    rows = {index: found for index, auth in enumerate(auths) if (found := auth.enrolment(user)) is not None}
-    asked: dict[int, bool] = {}
-    if len(rows) == 1:
-        ((index, found),) = rows.items()
-        asked[index] = found.exists()
-    elif rows:
-        names = {index: f"enrolled_{index}" for index in rows}
-        answer = next(iter(get_user_model()._default_manager.filter(pk=user.pk).order_by()
-                           .annotate(**{names[index]: Exists(found) for index, found in rows.items()})
-                           .values_list(*names.values())[:1]), None)
-        asked = {index: bool(answer and answer[at]) for at, index in enumerate(names)}
-    return [asked[index] if index in asked else auth.enrolled(user) for index, auth in enumerate(auths)]
+    user_model = get_user_model()
+    statement = None
+    if isinstance(user_model._meta.pk, IntegerField):
+        def build(pk: int) -> QuerySet[Any]:
+            stand_in = user_model(pk=pk)
+            found = [auth.enrolment(stand_in) for auth in auths]
+            return _enrolment_queryset(user_model, pk, [rows for rows in found if rows is not None])
+
+        shapes = []
+        for pk in _PK_PLACEHOLDERS:
+            sql, params = build(pk).query.sql_with_params()
+            shapes.append((sql, [None if param == pk else param for param in params], pk in params))
+        if shapes[0] == shapes[1] and shapes[0][2] and shapes[0][0].count("EXISTS") == len(auths):
+            statement = PreparedQuery(build, (_PK_PLACEHOLDERS[0],))
+    _ENROLMENT_STATEMENTS[kinds] = statement
+    return statement

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from django.db import transaction
+from django.db import router, transaction
 from django.http import HttpRequest, QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -35,6 +35,7 @@ from experience.errors import EngineError
 from experience.gates import Context, Requirement, RequirementMissing, identify_requirement, next_requirement
 from experience.models import AuditEvent, Interaction
 from experience.policy import policy_for
+from identity.prepared import PreparedLookup
 
 SESSION_KEY = sso.SESSION_KEY  # this browser's interactions, in its session
 
@@ -171,11 +172,14 @@ def start_for(request: HttpRequest, event: str, next_url: str = "") -> Interacti
                  login_hint=params.get("login_hint", ""))
 
 
+_interactions = PreparedLookup(lambda uid: Interaction.objects.filter(uid=uid))  # every step loads one
+
+
 def load(request: HttpRequest, uid: str) -> Interaction:
     """This browser's live interaction ``uid``, or InteractionError."""
     if uid not in request.session.get(SESSION_KEY, []):
         raise InteractionError("not_found")
-    interaction = Interaction.objects.filter(uid=uid).first()
+    interaction = _interactions.get(uid, router.db_for_read(Interaction))
     if interaction is None:
         raise InteractionError("not_found")
     if interaction.completed_at is not None:

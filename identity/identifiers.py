@@ -36,6 +36,7 @@ from django.db.models import Model, Q
 from django.utils.translation import gettext_lazy as _
 
 from identity.models import Profile, SignInIdentifier
+from identity.prepared import PreparedQuery
 
 EMAIL, USERNAME, PHONE = "email", "username", "phone"
 KINDS = (EMAIL, USERNAME, PHONE)
@@ -250,8 +251,9 @@ def find_user(identifier: str, kinds: Iterable[str] = KINDS, *, using: str | Non
     keys = {kind: key for kind, key in keys.items() if key}
     if not keys:
         return None
-    rows = SignInIdentifier.objects.db_manager(using).select_related("user__portcullis_profile")
-    users = {row.user_id: row.user for row in rows.filter(key__in=set(keys.values()))[:8]}
+    wanted = sorted(set(keys.values()))
+    rows = _identifier_rows(len(wanted)).instances(*wanted, db=using or router.db_for_read(SignInIdentifier))
+    users = {row.user_id: row.user for row in rows}
     if len(users) > 1:
         raise AmbiguousIdentifier(identifier)
     if not users:
@@ -263,6 +265,21 @@ def find_user(identifier: str, kinds: Iterable[str] = KINDS, *, using: str | Non
     if not any(kind in live and comparison_key(kind, live[kind]) == key for kind, key in keys.items()):
         return None
     return user
+
+
+_IDENTIFIER_ROWS: dict[int, PreparedQuery] = {}
+
+
+def _identifier_rows(count: int) -> PreparedQuery:
+    """The index rows (with their accounts and profiles) of ``count`` comparison keys, compiled once
+    per count: the sign-in's lookup on every attempt."""
+    query = _IDENTIFIER_ROWS.get(count)
+    if query is None:
+        placeholders = tuple(f"portcullis-identifier-placeholder-{index}" for index in range(count))
+        query = _IDENTIFIER_ROWS[count] = PreparedQuery(
+            lambda *keys: SignInIdentifier.objects.select_related("user__portcullis_profile").filter(key__in=keys)[:8],
+            placeholders)
+    return query
 
 
 def _storable(value: Any) -> bool:

@@ -103,8 +103,9 @@ class LocaleMiddleware(locale.LocaleMiddleware):
         urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
         if is_language_prefix_patterns_used(urlconf)[0]:
             return super().__call__(request)  # type: ignore[return-value]
-        translation.activate(translation.get_language_from_request(request))
-        request.LANGUAGE_CODE = translation.get_language()
+        language = translation.get_language_from_request(request)
+        translation.activate(language)
+        request.LANGUAGE_CODE = translation.to_language(language)  # what get_language() answers now
         response = self.next(request)
         patch_vary_headers(response, ("Accept-Language",))
         response.headers.setdefault("Content-Language", translation.get_language())

@@ -40,42 +40,56 @@ except (ImportError, ImproperlyConfigured):  # no psycopg 3 (psycopg2, or no Pos
     _ServerBindingCursor = None
 
 
-class PreparedLookup:
-    def __init__(self, build: Callable[[Any], QuerySet[Any]]) -> None:
-        """``build(value)`` answers the queryset for one value; it is called once, to compile."""
-        self.build = build
+class PreparedQuery:
+    """A queryset whose SQL is the same for every value it is built with: built and compiled once
+    per thread and database with ``placeholders`` in the values' places, then run with the values
+    put where the placeholders were (each may appear several times, e.g. one user id in three
+    subqueries). ``build`` must not branch on the values: it is called once, to compile."""
+
+    def __init__(self, build: Callable[..., QuerySet[Any]], placeholders: tuple[Any, ...] = (_PLACEHOLDER,)) -> None:
+        self.build, self.placeholders = build, placeholders
         # Per thread, like database connections: the compiler's converters belong to the
         # connection it was compiled for.
         self._local = threading.local()
 
-    def _compile(self, db: str) -> tuple[Any, str, list[Any], int]:
+    def _compile(self, db: str) -> tuple[Any, str, list[Any], list[tuple[int, int]]]:
         connection = connections[db]
         compiled_by_db = getattr(self._local, "compiled", None)
         if compiled_by_db is None:
             compiled_by_db = self._local.compiled = {}
         compiled = compiled_by_db.get(db)
         if compiled is None or compiled[0].connection is not connection:
-            queryset = self.build(_PLACEHOLDER)[:1]
-            compiler = queryset.query.get_compiler(using=db)
+            compiler = self.build(*self.placeholders).query.get_compiler(using=db)
             sql, params = compiler.as_sql()
-            position = list(params).index(_PLACEHOLDER)
-            compiled = compiled_by_db[db] = (compiler, sql, list(params), position)
+            slots = [(position, self.placeholders.index(param)) for position, param in enumerate(params)
+                     if _is_placeholder(param, self.placeholders)]
+            if {index for _, index in slots} != set(range(len(self.placeholders))):
+                raise ImproperlyConfigured(f"a placeholder of {self.build!r} is missing from its SQL: {sql}")
+            compiled = compiled_by_db[db] = (compiler, sql, list(params), slots)
         return compiled
 
-    def get(self, value: Any, db: str = "default") -> Any | None:
-        compiler, sql, params, position = self._compile(db)
+    def _fetch(self, values: tuple[Any, ...], db: str, many: bool) -> tuple[Any, list[tuple[Any, ...]]]:
+        compiler, sql, params, slots = self._compile(db)
         params = params.copy()
-        params[position] = value
+        for position, index in slots:
+            params[position] = values[index]
         with _cursor(db) as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        return self._instance(compiler, row, db)
+            rows = cursor.fetchall() if many else [row for row in [cursor.fetchone()] if row is not None]
+        return compiler, rows
+
+    def values(self, *values: Any, db: str = "default") -> tuple[Any, ...] | None:
+        """The first row as a tuple, through the fields' converters (a ``values_list`` query's)."""
+        compiler, rows = self._fetch(values, db, many=False)
+        return tuple(next(iter(compiler.results_iter([rows])))) if rows else None
+
+    def instances(self, *values: Any, db: str = "default") -> list[Any]:
+        """Every row as a model instance, with its ``select_related`` objects."""
+        compiler, rows = self._fetch(values, db, many=True)
+        return [self._instance(compiler, row, db) for row in compiler.results_iter([rows])]
 
     @staticmethod
     def _instance(compiler: Any, row: tuple[Any, ...], db: str) -> Any:
-        row = next(iter(compiler.results_iter([[row]])))
         klass_info, select = compiler.klass_info, compiler.select
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
@@ -84,6 +98,23 @@ class PreparedLookup:
         for populator in get_related_populators(klass_info, select, db):
             populator.populate(row, instance)
         return instance
+
+
+class PreparedLookup(PreparedQuery):
+    """One row looked up by one unique value: ``build(value)`` answers the queryset for it."""
+
+    def __init__(self, build: Callable[[Any], QuerySet[Any]]) -> None:
+        super().__init__(lambda value: build(value)[:1])
+
+    def get(self, value: Any, db: str = "default") -> Any | None:
+        compiler, rows = self._fetch((value,), db, many=False)
+        if not rows:
+            return None
+        return self._instance(compiler, next(iter(compiler.results_iter([rows]))), db)
+
+
+def _is_placeholder(param: Any, placeholders: tuple[Any, ...]) -> bool:
+    return any(type(param) is type(placeholder) and param == placeholder for placeholder in placeholders)
 
 
 def _cursor(db: str) -> Any:

@@ -81,3 +81,74 @@ def test_a_database_error_in_a_lookup_is_djangos(db):
     with pytest.raises(DatabaseError) as raised:
         lookup.get("2" * 64)
     assert type(raised.value).__module__.startswith("django.db")
+
+
+# -- the sign-in's reads, compiled once --------------------------------------------------------------------
+def test_a_query_with_several_placeholders_takes_each_value_in_each_place(user, django_user_model):
+    """Each placeholder may stand in several places: every place gets its own value."""
+    from identity.prepared import PreparedQuery
+
+    bob = django_user_model.objects.create_user("bob", "bob@example.com", "x")
+    query = PreparedQuery(lambda first, second: django_user_model.objects.filter(
+        username__in=[first, second]).exclude(email=second).order_by("username"), ("p-first", "p-second"))
+    for _ in range(2):
+        assert [found.username for found in query.instances("alice", "bob")] == ["alice", "bob"]
+        assert [found.username for found in query.instances("alice", "bob@example.com")] == ["alice"]
+    assert [found.pk for found in query.instances("carol", "dave")] == []
+    assert bob.pk
+
+
+def test_find_user_answers_from_one_compiled_statement_with_the_profile(user, django_assert_num_queries):
+    from identity.identifiers import find_user
+
+    for identifier in ("ALICE@example.com", "alice", "+15551234567", "alice@example.com"):
+        with django_assert_num_queries(1):
+            found = find_user(identifier)
+            assert found == user and found.portcullis_profile.phone_number == "+15551234567"
+    with django_assert_num_queries(1):
+        assert find_user("nobody@example.com") is None
+
+
+@pytest.mark.parametrize("totp, codes", [(False, False), (True, False), (False, True), (True, True)])
+def test_every_factors_enrolment_in_one_compiled_statement_matches_the_orm(
+        user, second_factors, django_user_model, django_assert_num_queries, totp, codes):
+    from authenticators.base import _ENROLMENT_STATEMENTS, enrolled_each
+    from authenticators.types import backup_code
+    from tests.helpers import give_totp
+
+    other = django_user_model.objects.create_user("bob", "bob@example.com", "x")
+    give_totp(other)  # another account's factors answer nothing for Alice
+    backup_code.replace_codes(other)
+    if totp:
+        give_totp(user)
+    if codes:
+        backup_code.replace_codes(user)
+    auths = [second_factors[name].get_auth(None) for name in ("totp", "backup_code")]
+    assert [auth.enrolment_by_pk for auth in auths] == [True, True]
+    for _ in range(2):
+        with django_assert_num_queries(1):
+            answers = enrolled_each(user, auths)
+        assert answers == [auths[0].enrolment(user).exists(), auths[1].enrolment(user).exists()] == [totp, codes]
+    assert _ENROLMENT_STATEMENTS[(type(auths[0]), type(auths[1]))] is not None
+    assert enrolled_each(other, auths[:2]) == [True, True]
+
+
+def test_a_factor_whose_enrolment_reads_more_than_the_id_is_never_compiled(user, second_factors):
+    """enrolment_by_pk is a promise; a statement that shows it broken (the query changes with more
+    than the id) is asked anew each time instead."""
+    from authenticators.base import _ENROLMENT_STATEMENTS, enrolled_each
+    from authenticators.types.totp import TotpAuth, confirmed_devices
+
+    class ByName(TotpAuth):
+        def enrolment(self, user):
+            return confirmed_devices(user).filter(name=str(user.pk))  # not by the id alone
+
+    auth = ByName(second_factors["totp"])
+    from tests.helpers import give_totp
+
+    device = give_totp(user)
+    assert enrolled_each(user, [auth, auth]) == [False, False]
+    device.name = str(user.pk)
+    device.save()
+    assert enrolled_each(user, [auth, auth]) == [True, True]
+    assert _ENROLMENT_STATEMENTS[(ByName, ByName)] is None

@@ -48,6 +48,8 @@ def replace_codes(user: Any, digests: list[str] | None = None) -> list[str]:
 
 
 class BackupCodeAuth(SecondFactorAuth):
+    enrolment_by_pk = True  # enrolment(user) filters on the user alone
+
     def amr(self) -> list[str]:
         return ["otp"]
 

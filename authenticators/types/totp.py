@@ -40,6 +40,8 @@ def device_of(user: Any, *, lock: bool = False) -> Any | None:
 
 
 class TotpAuth(SecondFactorAuth):
+    enrolment_by_pk = True  # enrolment(user) filters on the user alone
+
     def amr(self) -> list[str]:
         return ["otp"]
 
