@@ -495,9 +495,11 @@ def _enrolment_statement(auths: list[SecondFactorAuth]) -> PreparedQuery | None:
     user_model = get_user_model()
     statement = None
     if isinstance(user_model._meta.pk, IntegerField):
+        detached = [type(auth)(auth.authenticator) for auth in auths]  # kept without this request
+
         def build(pk: int) -> QuerySet[Any]:
             stand_in = user_model(pk=pk)
-            found = [auth.enrolment(stand_in) for auth in auths]
+            found = [auth.enrolment(stand_in) for auth in detached]
             return _enrolment_queryset(user_model, pk, [rows for rows in found if rows is not None])
 
         shapes = []
