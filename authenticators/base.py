@@ -453,13 +453,14 @@ def enrolled_each(user: Any, auths: list[SecondFactorAuth]) -> list[bool]:
     :meth:`~SecondFactorAuth.enrolled`."""
     asked: dict[int, bool] = {}
     by_pk = [index for index, auth in enumerate(auths) if auth.enrolment_by_pk]
-    prepared = _enrolment_statement([auths[index] for index in by_pk]) if by_pk else None
-    if prepared is not None and isinstance(user.pk, int) and all(
-            auth.enrolment_by_pk or auth.enrolment(user) is None for auth in auths):
+    rows = {index: found for index, auth in enumerate(auths)
+            if not auth.enrolment_by_pk and (found := auth.enrolment(user)) is not None}
+    prepared = _enrolment_statement([auths[index] for index in by_pk]) if by_pk and not rows else None
+    if prepared is not None and isinstance(user.pk, int):
         answer = prepared.values(user.pk, db=router.db_for_read(type(user)))
         asked = {index: bool(answer and answer[at]) for at, index in enumerate(by_pk)}
     else:
-        rows = {index: found for index, auth in enumerate(auths) if (found := auth.enrolment(user)) is not None}
+        rows.update((index, found) for index in by_pk if (found := auths[index].enrolment(user)) is not None)
         if len(rows) == 1:
             ((index, found),) = rows.items()
             asked[index] = found.exists()

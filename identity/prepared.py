@@ -68,25 +68,30 @@ class PreparedQuery:
             compiled = compiled_by_db[db] = (compiler, sql, list(params), slots)
         return compiled
 
-    def _fetch(self, values: tuple[Any, ...], db: str, many: bool) -> tuple[Any, list[tuple[Any, ...]]]:
+    def _rows(self, values: tuple[Any, ...], db: str, many: bool) -> tuple[Any, list[Any]]:
+        """(the compiler, the rows through the fields' converters): all of them, or at most one."""
         compiler, sql, params, slots = self._compile(db)
         params = params.copy()
         for position, index in slots:
             params[position] = values[index]
         with _cursor(db) as cursor:
             cursor.execute(sql, params)
-            rows = cursor.fetchall() if many else [row for row in [cursor.fetchone()] if row is not None]
-        return compiler, rows
+            if many:
+                rows = cursor.fetchall()
+            else:
+                row = cursor.fetchone()
+                rows = [] if row is None else [row]
+        return compiler, list(compiler.results_iter([rows]))
 
     def values(self, *values: Any, db: str = "default") -> tuple[Any, ...] | None:
         """The first row as a tuple, through the fields' converters (a ``values_list`` query's)."""
-        compiler, rows = self._fetch(values, db, many=False)
-        return tuple(next(iter(compiler.results_iter([rows])))) if rows else None
+        _, rows = self._rows(values, db, many=False)
+        return tuple(rows[0]) if rows else None
 
     def instances(self, *values: Any, db: str = "default") -> list[Any]:
         """Every row as a model instance, with its ``select_related`` objects."""
-        compiler, rows = self._fetch(values, db, many=True)
-        return [self._instance(compiler, row, db) for row in compiler.results_iter([rows])]
+        compiler, rows = self._rows(values, db, many=True)
+        return [self._instance(compiler, row, db) for row in rows]
 
     @staticmethod
     def _instance(compiler: Any, row: tuple[Any, ...], db: str) -> Any:
@@ -107,10 +112,8 @@ class PreparedLookup(PreparedQuery):
         super().__init__(lambda value: build(value)[:1])
 
     def get(self, value: Any, db: str = "default") -> Any | None:
-        compiler, rows = self._fetch((value,), db, many=False)
-        if not rows:
-            return None
-        return self._instance(compiler, next(iter(compiler.results_iter([rows]))), db)
+        compiler, rows = self._rows((value,), db, many=False)
+        return self._instance(compiler, rows[0], db) if rows else None
 
 
 def _is_placeholder(param: Any, placeholders: tuple[Any, ...]) -> bool:
