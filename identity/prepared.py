@@ -52,36 +52,38 @@ class PreparedQuery:
         # connection it was compiled for.
         self._local = threading.local()
 
-    def _compile(self, db: str) -> tuple[Any, str, list[Any], list[tuple[int, int]]]:
+    def _compile(self, db: str) -> _Compiled:
         connection = connections[db]
         compiled_by_db = getattr(self._local, "compiled", None)
         if compiled_by_db is None:
             compiled_by_db = self._local.compiled = {}
         compiled = compiled_by_db.get(db)
-        if compiled is None or compiled[0].connection is not connection:
+        if compiled is None or compiled.compiler.connection is not connection:
             compiler = self.build(*self.placeholders).query.get_compiler(using=db)
             sql, params = compiler.as_sql()
             slots = [(position, self.placeholders.index(param)) for position, param in enumerate(params)
                      if _is_placeholder(param, self.placeholders)]
             if {index for _, index in slots} != set(range(len(self.placeholders))):
                 raise ImproperlyConfigured(f"a placeholder of {self.build!r} is missing from its SQL: {sql}")
-            compiled = compiled_by_db[db] = (compiler, sql, list(params), slots)
+            compiled = compiled_by_db[db] = _Compiled(compiler, sql, list(params), slots, db)
         return compiled
 
-    def _rows(self, values: tuple[Any, ...], db: str, many: bool) -> tuple[Any, list[Any]]:
-        """(the compiler, the rows through the fields' converters): all of them, or at most one."""
-        compiler, sql, params, slots = self._compile(db)
-        params = params.copy()
-        for position, index in slots:
+    def _rows(self, values: tuple[Any, ...], db: str, many: bool) -> tuple[_Compiled, list[Any]]:
+        """(the compiled query, the rows through the fields' converters): all of them, or at most one."""
+        compiled = self._compile(db)
+        params = compiled.params.copy()
+        for position, index in compiled.slots:
             params[position] = values[index]
         with _cursor(db) as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(compiled.sql, params)
             if many:
                 rows = cursor.fetchall()
             else:
                 row = cursor.fetchone()
                 rows = [] if row is None else [row]
-        return compiler, list(compiler.results_iter([rows]))
+        if rows and compiled.converters:
+            rows = list(compiled.compiler.apply_converters(rows, compiled.converters))
+        return compiled, rows
 
     def values(self, *values: Any, db: str = "default") -> tuple[Any, ...] | None:
         """The first row as a tuple, through the fields' converters (a ``values_list`` query's)."""
@@ -90,17 +92,32 @@ class PreparedQuery:
 
     def instances(self, *values: Any, db: str = "default") -> list[Any]:
         """Every row as a model instance, with its ``select_related`` objects."""
-        compiler, rows = self._rows(values, db, many=True)
-        return [self._instance(compiler, row, db) for row in rows]
+        compiled, rows = self._rows(values, db, many=True)
+        return [compiled.instance(row) for row in rows]
 
-    @staticmethod
-    def _instance(compiler: Any, row: tuple[Any, ...], db: str) -> Any:
-        klass_info, select = compiler.klass_info, compiler.select
-        fields = klass_info["select_fields"]
-        start, end = fields[0], fields[-1] + 1
-        init_list = [column[0].target.attname for column in select[start:end]]
-        instance = klass_info["model"].from_db(db, init_list, row[start:end])
-        for populator in get_related_populators(klass_info, select, db):
+
+class _Compiled:
+    """One query compiled for one database: its SQL, where the values go, and what turns its rows
+    into values and instances (the converters, the related populators), all worked out once, as
+    Django's ``ModelIterable`` works them out once per queryset."""
+
+    def __init__(self, compiler: Any, sql: str, params: list[Any], slots: list[tuple[int, int]], db: str) -> None:
+        self.compiler, self.sql, self.params, self.slots, self.db = compiler, sql, params, slots, db
+        fields = [column[0] for column in compiler.select[0:compiler.col_count]]
+        if compiler.has_composite_fields(fields):
+            raise ImproperlyConfigured("a prepared query cannot select a composite primary key")
+        self.converters = compiler.get_converters(fields)
+        klass_info = compiler.klass_info
+        if klass_info is not None:  # a query of model instances, not a values_list
+            select_fields = klass_info["select_fields"]
+            self.start, self.end = select_fields[0], select_fields[-1] + 1
+            self.model = klass_info["model"]
+            self.init_list = [column[0].target.attname for column in compiler.select[self.start:self.end]]
+            self.populators = get_related_populators(klass_info, compiler.select, db)
+
+    def instance(self, row: Any) -> Any:
+        instance = self.model.from_db(self.db, self.init_list, row[self.start:self.end])
+        for populator in self.populators:
             populator.populate(row, instance)
         return instance
 
@@ -112,8 +129,8 @@ class PreparedLookup(PreparedQuery):
         super().__init__(lambda value: build(value)[:1])
 
     def get(self, value: Any, db: str = "default") -> Any | None:
-        compiler, rows = self._rows((value,), db, many=False)
-        return self._instance(compiler, rows[0], db) if rows else None
+        compiled, rows = self._rows((value,), db, many=False)
+        return compiled.instance(rows[0]) if rows else None
 
 
 def _is_placeholder(param: Any, placeholders: tuple[Any, ...]) -> bool:
