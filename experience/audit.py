@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from experience.models import AuditEvent
 from identity import metrics
 from identity.network import client_ip
+from identity.prepared import insert
 
 __all__ = ["client_ip", "record"]  # client_ip: the one rule (identity.network), for risk and known devices
 
@@ -19,7 +20,7 @@ SIGN_IN_OUTCOMES = {AuditEvent.SIGN_IN_SUCCEEDED: "succeeded", AuditEvent.SIGN_I
 
 def record(request: HttpRequest, kind: str, *, user: Any = None, identifier: str = "", authenticator: str = "",
            client_id: str = "", reason: str = "") -> None:
-    AuditEvent.objects.create(
+    insert(AuditEvent(
         kind=kind,
         user=user if user is not None and getattr(user, "pk", None) else None,
         identifier=identifier[:254],
@@ -28,7 +29,7 @@ def record(request: HttpRequest, kind: str, *, user: Any = None, identifier: str
         ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
         reason=reason,
-    )
+    ))
     # Every sign-in outcome and lockout is audited here, so it is counted here (identity.metrics).
     if kind in SIGN_IN_OUTCOMES:
         metrics.sign_in(SIGN_IN_OUTCOMES[kind], authenticator)

@@ -29,6 +29,7 @@ from experience import audit
 from experience.models import AuditEvent, KnownDevice
 from identity import delivery
 from identity.app_settings import setting
+from identity.prepared import insert
 
 logger = logging.getLogger("portcullis.notifications")
 
@@ -79,11 +80,11 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
                          created_at=now, last_seen_at=now)
     if fresh:  # an id made just now (128 random bits): no other sign-in has it
-        device.save(force_insert=True)
+        insert(device)
     else:
         try:
             with transaction.atomic():
-                device.save(force_insert=True)
+                insert(device)
         except IntegrityError:
             return False  # a parallel sign-in from this browser recorded it first
     if first:

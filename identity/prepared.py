@@ -26,9 +26,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
-from django.db.models import QuerySet
+from django.db import connections, router, transaction
+from django.db.models import Model, QuerySet, signals
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
+from django.db.models.sql import InsertQuery
 
 _PLACEHOLDER = "portcullis-prepared-lookup-placeholder"
 
@@ -147,3 +148,119 @@ def _cursor(db: str) -> Any:
     connection.ensure_connection()
     with connection.wrap_database_errors:  # as BaseDatabaseWrapper._cursor(), with another cursor class
         return connection._prepare_cursor(_ServerBindingCursor(connection.connection))  # type: ignore[attr-defined]
+
+
+class _CompiledInsert:
+    """The ``INSERT`` of one model's row on one database, as ``Model.save()`` writes a new row
+    (every local concrete field but an unset auto primary key; the database's ``RETURNING``
+    columns read back through their converters), with its SQL worked out once."""
+
+    def __init__(self, model: type[Model], db: str, pk_set: bool) -> None:
+        connection = connections[db]
+        meta = model._meta
+        self.connection = connection
+        self.fields = [field for field in meta.local_concrete_fields
+                       if not field.generated and (pk_set or field is not meta.auto_field)]
+        self.returning = list(meta.db_returning_fields)
+        quote = connection.ops.quote_name
+        sql = (f"{connection.ops.insert_statement(on_conflict=None)} {quote(meta.db_table)} "
+               f"({', '.join(quote(field.column) for field in self.fields)}) "
+               f"VALUES ({', '.join(['%s'] * len(self.fields))})")
+        self.returning_params: tuple[Any, ...] = ()
+        self.converters: dict[int, Any] = {}
+        self.compiler: Any = None
+        if self.returning:
+            returning_sql, self.returning_params = connection.ops.return_insert_columns(self.returning)
+            sql = f"{sql} {returning_sql}" if returning_sql else sql
+            self.compiler = InsertQuery(model).get_compiler(using=db)
+            self.converters = self.compiler.get_converters([field.get_col(meta.db_table) for field in self.returning])
+        self.sql = sql
+
+    def values(self, instance: Model) -> list[Any] | None:
+        """The row's values as ``SQLInsertCompiler`` prepares them, or None when one is an
+        expression (whose SQL is not a plain placeholder)."""
+        prepared = []
+        for field in self.fields:
+            value = field.pre_save(instance, True)
+            if hasattr(value, "resolve_expression"):
+                return None
+            prepared.append(field.get_db_prep_save(value, connection=self.connection))
+        return prepared
+
+
+_inserts = threading.local()
+_MODEL_METHODS = ("save", "save_base", "_save_table", "_do_insert")
+
+
+def _insertable(model: type[Model], db: str) -> bool:
+    """Whether a new row of ``model`` may be written by :func:`insert`: a model that saves as
+    Django's ``Model`` does (no override of its save path, no parents, no ordering field, no
+    field with a placeholder of its own), on PostgreSQL or SQLite with ``RETURNING``."""
+    meta = model._meta
+    connection = connections[db]
+    return (all(getattr(model, name) is getattr(Model, name) for name in _MODEL_METHODS)
+            and not meta.parents and not meta.proxy and not meta.auto_created and not meta.order_with_respect_to
+            and not any(hasattr(field, "get_placeholder") for field in meta.local_concrete_fields)
+            and connection.vendor in ("postgresql", "sqlite")
+            and (not meta.db_returning_fields or connection.features.can_return_columns_from_insert))
+
+
+def insert(instance: Model, using: str | None = None) -> None:
+    """Write a new ``instance`` as ``instance.save(force_insert=True, using=using)`` does (the
+    same statement, ``pre_save`` and ``post_save`` sent, the instance's state and returned
+    columns set, an error of the database marking the transaction for rollback), without
+    building the ``INSERT`` anew each time: the hot paths' rows (tokens, audit events, session
+    rows). A model that saves in any other way is saved by ``save()`` itself."""
+    model = type(instance)
+    meta = model._meta
+    db = using or router.db_for_write(model, instance=instance)
+    compiled_by_key = getattr(_inserts, "compiled", None)
+    if compiled_by_key is None:
+        compiled_by_key = _inserts.compiled = {}
+    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
+    if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
+        setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
+    pk_set = instance._is_pk_set(meta)  # type: ignore[attr-defined]
+    key = (model, db, pk_set)
+    compiled: _CompiledInsert | None = compiled_by_key.get(key)
+    if key not in compiled_by_key or (compiled is not None and compiled.connection is not connections[db]):
+        compiled = compiled_by_key[key] = _CompiledInsert(model, db, pk_set) if _insertable(model, db) else None
+    if compiled is None:
+        instance.save(force_insert=True, using=db)
+        return
+    signals.pre_save.send(sender=model, instance=instance, raw=False, using=db, update_fields=None)
+    with transaction.mark_for_rollback_on_error(using=db):
+        values = compiled.values(instance)
+        if values is None:  # an expression: Django's compiler writes it
+            instance._save_table(raw=False, cls=model, force_insert=True, force_update=False,  # type: ignore[attr-defined]
+                                 using=db, update_fields=None)
+        else:
+            with _cursor(db) as cursor:
+                cursor.execute(compiled.sql, [*values, *compiled.returning_params])
+                if compiled.returning:
+                    row = compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params)
+                    if compiled.converters:
+                        row = next(compiled.compiler.apply_converters([row], compiled.converters))
+                    for value, field in zip(row, compiled.returning, strict=True):
+                        setattr(instance, field.attname, value)
+    instance._state.db = db
+    instance._state.adding = False
+    signals.post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=db)
+
+
+def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
+    """Delete the row of ``model`` with primary key ``pk`` as ``model.objects.filter(pk=pk).delete()``
+    does, in one statement built once: for a model nothing points to (no reverse relations to
+    cascade) and no ``pre_delete`` / ``post_delete`` receiver listens to, where Django's collector
+    would send exactly that statement too. Otherwise through the collector. How many rows went."""
+    db = using or router.db_for_write(model)
+    meta = model._meta
+    if (meta.related_objects or meta.parents or signals.pre_delete.has_listeners(model)
+            or signals.post_delete.has_listeners(model)):
+        deleted, _ = model._base_manager.using(db).filter(pk=pk).delete()
+        return deleted
+    quote = connections[db].ops.quote_name
+    sql = f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
+    with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
+        cursor.execute(sql, [meta.pk.get_db_prep_value(pk, connections[db])])
+        return int(cursor.rowcount)

@@ -15,7 +15,8 @@ What it changes, and why each is safe:
   (with the old data) and the response updates it (with the new data): two writes and two cache
   sets. Here the new key is only reserved; the response's save inserts the row. The old row is
   deleted at once, as in Django.
-- **Deleting is one statement** (Django reads the row first to delete it through the ORM's collector).
+- **Deleting is one statement**, built once (Django reads the row first to delete it through the ORM's
+  collector; ``identity.prepared.delete_by_pk``).
 - **A sign-in writes its new row in its own transaction.** :meth:`SessionStore.save_in_transaction`
   (called by ``identity.authentication.save_session`` where a browser sign-in completes) inserts the
   cycled key's row beside the sign-in's other writes, so they commit once; the cache is set when
@@ -36,6 +37,8 @@ from django.contrib.sessions.backends.cached_db import SessionStore as CachedDbS
 from django.core.cache.backends.base import BaseCache
 from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils.crypto import get_random_string
+
+from identity.prepared import delete_by_pk, insert
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class SessionStore(CachedDbSessionStore):
         using = router.db_for_write(self.model, instance=row)
         if not transaction.get_connection(using).in_atomic_block:
             return False
-        row.save(force_insert=True, using=using)
+        insert(row, using=using)
         written = self.serializer().dumps(data)
         self._unsaved_key = None
         self._written = (key, written, False)
@@ -119,5 +122,5 @@ class SessionStore(CachedDbSessionStore):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        self.model.objects.filter(session_key=session_key).delete()
+        delete_by_pk(self.model, session_key)
         self._cache.delete(self.cache_key_prefix + session_key)

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 from django.db import router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
-from jwcrypto import jwt
 from oauth2_provider.models import (
     AbstractApplication,
     get_access_token_model,
@@ -45,7 +44,7 @@ from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
-from identity.prepared import PreparedLookup
+from identity.prepared import PreparedLookup, insert
 
 Application = get_application_model()
 Grant = get_grant_model()
@@ -202,7 +201,7 @@ class PortcullisValidator(OAuth2Validator):
         with transaction.atomic(using=router.db_for_write(Grant)):
             grant = super()._create_authorization_code(request, code, expires)
             auth: Authentication = request.portcullis_auth
-            AuthorizationRecord.objects.create(
+            insert(AuthorizationRecord(
                 grant=grant,
                 application=request.client,
                 user=request.user,
@@ -210,7 +209,7 @@ class PortcullisValidator(OAuth2Validator):
                 amr=auth.amr,
                 acr=auth.acr,
                 sid=auth.sid,
-            )
+            ))
         return grant
 
     def _grant(self, code: str, request) -> Any | None:
@@ -328,7 +327,7 @@ class PortcullisValidator(OAuth2Validator):
                 resource=getattr(request, "resource", None) or [],
             )
             self._set_token_value(refresh, token["refresh_token"])
-            refresh.save()
+            insert(refresh)
         return access_token
 
     def save_user_token(self, token: dict[str, Any], request: Any) -> None:
@@ -357,7 +356,7 @@ class PortcullisValidator(OAuth2Validator):
             resource=getattr(request, "resource", []),
         )
         self._set_token_value(access_token, token["access_token"])
-        access_token.save()
+        insert(access_token)
         return access_token
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs) -> bool:
@@ -417,7 +416,7 @@ class PortcullisValidator(OAuth2Validator):
             claims.pop("nonce", None)
         elif request.nonce:
             claims["nonce"] = request.nonce
-        return sign(claims)
+        return keys.sign(claims)
 
     def get_userinfo_claims(self, request) -> dict[str, Any]:
         return user_claims(request.user, request.scopes)
@@ -495,14 +494,6 @@ def _redirect_uri_registered(application: Any, uri: str) -> bool:
             ):
                 return True
     return False
-
-
-def sign(claims: dict[str, Any]) -> str:
-    key_set = keys.key_set()
-    header = {"typ": "JWT", "alg": "RS256", "kid": key_set.active.thumbprint()}
-    token = jwt.JWT(header=header, claims=claims)
-    token.make_signed_token(key_set.active)
-    return token.serialize()
 
 
 def issuer_from_headers(headers: Any) -> str:

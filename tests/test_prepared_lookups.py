@@ -152,3 +152,140 @@ def test_a_factor_whose_enrolment_reads_more_than_the_id_is_never_compiled(user,
     device.save()
     assert enrolled_each(user, [auth, auth]) == [True, True]
     assert _ENROLMENT_STATEMENTS[(ByName, ByName)] is None
+
+
+# -- insert(): a new row written as save(force_insert=True) writes it -------------------------------
+def row_of(instance):
+    """Every column of the instance's row as the ORM reads it back."""
+    return type(instance).objects.filter(pk=instance.pk).values().get()
+
+
+def test_insert_writes_the_row_save_writes_in_one_statement(confidential_app, user, django_assert_num_queries):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity.prepared import insert
+
+    expires = timezone.now() + timedelta(hours=1)
+    saved = AccessToken(user=user, application=confidential_app.application, scope="openid email", expires=expires,
+                        token_checksum="a" * 64, resource=["https://api.example.com"])
+    saved.save()
+    for checksum in ("b" * 64, "c" * 64):  # compiled on the first, reused on the second
+        inserted = AccessToken(user=user, application=confidential_app.application, scope="openid email", expires=expires,
+                               token_checksum=checksum, resource=["https://api.example.com"])
+        with django_assert_num_queries(1):
+            insert(inserted)
+        assert inserted.pk is not None and inserted.pk != saved.pk
+        assert inserted._state.adding is False and inserted._state.db == "default"
+        assert inserted.created is not None and inserted.updated is not None  # auto_now_add, auto_now
+        ours, theirs = row_of(inserted), row_of(saved)
+        for column in ("id", "token_checksum", "created", "updated"):
+            ours.pop(column), theirs.pop(column)
+        assert ours == theirs
+        assert AccessToken.objects.get(token_checksum=checksum).resource == ["https://api.example.com"]
+
+
+def test_insert_sends_pre_save_and_post_save_once(user):
+    from django.db.models.signals import post_save, pre_save
+
+    from experience.models import KnownDevice
+    from identity.prepared import insert
+
+    seen = []
+
+    def before(sender, instance, raw, using, update_fields, **kwargs):
+        seen.append(("pre", instance.pk, raw, using, update_fields))
+        instance.user_agent = "set by a receiver"  # what pre_save changes is what is written
+
+    def after(sender, instance, created, raw, using, update_fields, **kwargs):
+        seen.append(("post", instance.pk, created, raw, using, update_fields))
+
+    pre_save.connect(before, sender=KnownDevice)
+    post_save.connect(after, sender=KnownDevice)
+    try:
+        device = KnownDevice(user=user, key="d" * 64, ip="203.0.113.7")
+        insert(device)
+    finally:
+        pre_save.disconnect(before, sender=KnownDevice)
+        post_save.disconnect(after, sender=KnownDevice)
+    assert seen == [("pre", None, False, "default", None), ("post", device.pk, True, False, "default", None)]
+    row = row_of(device)
+    assert (row["user_agent"], row["ip"], row["key"]) == ("set by a receiver", "203.0.113.7", "d" * 64)
+
+
+def test_insert_writes_an_expression_as_django_does(user):
+    from django.db.models.functions import Now
+
+    from experience.models import KnownDevice
+    from identity.prepared import insert
+
+    device = KnownDevice(user=user, key="e" * 64, created_at=Now(), last_seen_at=Now())
+    insert(device)
+    row = row_of(device)
+    assert row["created_at"] is not None and row["created_at"] == row["last_seen_at"]
+
+
+def test_an_insert_that_fails_marks_the_transaction_for_rollback_as_save_does(user):
+    from django.db import IntegrityError, transaction
+
+    from experience.models import AuditEvent
+    from identity.models import UserSession
+    from identity.prepared import insert
+
+    insert(UserSession(user=user, session_key="k" * 32))
+    with transaction.atomic():
+        insert(AuditEvent(kind=AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier="alice"))
+        with pytest.raises(IntegrityError):
+            insert(UserSession(user=user, session_key="k" * 32))  # the key is unique
+        assert transaction.get_connection().needs_rollback  # the block ends in a rollback, as after save()
+    assert UserSession.objects.filter(session_key="k" * 32).count() == 1
+    assert not AuditEvent.objects.filter(identifier="alice").exists()  # nothing of the block half-written
+
+
+def test_insert_saves_a_proxy_with_a_save_of_its_own_by_that_save(user):
+    from experience.models import KnownDevice
+    from identity.prepared import insert
+
+    class Remembered(KnownDevice):
+        class Meta:
+            proxy = True
+            app_label = "experience"
+
+        def save(self, *args, **kwargs):
+            self.user_agent = "its own save ran"
+            super().save(*args, **kwargs)
+
+    device = Remembered(user=user, key="f" * 64)
+    insert(device)
+    assert row_of(device)["user_agent"] == "its own save ran"
+
+
+def test_delete_by_pk_deletes_that_row_in_one_statement_and_sends_signals_when_listened_to(
+        user, django_assert_num_queries):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.db.models.signals import post_delete
+    from django.utils import timezone
+
+    from identity.prepared import delete_by_pk
+
+    expires = timezone.now() + timedelta(days=1)
+    for key in ("a" * 32, "b" * 32, "c" * 32):
+        Session.objects.create(session_key=key, session_data="x", expire_date=expires)
+    with django_assert_num_queries(1):
+        assert delete_by_pk(Session, "a" * 32) == 1
+    assert delete_by_pk(Session, "a" * 32) == 0  # already gone
+    deleted = []
+
+    def gone(sender, instance, **kwargs):
+        deleted.append(instance.session_key)
+
+    post_delete.connect(gone, sender=Session)
+    try:
+        assert delete_by_pk(Session, "b" * 32) == 1  # through the collector, which sends the signal
+    finally:
+        post_delete.disconnect(gone, sender=Session)
+    assert deleted == ["b" * 32]
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["c" * 32]

@@ -13,9 +13,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from identity.identifiers import create_user
+from identity.keys import sign
 from identity.models import Profile
 from identity.subjects import subject_of, user_for_subject
-from identity.validators import sign
 from tests.helpers import (
     PASSWORD,
     authorize_params,
