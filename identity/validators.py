@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from django.db import router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
+from oauth2_provider.bcp import bcp_compliant
 from oauth2_provider.models import (
     AbstractApplication,
     get_access_token_model,
@@ -197,9 +198,27 @@ class PortcullisValidator(OAuth2Validator):
 
     # -- authorization codes -----------------------------------------------------------------
     def _create_authorization_code(self, request, code, expires=None):
+        # DOT's grant, check and fields as DOT makes them, written by identity.prepared.insert.
         # One transaction, one commit: the code and its record exist together or not at all.
+        if request.code_challenge_method == "plain" and bcp_compliant(
+                "COMPLIANT_BCP_RFC9700_PKCE_METHOD", 'The PKCE "plain" code_challenge_method'):
+            raise errors.InvalidRequestError(
+                description='Unsupported "plain" code_challenge_method; use "S256".', request=request)
+        grant = Grant(
+            application=request.client,
+            user=request.user,
+            code=code["code"],
+            expires=expires or timezone.now() + timedelta(seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS),
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scopes),
+            code_challenge=request.code_challenge or "",
+            code_challenge_method=request.code_challenge_method or "",
+            nonce=request.nonce or "",
+            claims=json.dumps(request.claims or {}),
+            resource=getattr(request, "resource", []),
+        )
         with transaction.atomic(using=router.db_for_write(Grant)):
-            grant = super()._create_authorization_code(request, code, expires)
+            insert(grant)
             auth: Authentication = request.portcullis_auth
             insert(AuthorizationRecord(
                 grant=grant,
