@@ -36,6 +36,10 @@ OAUTH2_PROVIDER_DEFAULTS: dict[str, object] = {
     "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
     "ACCESS_TOKEN_EXPIRE_SECONDS": 3600,
     "ID_TOKEN_EXPIRE_SECONDS": 3600,
+    # 256 random bits from one read of the system's generator (oauthlib's default draws 30
+    # characters one system call each: 178 bits).
+    "ACCESS_TOKEN_GENERATOR": "identity.tokens.random_token",
+    "REFRESH_TOKEN_GENERATOR": "identity.tokens.random_token",
     # Idle lifetime: a refresh token dies this long after its last access token expired.
     "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
     "ROTATE_REFRESH_TOKEN": True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,6 +60,11 @@ def issue_user_token(request: HttpRequest, application: Any, user: Any, scopes: 
         id_token = {"at_hash": _left_half_hash(token["access_token"])}
         token["id_token"] = server.request_validator.finalize_id_token(id_token, token, server.bearer, oauth_request)
     return dict(token)
+
+
+def random_token(request: Any = None, refresh_token: bool = False) -> str:
+    """An access or refresh token value: 256 random bits, base64url (43 characters)."""
+    return secrets.token_urlsafe(32)
 
 
 def issuance_refusal(user: Any, application: Any, request: HttpRequest | None, grant_type: str) -> str | None:

@@ -508,3 +508,17 @@ def test_tokens_are_not_stored_in_plain_text(flow, confidential_app, user):
     for value in (body["access_token"], body["refresh_token"]):
         assert not AccessToken.objects.filter(token=value).exists()
         assert not RefreshToken.objects.filter(token=value).exists()
+
+
+def test_access_and_refresh_tokens_carry_256_random_bits(flow, confidential_app, user):
+    import base64
+
+    seen = set()
+    for _ in range(2):
+        verifier, challenge = pkce_pair()
+        code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))
+        body = flow.token(confidential_app, code, params, code_verifier=verifier).json()
+        for value in (body["access_token"], body["refresh_token"]):
+            assert len(base64.urlsafe_b64decode(value + "=")) == 32  # 43 base64url characters: 256 bits
+            seen.add(value)
+    assert len(seen) == 4  # every value new
