@@ -17,6 +17,10 @@ turns that off, for a connection pooler that cannot keep prepared statements (Pg
 1.21, or without ``max_prepared_statements``; ``DATABASE_PREPARE_THRESHOLD`` in
 docs/configuration.md). The lookups stay in Django's query log, the database errors stay
 Django's, and the transaction is the request's.
+
+New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
+session row) are written by :func:`insert`, whose ``INSERT`` is built once per model and database
+the same way, and a session's ``DELETE`` by :func:`delete_by_pk`.
 """
 
 from __future__ import annotations
@@ -250,9 +254,10 @@ def insert(instance: Model, using: str | None = None) -> None:
 
 def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
     """Delete the row of ``model`` with primary key ``pk`` as ``model.objects.filter(pk=pk).delete()``
-    does, in one statement built once: for a model nothing points to (no reverse relations to
-    cascade) and no ``pre_delete`` / ``post_delete`` receiver listens to, where Django's collector
-    would send exactly that statement too. Otherwise through the collector. How many rows went."""
+    does, in one statement without the collector: for a model nothing points to (no reverse
+    relations to cascade) and no ``pre_delete`` / ``post_delete`` receiver listens to, where the
+    collector would send exactly that statement too. Otherwise through the collector. How many
+    rows went."""
     db = using or router.db_for_write(model)
     meta = model._meta
     if (meta.related_objects or meta.parents or signals.pre_delete.has_listeners(model)

@@ -15,8 +15,8 @@ What it changes, and why each is safe:
   (with the old data) and the response updates it (with the new data): two writes and two cache
   sets. Here the new key is only reserved; the response's save inserts the row. The old row is
   deleted at once, as in Django.
-- **Deleting is one statement**, built once (Django reads the row first to delete it through the ORM's
-  collector; ``identity.prepared.delete_by_pk``).
+- **Deleting is one statement** (Django reads the row first to delete it through the ORM's collector;
+  ``identity.prepared.delete_by_pk``).
 - **A sign-in writes its new row in its own transaction.** :meth:`SessionStore.save_in_transaction`
   (called by ``identity.authentication.save_session`` where a browser sign-in completes) inserts the
   cycled key's row beside the sign-in's other writes, so they commit once; the cache is set when
