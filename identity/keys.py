@@ -41,8 +41,8 @@ class KeySet:
     public_keys: dict[str, jwk.JWK]
     # What signing a token needs, worked out once per key: the encoded JWS header (with the active
     # key's thumbprint as kid) and the key as cryptography's object.
-    signing_header: bytes = b""
-    signing_key: Any = None
+    signing_header: bytes
+    signing_key: Any
 
 
 _memo: KeySet | None = None

@@ -4,7 +4,6 @@ revocation of a whole sign-in."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from collections.abc import Iterable
@@ -23,6 +22,7 @@ from oauth2_provider.models import (
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauthlib.common import Request as OauthlibRequest
 
+from identity import keys
 from identity.app_settings import app_settings
 from identity.models import AuthorizationRecord
 from identity.subjects import subject_of
@@ -79,7 +79,7 @@ def issuance_refusal(user: Any, application: Any, request: HttpRequest | None, g
 def _left_half_hash(value: str) -> str:
     """``at_hash`` (OpenID Connect Core 3.1.3.6): the left half of SHA-256, base64url."""
     digest = hashlib.sha256(value.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+    return keys.base64url(digest[: len(digest) // 2]).decode()
 
 
 def _checksum(token: str) -> str:
