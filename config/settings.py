@@ -130,7 +130,10 @@ DATABASES = {
 # A PostgreSQL restarted under a kept connection (CONN_MAX_AGE) is noticed before the request's first
 # query and reconnected, instead of failing that query (docs/deploy.md, "Redis and PostgreSQL outages").
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("CONN_HEALTH_CHECKS", True)
-if DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend whose health check asks the kernel before it sends SELECT 1 (config.postgresql).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
+if DATABASES["default"]["ENGINE"] == "config.postgresql":
     # An unreachable server fails the request in seconds, not after the kernel's TCP timeout.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
         "connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5")))
