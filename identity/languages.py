@@ -107,6 +107,9 @@ class LocaleMiddleware(locale.LocaleMiddleware):
         translation.activate(language)
         request.LANGUAGE_CODE = translation.to_language(language)  # what get_language() answers now
         response = self.next(request)
-        patch_vary_headers(response, ("Accept-Language",))
+        if "Vary" in response.headers:
+            patch_vary_headers(response, ("Accept-Language",))
+        else:  # what patch_vary_headers writes when there is no Vary yet, without parsing one
+            response.headers["Vary"] = "Accept-Language"
         response.headers.setdefault("Content-Language", translation.get_language())
         return response

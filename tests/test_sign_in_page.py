@@ -341,6 +341,15 @@ def test_ui_locales_chooses_the_language_of_the_sign_in(flow, confidential_app, 
     assert "Неверные данные для входа." in html
 
 
+def test_pages_vary_on_the_language_beside_what_else_they_vary_on(flow, confidential_app, user):
+    url = start(flow, confidential_app)
+    page = flow.client.get(url, HTTP_ACCEPT_LANGUAGE="uk")
+    assert {part.strip() for part in page["Vary"].split(",")} >= {"Accept-Language", "Cookie"}, page["Vary"]
+    assert page["Content-Language"] == "uk"
+    bare = flow.client.get("/healthz")  # varies on nothing else
+    assert bare["Vary"] == "Accept-Language", bare.headers
+
+
 def test_without_a_supported_ui_locale_the_browser_language_is_used(flow, confidential_app, user):
     url = start(flow, confidential_app, ui_locales="fr de-DE")
     html = flow.client.get(url, HTTP_ACCEPT_LANGUAGE="uk").content.decode()
