@@ -17,10 +17,11 @@ from django.contrib.auth import login, logout
 from django.http import HttpRequest
 from django.urls import reverse
 
+from identity import backends
+
 SESSION_KEY = "portcullis_auth"
 RESUME_PARAM = "resume"
 RESUME_SESSION_KEY = "portcullis_resume"
-BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Authentication:
 
 def sign_in(request: HttpRequest, user: Any, amr: list[str], acr: str) -> Authentication:
     """Log the user in (the session key rotates) and remember how they authenticated."""
-    login(request, user, backend=BACKEND)
+    login(request, user, backend=backends.sign_in_backend())
     state = Authentication(str(user.pk), int(time.time()), list(amr), acr, secrets.token_urlsafe(16))
     request.session[SESSION_KEY] = {
         "uid": state.user_id,

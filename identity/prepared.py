@@ -128,10 +128,12 @@ class _Compiled:
 
 
 class PreparedLookup(PreparedQuery):
-    """One row looked up by one unique value: ``build(value)`` answers the queryset for it."""
+    """One row looked up by one unique value: ``build(value)`` answers the queryset for it. The
+    ``placeholder`` compiles in the value's place: a string, or a value of the field's type that no
+    row has (an integer for an integer key)."""
 
-    def __init__(self, build: Callable[[Any], QuerySet[Any]]) -> None:
-        super().__init__(lambda value: build(value)[:1])
+    def __init__(self, build: Callable[[Any], QuerySet[Any]], placeholder: Any = _PLACEHOLDER) -> None:
+        super().__init__(lambda value: build(value)[:1], (placeholder,))
 
     def get(self, value: Any, db: str = "default") -> Any | None:
         compiled, rows = self._rows((value,), db, many=False)
