@@ -69,8 +69,9 @@ class Refusal:
     trusted: bool
 
 
-def bounded(params: QueryDict) -> tuple[QueryDict, Refusal | None]:
-    """The known parameters within their limits, and the refusal the request deserves, if any."""
+def bounded(params: QueryDict) -> tuple[QueryDict, str, Refusal | None]:
+    """The known parameters within their limits, the same URL-encoded (what oauthlib is given), and
+    the refusal the request deserves, if any."""
     kept = QueryDict(mutable=True)
     refusals: list[Refusal] = []
     for name, limit in LIMITS.items():
@@ -84,7 +85,8 @@ def bounded(params: QueryDict) -> tuple[QueryDict, Refusal | None]:
             elif limit.too_long != DROP:
                 refusals.append(Refusal(f"{name} is too long ({limit.max_length} characters at most).",
                                         limit.too_long == REFUSE))
-    if not refusals and len(kept.urlencode()) > TOTAL_LIMIT:
+    query = kept.urlencode()
+    if not refusals and len(query) > TOTAL_LIMIT:
         refusals.append(Refusal(f"The authorization request is too large ({TOTAL_LIMIT} characters at most).", True))
     refusals.sort(key=lambda refusal: refusal.trusted)  # an untrusted value first: it rules out a redirect
-    return kept, refusals[0] if refusals else None
+    return kept, query, refusals[0] if refusals else None

@@ -20,7 +20,8 @@ Django's, and the transaction is the request's.
 
 New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
 session row) are written by :func:`insert`, whose ``INSERT`` is built once per model and database
-the same way, and a session's ``DELETE`` by :func:`delete_by_pk`.
+the same way, a session's ``DELETE`` by :func:`delete_by_pk`, and the code's consumption (an
+``UPDATE`` that matches only an unredeemed code) by :func:`set_if_null`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
-from django.db.models import Model, QuerySet, signals
+from django.db.models import Field, Model, QuerySet, signals
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
 from django.db.models.sql import InsertQuery
 
@@ -271,3 +272,25 @@ def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
         cursor.execute(sql, [meta.pk.get_db_prep_value(pk, connections[db])])
         return int(cursor.rowcount)
+
+
+def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using: str | None = None) -> bool:
+    """Set ``field_name`` to ``value`` on the row of ``model`` with primary key ``pk`` only while
+    that field is NULL, as ``model.objects.filter(pk=pk, <field>__isnull=True).update(<field>=value)``
+    does (one statement, no signals, a database error marking the transaction for rollback), without
+    Django's query compiler (and on PostgreSQL prepared, as the lookups): whether it matched the row. A single-use thing is used by
+    whoever this answers True for: a parallel caller's ``UPDATE`` waits for the winner's row lock
+    (on PostgreSQL), then matches nothing."""
+    db = using or router.db_for_write(model)
+    connection = connections[db]
+    meta = model._meta
+    field = meta.get_field(field_name)
+    assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {meta.label}"
+    quote = connection.ops.quote_name
+    column = quote(field.column)
+    sql = f"UPDATE {quote(meta.db_table)} SET {column} = %s WHERE {quote(meta.pk.column)} = %s AND {column} IS NULL"
+    params = [field.get_db_prep_save(value, connection=connection),
+              meta.pk.get_db_prep_value(pk, connection)]
+    with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount)

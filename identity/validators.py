@@ -45,7 +45,7 @@ from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
-from identity.prepared import PreparedLookup, insert
+from identity.prepared import PreparedLookup, insert, set_if_null
 
 Application = get_application_model()
 Grant = get_grant_model()
@@ -329,8 +329,7 @@ class PortcullisValidator(OAuth2Validator):
         request.resource = request._portcullis_grant.resource or []
         with transaction.atomic(using=router.db_for_write(AccessToken)):
             self._write_token_pair(token, request, record.family)
-            consumed = AuthorizationRecord.objects.filter(pk=record.pk, redeemed_at__isnull=True).update(redeemed_at=now)
-            if not consumed:
+            if not set_if_null(AuthorizationRecord, record.pk, "redeemed_at", now):
                 raise _Replayed(record.family)
 
     def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:

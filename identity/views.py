@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 from django.core.exceptions import (
     ValidationError,
@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, QueryDict
 from django.urls import reverse
 from django.utils.decorators import method_decorator
+from django.utils.encoding import escape_uri_path
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django.views import View
@@ -27,7 +28,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider import views as dot_views
 from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.oauth2_backends import _add_iss_to_redirect
+from oauth2_provider.oauth2_backends import OAuthLibCore, _add_iss_to_redirect
 from oauth2_provider.oauth2_validators import is_valid_resource_uri
 from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -73,9 +74,35 @@ def json_content_type(response: HttpResponse) -> HttpResponse:
     return response
 
 
+KEPT_QUERY = "_portcullis_kept_query"  # on the HttpRequest: what AuthorizationView kept, URL-encoded
+_EXTRACTED = "_portcullis_oauthlib_params"
+
+
+class AuthorizationCore(OAuthLibCore):
+    """DOT's bridge to oauthlib, for the authorization endpoint: oauthlib is given the parameters
+    the view kept (:func:`identity.parameters.bounded`) as one URL-encoded body, which it decodes
+    once, whether they came in the query (GET) or the form (POST), and the path alone as the URI;
+    the request's headers are copied once, though the view asks twice (to validate, then to issue
+    the code). DOT's own bridge hands oauthlib the full URL, whose query oauthlib parses again each
+    time it looks for a repeated parameter (five times per validation). Without the view's kept
+    parameters it is DOT's bridge."""
+
+    def _extract_params(self, request: HttpRequest) -> tuple[str, str, str, dict[str, Any]]:
+        extracted = getattr(request, _EXTRACTED, None)
+        if extracted is None:
+            query = getattr(request, KEPT_QUERY, None)
+            if query is None:
+                return super()._extract_params(request)
+            extracted = (escape_uri_path(request.path), request.method or "GET", query, self.extract_headers(request))
+            setattr(request, _EXTRACTED, extracted)
+        return extracted
+
+
 @method_decorator([csrf_exempt, never_cache], name="dispatch")
 class AuthorizationView(OAuthLibMixin, View):
     """The authorization endpoint (GET or POST), ``response_type=code`` only."""
+
+    oauthlib_backend_class = AuthorizationCore
 
     # No HEAD: Django would answer it with the GET handler, which signs in, stores and issues codes.
     http_method_names = ["get", "post", "options"]
@@ -120,8 +147,8 @@ class AuthorizationView(OAuthLibMixin, View):
             return error_page(request, "invalid_request", _("The request is malformed."))
         if any(len(params.getlist(name)) > 1 for name in SINGLE_VALUED):
             return error_page(request, "invalid_request", _("A parameter was repeated."))
-        params, refusal = parameters.bounded(params)
-        self.expose_only(request, params)
+        params, query, refusal = parameters.bounded(params)
+        self.expose_only(request, query)
         if refusal is not None and not refusal.trusted:
             return error_page(request, "invalid_request", refusal.description)
         application = load_application(params.get("client_id", ""))
@@ -140,15 +167,17 @@ class AuthorizationView(OAuthLibMixin, View):
             return self.decide(request, params, application, scopes, credentials)
 
     @staticmethod
-    def expose_only(request: HttpRequest, params: QueryDict) -> None:
-        """oauthlib reads the request itself: let it see the kept parameters only."""
-        kept = QueryDict(params.urlencode())  # immutable, as Django's own
+    def expose_only(request: HttpRequest, query: str) -> None:
+        """Let oauthlib (through :class:`AuthorizationCore`) and the rest of the request see the
+        kept parameters only (``query``, URL-encoded)."""
+        kept = QueryDict(query)  # immutable, as Django's own
         if request.method == "POST":
             request.POST = kept
             request.META["QUERY_STRING"] = ""
         else:
             request.GET = kept
-            request.META["QUERY_STRING"] = params.urlencode()
+            request.META["QUERY_STRING"] = query
+        setattr(request, KEPT_QUERY, query)
 
     def decide(self, request: HttpRequest, params: QueryDict, application: Any, scopes: list[str], credentials: dict) -> HttpResponseBase:
         prompt = set(params.get("prompt", "").split())
@@ -255,7 +284,7 @@ class AuthorizationView(OAuthLibMixin, View):
             return self.redirect_error(request, application, client_error(
                 oauth_errors.InvalidRequestError, credentials, "A parameter has an invalid value."))
         # RFC 9207: our issuer, which follows PORTCULLIS_ISSUER as discovery does.
-        return self.client_redirect(request, application, _add_iss_to_redirect(uri, app_settings.issuer(request)))
+        return self.client_redirect(request, application, with_issuer(uri, app_settings.issuer(request)))
 
     def redirect_error(self, request: HttpRequest, application: Any, error: oauth_errors.OAuth2Error) -> HttpResponseBase:
         redirect_uri = error.redirect_uri
@@ -271,6 +300,16 @@ class AuthorizationView(OAuthLibMixin, View):
         if request.method == "POST":
             response.status_code = 303
         return deny_framing(response)
+
+
+def with_issuer(uri: str, issuer: str) -> str:
+    """``uri`` with RFC 9207's ``iss`` set to ``issuer`` (DOT's ``_add_iss_to_redirect``). DOT's
+    authorization response already ends with its own ``iss``; when that is ``issuer`` (the usual
+    case), the URI is kept as it is instead of being parsed and built again."""
+    ending = "iss=" + quote_plus(issuer)
+    if "#" not in uri and uri.endswith(("?" + ending, "&" + ending)):
+        return uri
+    return _add_iss_to_redirect(uri, issuer)
 
 
 SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from django.test import Client
@@ -232,6 +232,37 @@ def test_successful_authorization_response_carries_iss_and_state(signed_in, conf
     assert query["code"]
     assert query["state"] == params["state"]
     assert query["iss"] == ISSUER
+
+
+def test_the_code_response_carries_one_iss_the_configured_issuers(signed_in, confidential_app, settings):
+    """DOT derives an iss of its own from the request's host; the response carries only ours."""
+    settings.PORTCULLIS_ISSUER = "https://id.example.com"
+    params = authorize_params(confidential_app)
+    response = authorize(signed_in.client, params)
+    assert response.status_code == 302, response.status_code
+    query = parse_qs(urlsplit(response["Location"]).query)
+    assert query["iss"] == ["https://id.example.com"]
+    assert query["state"] == [params["state"]] and len(query["code"]) == 1
+
+
+def test_an_iss_in_the_registered_redirect_uri_is_replaced_by_ours(signed_in, db):
+    app = make_application(redirect_uri="https://rp.example.com/cb?iss=https%3A%2F%2Fevil.example&tenant=7")
+    params = authorize_params(app)
+    params["redirect_uri"] = "https://rp.example.com/cb?iss=https%3A%2F%2Fevil.example&tenant=7"
+    response = authorize(signed_in.client, params)
+    assert response.status_code == 302, response.status_code
+    query = parse_qs(urlsplit(response["Location"]).query)
+    assert query["iss"] == [ISSUER] and query["tenant"] == ["7"] and query["code"]
+
+
+def test_oauthlib_reads_only_the_kept_parameters(signed_in, confidential_app):
+    """The view hands oauthlib the kept parameters; a long hint it drops is not seen by oauthlib
+    either (the hint is dropped, the code is issued), and a parameter repeated is refused before."""
+    params = authorize_params(confidential_app, login_hint="x" * 300, claims='{"userinfo": {}}')
+    query = assert_client_redirect(authorize(signed_in.client, params))
+    assert query["code"] and query["state"] == params["state"]
+    repeated = "/oauth/authorize?" + urlencode(authorize_params(confidential_app)) + "&state=second"
+    assert_error_page(signed_in.client.get(repeated))
 
 
 @pytest.mark.parametrize("extra, error", [

@@ -289,3 +289,26 @@ def test_delete_by_pk_deletes_that_row_in_one_statement_and_sends_signals_when_l
         post_delete.disconnect(gone, sender=Session)
     assert deleted == ["b" * 32]
     assert list(Session.objects.values_list("session_key", flat=True)) == ["c" * 32]
+
+
+def test_set_if_null_claims_a_row_once_and_stores_the_value_as_update_does(confidential_app, user,
+                                                                          django_assert_num_queries):
+    from datetime import timedelta
+
+    from django.core.exceptions import FieldDoesNotExist
+    from django.utils import timezone
+
+    from identity.models import AuthorizationRecord
+    from identity.prepared import set_if_null
+
+    now = timezone.now()
+    records = [AuthorizationRecord.objects.create(application=confidential_app.application, user=user, auth_time=now)
+               for _ in range(2)]
+    with django_assert_num_queries(1):
+        assert set_if_null(AuthorizationRecord, records[0].pk, "redeemed_at", now) is True
+    assert set_if_null(AuthorizationRecord, records[0].pk, "redeemed_at", now + timedelta(days=1)) is False
+    assert AuthorizationRecord.objects.get(pk=records[0].pk).redeemed_at == now  # the first value stays
+    assert AuthorizationRecord.objects.get(pk=records[1].pk).redeemed_at is None  # another row is untouched
+    assert set_if_null(AuthorizationRecord, 10**9, "redeemed_at", now) is False  # no such row
+    with pytest.raises(FieldDoesNotExist):
+        set_if_null(AuthorizationRecord, records[1].pk, "portcullis_no_such_field", now)
