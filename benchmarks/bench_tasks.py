@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import statistics
 import sys
@@ -203,6 +204,10 @@ class RedisCounter:
             setattr(klass, name, original)
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE", "WITH-WRITE")
+WRITE_IN_WITH = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM)\b")
+
+
 def measure(request_fn: Any) -> tuple[dict, Any]:
     """Run ``request_fn()`` once, counting its SQL statements, commits and Redis commands."""
     from django.db import connection
@@ -220,10 +225,12 @@ def measure(request_fn: Any) -> tuple[dict, Any]:
             depth = max(0, depth - 1)
             commits += word == "COMMIT"
         elif word not in ("SAVEPOINT", "RELEASE"):
+            if word == "WITH" and WRITE_IN_WITH.search(str(query["sql"])):
+                word = "WITH-WRITE"  # data-modifying WITH queries: several rows, one statement
             statements[word] += 1
-            if word in ("INSERT", "UPDATE", "DELETE") and not depth:
+            if word in WRITES and not depth:
                 commits += 1  # autocommit: each write outside a transaction is one
-    writes = statements["INSERT"] + statements["UPDATE"] + statements["DELETE"]
+    writes = sum(statements[word] for word in WRITES)
     return {"status": response.status_code, "statements": sum(statements.values()), "writes": writes,
             "commits": commits, "redis": redis_counter.commands, "redis_round_trips": redis_counter.round_trips,
             "sql": [str(query["sql"]) for query in captured.captured_queries]}, response

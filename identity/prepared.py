@@ -20,14 +20,16 @@ Django's, and the transaction is the request's.
 
 New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
 session row) are written by :func:`insert`, whose ``INSERT`` is built once per model and database
-the same way, a session's ``DELETE`` by :func:`delete_by_pk`, and the code's consumption (an
-``UPDATE`` that matches only an unredeemed code) by :func:`set_if_null`.
+the same way, a session's ``DELETE`` by :func:`delete_by_pk`, and a single-use thing's
+consumption (an ``UPDATE`` that matches only while a field is NULL) by :func:`set_if_null`. Rows
+that belong together (the code and its record; the token pair, written only if the code's
+consumption matches) are written by :func:`insert_together`, on PostgreSQL in one statement.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -212,6 +214,26 @@ def _insertable(model: type[Model], db: str) -> bool:
             and (not meta.db_returning_fields or connection.features.can_return_columns_from_insert))
 
 
+def _compiled_insert(model: type[Model], db: str, pk_set: bool) -> _CompiledInsert | None:
+    """The ``INSERT`` of ``model`` on ``db`` built once per thread, or None for a model that
+    :func:`_insertable` rules out."""
+    compiled_by_key = getattr(_inserts, "compiled", None)
+    if compiled_by_key is None:
+        compiled_by_key = _inserts.compiled = {}
+    key = (model, db, pk_set)
+    compiled: _CompiledInsert | None = compiled_by_key.get(key)
+    if key not in compiled_by_key or (compiled is not None and compiled.connection is not connections[db]):
+        compiled = compiled_by_key[key] = _CompiledInsert(model, db, pk_set) if _insertable(model, db) else None
+    return compiled
+
+
+def _set_returned(compiled: _CompiledInsert, instance: Model, row: Any) -> None:
+    if compiled.converters:
+        row = next(compiled.compiler.apply_converters([row], compiled.converters))
+    for value, field in zip(row, compiled.returning, strict=True):
+        setattr(instance, field.attname, value)
+
+
 def insert(instance: Model, using: str | None = None) -> None:
     """Write a new ``instance`` as ``instance.save(force_insert=True, using=using)`` does (the
     same statement, ``pre_save`` and ``post_save`` sent, the instance's state and returned
@@ -221,17 +243,10 @@ def insert(instance: Model, using: str | None = None) -> None:
     model = type(instance)
     meta = model._meta
     db = using or router.db_for_write(model, instance=instance)
-    compiled_by_key = getattr(_inserts, "compiled", None)
-    if compiled_by_key is None:
-        compiled_by_key = _inserts.compiled = {}
     instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
     if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
         setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
-    pk_set = instance._is_pk_set(meta)  # type: ignore[attr-defined]
-    key = (model, db, pk_set)
-    compiled: _CompiledInsert | None = compiled_by_key.get(key)
-    if key not in compiled_by_key or (compiled is not None and compiled.connection is not connections[db]):
-        compiled = compiled_by_key[key] = _CompiledInsert(model, db, pk_set) if _insertable(model, db) else None
+    compiled = _compiled_insert(model, db, instance._is_pk_set(meta))  # type: ignore[attr-defined]
     if compiled is None:
         instance.save(force_insert=True, using=db)
         return
@@ -245,11 +260,8 @@ def insert(instance: Model, using: str | None = None) -> None:
             with _cursor(db) as cursor:
                 cursor.execute(compiled.sql, [*values, *compiled.returning_params])
                 if compiled.returning:
-                    row = compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params)
-                    if compiled.converters:
-                        row = next(compiled.compiler.apply_converters([row], compiled.converters))
-                    for value, field in zip(row, compiled.returning, strict=True):
-                        setattr(instance, field.attname, value)
+                    _set_returned(compiled, instance,
+                                  compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params))
     instance._state.db = db
     instance._state.adding = False
     signals.post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=db)
@@ -294,3 +306,116 @@ def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using:
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
         cursor.execute(sql, params)
         return bool(cursor.rowcount)
+
+
+Claim = tuple[type[Model], Any, str, Any]  # set_if_null's (model, primary key, field name, value)
+_TEXT_TYPES = ("varchar", "character varying", "char", "text", "citext")
+
+
+def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str, int]] | None = None,
+                    claim: Claim | None = None, using: str | None = None) -> bool:
+    """Write the new rows ``instances``, all or none, each as :func:`insert` writes it (``pre_save``
+    and ``post_save`` sent, the returned columns set on the instance). ``links`` says, by an
+    instance's position, which of its foreign keys (attnames) take the new primary key of an
+    earlier instance (by position). With ``claim``, the rows are written only when
+    :func:`set_if_null` of it matches: a single-use thing consumed with them, and if it was used
+    already nothing is written. Answers whether they were written.
+
+    On PostgreSQL it is one statement: the claim's ``UPDATE`` and each ``INSERT`` a data-modifying
+    ``WITH`` query, each ``INSERT`` selecting from the claim and from the rows it links to. One
+    statement is atomic on its own, so outside a transaction it needs no ``BEGIN`` and ``COMMIT``;
+    a claim that another transaction holds is waited for, then found used, and nothing is written.
+    Elsewhere, and for rows :func:`insert` leaves to ``save()``, it is the claim and then each
+    :func:`insert` in one transaction."""
+    links = links or {}
+    if not instances:
+        raise ValueError("insert_together needs at least one instance")
+    db = using or router.db_for_write(type(instances[0]), instance=instances[0])
+    connection = connections[db]
+    compiled = []
+    if connection.vendor == "postgresql":
+        for instance in instances:
+            meta = instance._meta
+            if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
+                setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
+            compiled.append(_compiled_insert(type(instance), db, instance._is_pk_set(meta)))  # type: ignore[attr-defined]
+    if not compiled or any(each is None for each in compiled):
+        with transaction.atomic(using=db):
+            if claim is not None and not set_if_null(*claim, using=db):
+                return False
+            for position, instance in enumerate(instances):
+                _link(instance, links.get(position, {}), instances)
+                insert(instance, using=db)
+        return True
+    inserts: list[_CompiledInsert] = [each for each in compiled if each is not None]
+    for position, instance in enumerate(instances):
+        linked = links.get(position, {})
+        instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
+            operation_name="save", fields=[field for field in instance._meta.concrete_fields
+                                           if field.attname not in linked])
+        signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
+    quote = connection.ops.quote_name
+    withs: list[str] = []
+    params: list[Any] = []
+    claimed: list[str] = []
+    if claim is not None:
+        model, pk, field_name, value = claim
+        field = model._meta.get_field(field_name)
+        assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {model._meta.label}"
+        column = quote(field.column)
+        withs.append(f'"claim" AS (UPDATE {quote(model._meta.db_table)} SET {column} = %s '
+                     f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL RETURNING 1)")
+        params += [field.get_db_prep_save(value, connection=connection), model._meta.pk.get_db_prep_value(pk, connection)]
+        claimed = ['"claim"']
+    selected: list[str] = []
+    with transaction.mark_for_rollback_on_error(using=db):
+        for position, (instance, each) in enumerate(zip(instances, inserts, strict=True)):
+            linked = links.get(position, {})
+            values = each.values(instance)
+            if values is None:
+                raise ImproperlyConfigured(f"insert_together cannot write an expression ({type(instance).__name__})")
+            expressions = []
+            for field, value in zip(each.fields, values, strict=True):
+                if field.attname in linked:
+                    target = instances[linked[field.attname]]
+                    if target._meta.pk not in inserts[linked[field.attname]].returning:
+                        raise ImproperlyConfigured("a linked row's primary key must be made by the database")
+                    expressions.append(f'"row{linked[field.attname]}".{quote(target._meta.pk.column)}')
+                    continue
+                db_type = str(field.db_type(connection) or "").lower()
+                cast = "text" if db_type.startswith(_TEXT_TYPES) else field.cast_db_type(connection)  # type: ignore[attr-defined]
+                expressions.append(f"CAST(%s AS {cast})")  # a bare %s in a SELECT list would be text
+                params.append(value)
+            sources = claimed + [f'"row{source}"' for source in sorted(set(linked.values()))]
+            returning = [quote(field.column) for field in each.returning] or ["1"]
+            withs.append(f'"row{position}" AS ({connection.ops.insert_statement(on_conflict=None)} '
+                         f"{quote(instance._meta.db_table)} ({', '.join(quote(field.column) for field in each.fields)}) "
+                         f"SELECT {', '.join(expressions)}{' FROM ' + ', '.join(sources) if sources else ''} "
+                         f"RETURNING {', '.join(returning)})")
+            selected += [f'"row{position}".{quote(field.column)}' for field in each.returning]
+        rows = ", ".join(f'"row{position}"' for position in range(len(instances)))
+        sql = f"WITH {', '.join(withs)} SELECT {', '.join(selected) or '1'} FROM {rows}"
+        with _cursor(db) as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    if row is None:
+        return False  # the claim matched nothing: no row was written
+    start = 0
+    for instance, each in zip(instances, inserts, strict=True):
+        if each.returning:
+            _set_returned(each, instance, row[start:start + len(each.returning)])
+            start += len(each.returning)
+    for position, instance in enumerate(instances):
+        _link(instance, links.get(position, {}), instances)
+        instance._state.db = db
+        instance._state.adding = False
+        signals.post_save.send(sender=type(instance), instance=instance, created=True, update_fields=None, raw=False,
+                               using=db)
+    return True
+
+
+def _link(instance: Model, linked: Mapping[str, int], instances: Sequence[Model]) -> None:
+    """Point ``instance``'s linked foreign keys at the (written) instances they link to, through
+    the relation, so that its cache (and a one-to-one's reverse cache) holds those very objects."""
+    for attname, source in linked.items():
+        setattr(instance, instance._meta.get_field(attname).name, instances[source])

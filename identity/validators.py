@@ -45,7 +45,7 @@ from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
-from identity.prepared import PreparedLookup, insert, set_if_null
+from identity.prepared import Claim, PreparedLookup, insert, insert_together
 
 Application = get_application_model()
 Grant = get_grant_model()
@@ -198,8 +198,8 @@ class PortcullisValidator(OAuth2Validator):
 
     # -- authorization codes -----------------------------------------------------------------
     def _create_authorization_code(self, request, code, expires=None):
-        # DOT's grant, check and fields as DOT makes them, written by identity.prepared.insert.
-        # One transaction, one commit: the code and its record exist together or not at all.
+        # DOT's grant, check and fields as DOT makes them, written with its record by
+        # identity.prepared.insert_together: both rows or neither (one statement on PostgreSQL).
         if request.code_challenge_method == "plain" and bcp_compliant(
                 "COMPLIANT_BCP_RFC9700_PKCE_METHOD", 'The PKCE "plain" code_challenge_method'):
             raise errors.InvalidRequestError(
@@ -217,18 +217,17 @@ class PortcullisValidator(OAuth2Validator):
             claims=json.dumps(request.claims or {}),
             resource=getattr(request, "resource", []),
         )
-        with transaction.atomic(using=router.db_for_write(Grant)):
-            insert(grant)
-            auth: Authentication = request.portcullis_auth
-            insert(AuthorizationRecord(
-                grant=grant,
-                application=request.client,
-                user=request.user,
-                auth_time=datetime.fromtimestamp(auth.auth_time, tz=UTC),
-                amr=auth.amr,
-                acr=auth.acr,
-                sid=auth.sid,
-            ))
+        auth: Authentication = request.portcullis_auth
+        record = AuthorizationRecord(
+            grant=grant,
+            application=request.client,
+            user=request.user,
+            auth_time=datetime.fromtimestamp(auth.auth_time, tz=UTC),
+            amr=auth.amr,
+            acr=auth.acr,
+            sid=auth.sid,
+        )
+        insert_together([grant, record], links={1: {"grant_id": 0}}, using=router.db_for_write(Grant))
         return grant
 
     def _grant(self, code: str, request) -> Any | None:
@@ -313,46 +312,45 @@ class PortcullisValidator(OAuth2Validator):
         return saved
 
     def _save_code_tokens(self, token, request) -> None:
-        """Write the token pair and consume the code with one conditional UPDATE, in one
-        transaction (one commit instead of three).
+        """Write the token pair only if the code's conditional UPDATE consumes it, all or nothing
+        (``identity.prepared.insert_together``: on PostgreSQL one statement, which needs no
+        transaction of its own; elsewhere one transaction).
 
         Of any number of parallel redemptions exactly one consumes the code: the others' UPDATE
-        waits for the winner's row lock, then matches nothing. Each loser's own pair is rolled
-        back with its transaction, and it revokes the whole family, the winner's pair included
-        (a code used twice has leaked; ``save_bearer_token`` does it outside this transaction, so
-        it sees what the winner committed). The values leave the server only after the commit.
+        waits for the winner's row lock, then matches nothing, and a loser writes no pair. It
+        revokes the whole family, the winner's pair included (a code used twice has leaked;
+        ``save_bearer_token`` does it after its own statement, so it sees what the winner
+        committed). The values leave the server only after the commit.
         """
         if "scope" not in token:
             raise errors.InvalidScopeError(request=request)
         record: AuthorizationRecord = request._portcullis_record
-        now = timezone.now()
         request.resource = request._portcullis_grant.resource or []
-        with transaction.atomic(using=router.db_for_write(AccessToken)):
-            self._write_token_pair(token, request, record.family)
-            if not set_if_null(AuthorizationRecord, record.pk, "redeemed_at", now):
-                raise _Replayed(record.family)
+        if not self._write_token_pair(token, request, record.family,
+                                      claim=(AuthorizationRecord, record.pk, "redeemed_at", timezone.now())):
+            raise _Replayed(record.family)
 
-    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any) -> Any:
-        """The access token and (when the response has one) its refresh token, in ``family``."""
+    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any, claim: Claim | None = None) -> bool:
+        """The access token and (when the response has one) its refresh token, in ``family``; with
+        ``claim`` (the code's consumption), only if it matches. Whether they were written."""
         expires = timezone.now() + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
-        access_token = self._create_access_token(expires, request, token)
-        if token.get("refresh_token"):
-            refresh = RefreshToken(
-                user=request.user,
-                application=request.client,
-                access_token=access_token,
-                token_family=family,
-                resource=getattr(request, "resource", None) or [],
-            )
-            self._set_token_value(refresh, token["refresh_token"])
-            insert(refresh)
-        return access_token
+        access_token = self._access_token(expires, request, token)
+        if not token.get("refresh_token"):
+            return insert_together([access_token], claim=claim)
+        refresh = RefreshToken(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=family,
+            resource=getattr(request, "resource", None) or [],
+        )
+        self._set_token_value(refresh, token["refresh_token"])
+        return insert_together([access_token, refresh], links={1: {"access_token_id": 0}}, claim=claim)
 
     def save_user_token(self, token: dict[str, Any], request: Any) -> None:
         """Store a token pair the engine issued for a signed-in user (``identity.tokens.issue_user_token``):
         a family of its own, started by ``request._portcullis_record``, refreshed like any other."""
-        with transaction.atomic(using=router.db_for_write(AccessToken)):
-            self._write_token_pair(token, request, request._portcullis_record.family)
+        self._write_token_pair(token, request, request._portcullis_record.family)
         metrics.token_issued(request.grant_type)
 
     def _save_bearer_token(self, token, request, *args, **kwargs):
@@ -365,6 +363,11 @@ class PortcullisValidator(OAuth2Validator):
 
     def _create_access_token(self, expires, request, token, source_refresh_token=None):
         # Like DOT's, without loading a stored ID token: Portcullis does not store ID tokens.
+        access_token = self._access_token(expires, request, token, source_refresh_token)
+        insert(access_token)
+        return access_token
+
+    def _access_token(self, expires, request, token, source_refresh_token=None) -> Any:
         access_token = AccessToken(
             user=request.user,
             scope=token["scope"],
@@ -374,7 +377,6 @@ class PortcullisValidator(OAuth2Validator):
             resource=getattr(request, "resource", []),
         )
         self._set_token_value(access_token, token["access_token"])
-        insert(access_token)
         return access_token
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs) -> bool:

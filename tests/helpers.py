@@ -475,6 +475,10 @@ def branded(app: ClientApp, overrides: dict[str, Any], **images: bytes) -> Any:
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
+WRITES = ("INSERT", "UPDATE", "DELETE")
+WRITE_IN_WITH = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM)\b")  # a data-modifying WITH query
+
+
 @dataclass
 class DatabaseWork:
     """What one block asked of the database: its SQL statements, and the transaction control
@@ -495,7 +499,7 @@ class DatabaseWork:
             elif word in ("COMMIT", "ROLLBACK") and depth:
                 depth -= 1
                 commits += word == "COMMIT"
-            elif word in ("INSERT", "UPDATE", "DELETE") and not depth:
+            elif not depth and (word in WRITES or word == "WITH" and WRITE_IN_WITH.search(sql)):
                 commits += 1
         return commits
 

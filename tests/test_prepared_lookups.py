@@ -312,3 +312,121 @@ def test_set_if_null_claims_a_row_once_and_stores_the_value_as_update_does(confi
     assert set_if_null(AuthorizationRecord, 10**9, "redeemed_at", now) is False  # no such row
     with pytest.raises(FieldDoesNotExist):
         set_if_null(AuthorizationRecord, records[1].pk, "portcullis_no_such_field", now)
+
+
+# -- insert_together(): rows written all or none, on PostgreSQL in one statement ------------------------
+def token_pair(app, user, checksum):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity.validators import RefreshToken
+
+    access = AccessToken(user=user, application=app.application, scope="openid email",
+                         expires=timezone.now() + timedelta(hours=1), token_checksum=checksum * 64,
+                         resource=["https://api.example.com"])
+    refresh = RefreshToken(user=user, application=app.application, access_token=access, token=checksum * 40,
+                           token_checksum=checksum * 64)
+    return access, refresh
+
+
+def test_insert_together_writes_linked_rows_as_save_writes_them(confidential_app, user):
+    from django.test.utils import CaptureQueriesContext
+
+    from identity.prepared import insert_together
+
+    saved_access, saved_refresh = token_pair(confidential_app, user, "a")
+    saved_access.save()
+    saved_refresh.save()
+    for checksum in ("b", "c"):
+        access, refresh = token_pair(confidential_app, user, checksum)
+        with CaptureQueriesContext(connection) as captured:
+            assert insert_together([access, refresh], links={1: {"access_token_id": 0}}) is True
+        statements = [query["sql"] for query in captured.captured_queries if query["sql"].split()[0] != "SAVEPOINT"
+                      and not query["sql"].startswith("RELEASE")]
+        if connection.vendor == "postgresql":
+            assert len(statements) == 1 and statements[0].startswith("WITH"), statements
+        assert access.pk and refresh.pk and refresh.access_token_id == access.pk and refresh.access_token is access
+        assert access._state.adding is False and refresh._state.db == "default"
+        assert refresh.access_token.refresh_token == refresh  # read back through the relation
+        for ours, theirs in ((access, saved_access), (refresh, saved_refresh)):
+            mine, other = row_of(ours), row_of(theirs)
+            assert mine.get("expires") == getattr(ours, "expires", None)
+            for column in ("id", "token", "token_checksum", "created", "updated", "access_token_id", "expires"):
+                mine.pop(column, None), other.pop(column, None)
+            assert mine == other
+        assert AccessToken.objects.get(token_checksum=checksum * 64).resource == ["https://api.example.com"]
+
+
+def test_insert_together_writes_nothing_when_its_claim_was_used(confidential_app, user):
+    from django.utils import timezone
+
+    from identity.models import AuthorizationRecord
+    from identity.prepared import insert_together
+
+    record = AuthorizationRecord.objects.create(application=confidential_app.application, user=user, auth_time=timezone.now())
+    first = token_pair(confidential_app, user, "d")
+    claim = (AuthorizationRecord, record.pk, "redeemed_at", timezone.now())
+    assert insert_together(first, links={1: {"access_token_id": 0}}, claim=claim) is True
+    second = token_pair(confidential_app, user, "e")
+    assert insert_together(second, links={1: {"access_token_id": 0}}, claim=claim) is False
+    assert second[0].pk is None and second[1].pk is None
+    assert not AccessToken.objects.filter(token_checksum="e" * 64).exists()
+    assert AccessToken.objects.filter(token_checksum="d" * 64).exists()
+    record.refresh_from_db()
+    assert record.redeemed_at == claim[3]
+
+
+def test_insert_together_sends_pre_save_and_post_save_once_each(confidential_app, user):
+    from django.db.models.signals import post_save, pre_save
+
+    from identity.prepared import insert_together
+    from identity.validators import RefreshToken
+
+    seen = []
+
+    def before(sender, instance, **kwargs):
+        seen.append(("pre", sender.__name__, instance.pk))
+
+    def after(sender, instance, created, **kwargs):
+        seen.append(("post", sender.__name__, instance.pk, created))
+
+    for model in (AccessToken, RefreshToken):
+        pre_save.connect(before, sender=model)
+        post_save.connect(after, sender=model)
+    try:
+        access, refresh = token_pair(confidential_app, user, "f")
+        insert_together([access, refresh], links={1: {"access_token_id": 0}})
+    finally:
+        for model in (AccessToken, RefreshToken):
+            pre_save.disconnect(before, sender=model)
+            post_save.disconnect(after, sender=model)
+    for name, instance in ((AccessToken.__name__, access), (RefreshToken.__name__, refresh)):
+        mine = [event for event in seen if event[1] == name]
+        assert mine == [("pre", name, None), ("post", name, instance.pk, True)], seen  # before the row, after
+
+
+def test_insert_together_refuses_a_value_too_long_for_its_column_and_writes_nothing(confidential_app, user):
+    """A string is never cut to fit (as a cast to varchar(n) would cut it): the database refuses it."""
+    from datetime import timedelta
+
+    from django.db import DataError, transaction
+    from django.utils import timezone
+
+    from identity.models import AuthorizationRecord
+    from identity.prepared import insert_together
+    from identity.validators import Grant
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not enforce a column's length (the suite's PostgreSQL run does)")
+    grant = Grant(application=confidential_app.application, user=user, code="too-long-record",
+                  expires=timezone.now() + timedelta(minutes=1), redirect_uri="https://rp.example.com/cb", scope="openid")
+    record = AuthorizationRecord(grant=grant, application=confidential_app.application, user=user,
+                                 auth_time=timezone.now(), acr="x" * 101)  # the column is varchar(100)
+    with pytest.raises(DataError), transaction.atomic():
+        insert_together([grant, record], links={1: {"grant_id": 0}})
+    assert not Grant.objects.filter(code="too-long-record").exists()
+    record.acr = "x" * 100
+    grant.pk = None
+    assert insert_together([grant, record], links={1: {"grant_id": 0}}) is True
+    assert AuthorizationRecord.objects.get(grant__code="too-long-record").acr == "x" * 100
