@@ -325,6 +325,7 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
     ``WITH`` query, each ``INSERT`` selecting from the claim and from the rows it links to. One
     statement is atomic on its own, so outside a transaction it needs no ``BEGIN`` and ``COMMIT``;
     a claim that another transaction holds is waited for, then found used, and nothing is written.
+    The statement is worked out once per thread for each combination of models, links and claim.
     Elsewhere, and for rows :func:`insert` leaves to ``save()``, it is the claim and then each
     :func:`insert` in one transaction."""
     links = links or {}
@@ -332,14 +333,14 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
         raise ValueError("insert_together needs at least one instance")
     db = using or router.db_for_write(type(instances[0]), instance=instances[0])
     connection = connections[db]
-    compiled = []
+    plan = None
     if connection.vendor == "postgresql":
         for instance in instances:
             meta = instance._meta
             if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
                 setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
-            compiled.append(_compiled_insert(type(instance), db, instance._is_pk_set(meta)))  # type: ignore[attr-defined]
-    if not compiled or any(each is None for each in compiled):
+        plan = _together_plan(instances, links, claim, db)
+    if plan is None:
         with transaction.atomic(using=db):
             if claim is not None and not set_if_null(*claim, using=db):
                 return False
@@ -347,61 +348,29 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
                 _link(instance, links.get(position, {}), instances)
                 insert(instance, using=db)
         return True
-    inserts: list[_CompiledInsert] = [each for each in compiled if each is not None]
     for position, instance in enumerate(instances):
-        linked = links.get(position, {})
         instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
-            operation_name="save", fields=[field for field in instance._meta.concrete_fields
-                                           if field.attname not in linked])
+            operation_name="save", fields=plan.related[position])
         signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
-    quote = connection.ops.quote_name
-    withs: list[str] = []
     params: list[Any] = []
-    claimed: list[str] = []
     if claim is not None:
         model, pk, field_name, value = claim
         field = model._meta.get_field(field_name)
-        assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {model._meta.label}"
-        column = quote(field.column)
-        withs.append(f'"claim" AS (UPDATE {quote(model._meta.db_table)} SET {column} = %s '
-                     f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL RETURNING 1)")
-        params += [field.get_db_prep_save(value, connection=connection), model._meta.pk.get_db_prep_value(pk, connection)]
-        claimed = ['"claim"']
-    selected: list[str] = []
+        params += [field.get_db_prep_save(value, connection=connection),  # type: ignore[union-attr]  # a column
+                   model._meta.pk.get_db_prep_value(pk, connection)]
     with transaction.mark_for_rollback_on_error(using=db):
-        for position, (instance, each) in enumerate(zip(instances, inserts, strict=True)):
-            linked = links.get(position, {})
+        for instance, each, skipped in zip(instances, plan.inserts, plan.linked, strict=True):
             values = each.values(instance)
             if values is None:
                 raise ImproperlyConfigured(f"insert_together cannot write an expression ({type(instance).__name__})")
-            expressions = []
-            for field, value in zip(each.fields, values, strict=True):
-                if field.attname in linked:
-                    target = instances[linked[field.attname]]
-                    if target._meta.pk not in inserts[linked[field.attname]].returning:
-                        raise ImproperlyConfigured("a linked row's primary key must be made by the database")
-                    expressions.append(f'"row{linked[field.attname]}".{quote(target._meta.pk.column)}')
-                    continue
-                db_type = str(field.db_type(connection) or "").lower()
-                cast = "text" if db_type.startswith(_TEXT_TYPES) else field.cast_db_type(connection)  # type: ignore[attr-defined]
-                expressions.append(f"CAST(%s AS {cast})")  # a bare %s in a SELECT list would be text
-                params.append(value)
-            sources = claimed + [f'"row{source}"' for source in sorted(set(linked.values()))]
-            returning = [quote(field.column) for field in each.returning] or ["1"]
-            withs.append(f'"row{position}" AS ({connection.ops.insert_statement(on_conflict=None)} '
-                         f"{quote(instance._meta.db_table)} ({', '.join(quote(field.column) for field in each.fields)}) "
-                         f"SELECT {', '.join(expressions)}{' FROM ' + ', '.join(sources) if sources else ''} "
-                         f"RETURNING {', '.join(returning)})")
-            selected += [f'"row{position}".{quote(field.column)}' for field in each.returning]
-        rows = ", ".join(f'"row{position}"' for position in range(len(instances)))
-        sql = f"WITH {', '.join(withs)} SELECT {', '.join(selected) or '1'} FROM {rows}"
+            params += [value for index, value in enumerate(values) if index not in skipped]
         with _cursor(db) as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(plan.sql, params)
             row = cursor.fetchone()
     if row is None:
         return False  # the claim matched nothing: no row was written
     start = 0
-    for instance, each in zip(instances, inserts, strict=True):
+    for instance, each in zip(instances, plan.inserts, strict=True):
         if each.returning:
             _set_returned(each, instance, row[start:start + len(each.returning)])
             start += len(each.returning)
@@ -412,6 +381,82 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
         signals.post_save.send(sender=type(instance), instance=instance, created=True, update_fields=None, raw=False,
                                using=db)
     return True
+
+
+class _TogetherPlan:
+    """The statement of one :func:`insert_together` combination on one PostgreSQL database."""
+
+    def __init__(self, sql: str, inserts: list[_CompiledInsert], linked: list[frozenset[int]],
+                 related: list[list[Any]]) -> None:
+        self.sql = sql
+        self.inserts = inserts  # each instance's INSERT (its columns, values and returned columns)
+        self.linked = linked  # per instance, the positions of its values that come from an earlier row
+        self.related = related  # per instance, the relations checked for unsaved objects (not the linked ones)
+
+
+_plans = threading.local()
+
+
+def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, int]], claim: Claim | None,
+                   db: str) -> _TogetherPlan | None:
+    """The one statement that writes ``instances`` (and makes ``claim``) on PostgreSQL, built once
+    per thread for the combination; None when one of them is a row :func:`insert` leaves to ``save()``."""
+    connection = connections[db]
+    key = (db, tuple((type(instance), instance._is_pk_set(instance._meta)) for instance in instances),  # type: ignore[attr-defined]
+           tuple(sorted((position, tuple(sorted(linked.items()))) for position, linked in links.items())),
+           (claim[0], claim[2]) if claim is not None else None)
+    by_key = getattr(_plans, "by_key", None)
+    if by_key is None:
+        by_key = _plans.by_key = {}
+    plan: _TogetherPlan | None = by_key.get(key)
+    inserts = [_compiled_insert(type(instance), db, pk_set) for instance, (_, pk_set) in zip(instances, key[1], strict=True)]
+    if plan is not None and all(a is b for a, b in zip(inserts, plan.inserts, strict=True)):
+        return plan
+    if any(each is None for each in inserts):
+        return None
+    compiled: list[_CompiledInsert] = [each for each in inserts if each is not None]
+    quote = connection.ops.quote_name
+    withs: list[str] = []
+    claimed: list[str] = []
+    if claim is not None:
+        model, _, field_name, _ = claim
+        field = model._meta.get_field(field_name)
+        assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {model._meta.label}"
+        column = quote(field.column)
+        withs.append(f'"claim" AS (UPDATE {quote(model._meta.db_table)} SET {column} = %s '
+                     f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL RETURNING 1)")
+        claimed = ['"claim"']
+    selected: list[str] = []
+    linked_positions: list[frozenset[int]] = []
+    related: list[list[Any]] = []
+    for position, (instance, each) in enumerate(zip(instances, compiled, strict=True)):
+        linked = links.get(position, {})
+        expressions, skipped = [], set()
+        for index, field in enumerate(each.fields):
+            if field.attname in linked:
+                target = instances[linked[field.attname]]
+                if target._meta.pk not in compiled[linked[field.attname]].returning:
+                    raise ImproperlyConfigured("a linked row's primary key must be made by the database")
+                expressions.append(f'"row{linked[field.attname]}".{quote(target._meta.pk.column)}')
+                skipped.add(index)
+                continue
+            db_type = str(field.db_type(connection) or "").lower()
+            # A bare %s in a SELECT list would be text; a cast to varchar(n) would cut a long string.
+            cast = "text" if db_type.startswith(_TEXT_TYPES) else field.cast_db_type(connection)  # type: ignore[attr-defined]
+            expressions.append(f"CAST(%s AS {cast})")
+        sources = claimed + [f'"row{source}"' for source in sorted(set(linked.values()))]
+        returning = [quote(field.column) for field in each.returning] or ["1"]
+        withs.append(f'"row{position}" AS ({connection.ops.insert_statement(on_conflict=None)} '
+                     f"{quote(instance._meta.db_table)} ({', '.join(quote(field.column) for field in each.fields)}) "
+                     f"SELECT {', '.join(expressions)}{' FROM ' + ', '.join(sources) if sources else ''} "
+                     f"RETURNING {', '.join(returning)})")
+        selected += [f'"row{position}".{quote(field.column)}' for field in each.returning]
+        linked_positions.append(frozenset(skipped))
+        related.append([field for field in instance._meta.concrete_fields if field.attname not in linked])
+    rows = ", ".join(f'"row{position}"' for position in range(len(instances)))
+    sql = f"WITH {', '.join(withs)} SELECT {', '.join(selected) or '1'} FROM {rows}"
+    plan = by_key[key] = _TogetherPlan(sql, compiled, linked_positions, related)
+    return plan
 
 
 def _link(instance: Model, linked: Mapping[str, int], instances: Sequence[Model]) -> None:
