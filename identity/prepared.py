@@ -349,8 +349,9 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
                 insert(instance, using=db)
         return True
     for position, instance in enumerate(instances):
-        instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
-            operation_name="save", fields=plan.related[position])
+        if plan.related[position]:  # (an empty set would mean every field to Django)
+            instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
+                operation_name="save", fields=plan.related[position])
         signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
     params: list[Any] = []
     if claim is not None:
@@ -387,11 +388,13 @@ class _TogetherPlan:
     """The statement of one :func:`insert_together` combination on one PostgreSQL database."""
 
     def __init__(self, sql: str, inserts: list[_CompiledInsert], linked: list[frozenset[int]],
-                 related: list[list[Any]]) -> None:
+                 related: list[frozenset[Any]]) -> None:
         self.sql = sql
         self.inserts = inserts  # each instance's INSERT (its columns, values and returned columns)
         self.linked = linked  # per instance, the positions of its values that come from an earlier row
-        self.related = related  # per instance, the relations checked for unsaved objects (not the linked ones)
+        # per instance, the relations checked for unsaved objects (not the linked ones): a set, as
+        # Django tests each field's membership
+        self.related = related
 
 
 _plans = threading.local()
@@ -428,7 +431,7 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
         claimed = ['"claim"']
     selected: list[str] = []
     linked_positions: list[frozenset[int]] = []
-    related: list[list[Any]] = []
+    related: list[frozenset[Any]] = []
     for position, (instance, each) in enumerate(zip(instances, compiled, strict=True)):
         linked = links.get(position, {})
         expressions, skipped = [], set()
@@ -452,7 +455,8 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
                      f"RETURNING {', '.join(returning)})")
         selected += [f'"row{position}".{quote(field.column)}' for field in each.returning]
         linked_positions.append(frozenset(skipped))
-        related.append([field for field in instance._meta.concrete_fields if field.attname not in linked])
+        related.append(frozenset(field for field in instance._meta.concrete_fields
+                                 if field.is_relation and field.attname not in linked))
     rows = ", ".join(f'"row{position}"' for position in range(len(instances)))
     sql = f"WITH {', '.join(withs)} SELECT {', '.join(selected) or '1'} FROM {rows}"
     plan = by_key[key] = _TogetherPlan(sql, compiled, linked_positions, related)

@@ -430,3 +430,14 @@ def test_insert_together_refuses_a_value_too_long_for_its_column_and_writes_noth
     grant.pk = None
     assert insert_together([grant, record], links={1: {"grant_id": 0}}) is True
     assert AuthorizationRecord.objects.get(grant__code="too-long-record").acr == "x" * 100
+
+
+def test_insert_together_refuses_an_unsaved_related_object_it_does_not_link(confidential_app, user, django_user_model):
+    """As save() does: a row pointing at an object that has no row yet would lose that relation."""
+    from identity.prepared import insert_together
+
+    access, refresh = token_pair(confidential_app, user, "h")
+    refresh.user = django_user_model(username="not-saved-yet")
+    with pytest.raises(ValueError, match="unsaved related object"):
+        insert_together([access, refresh], links={1: {"access_token_id": 0}})
+    assert not AccessToken.objects.filter(token_checksum="h" * 64).exists()
