@@ -28,6 +28,7 @@ consumption matches) are written by :func:`insert_together`, on PostgreSQL in on
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -309,7 +310,9 @@ def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using:
 
 
 Claim = tuple[type[Model], Any, str, Any]  # set_if_null's (model, primary key, field name, value)
-_TEXT_TYPES = ("varchar", "character varying", "char", "text", "citext")
+# A string column (not an array of them): its values are cast to text, and the column refuses a
+# value too long for it, where a cast to varchar(n) would cut the value short without a word.
+_TEXT_TYPE = re.compile(r"(varchar|character varying|char|character|text|citext)(\(\d+\))?")
 
 
 def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str, int]] | None = None,
@@ -443,9 +446,9 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
                 expressions.append(f'"row{linked[field.attname]}".{quote(target._meta.pk.column)}')
                 skipped.add(index)
                 continue
-            db_type = str(field.db_type(connection) or "").lower()
-            # A bare %s in a SELECT list would be text; a cast to varchar(n) would cut a long string.
-            cast = "text" if db_type.startswith(_TEXT_TYPES) else field.cast_db_type(connection)  # type: ignore[attr-defined]
+            db_type = str(field.db_type(connection) or "").lower().strip()
+            # A bare %s in a SELECT list would be text (and NULL text), whatever the column.
+            cast = "text" if _TEXT_TYPE.fullmatch(db_type) else field.cast_db_type(connection)  # type: ignore[attr-defined]
             expressions.append(f"CAST(%s AS {cast})")
         sources = claimed + [f'"row{source}"' for source in sorted(set(linked.values()))]
         returning = [quote(field.column) for field in each.returning] or ["1"]
