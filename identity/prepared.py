@@ -295,18 +295,29 @@ def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using:
     whoever this answers True for: a parallel caller's ``UPDATE`` waits for the winner's row lock
     (on PostgreSQL), then matches nothing."""
     db = using or router.db_for_write(model)
-    connection = connections[db]
-    meta = model._meta
-    field = meta.get_field(field_name)
-    assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {meta.label}"
-    quote = connection.ops.quote_name
-    column = quote(field.column)
-    sql = f"UPDATE {quote(meta.db_table)} SET {column} = %s WHERE {quote(meta.pk.column)} = %s AND {column} IS NULL"
-    params = [field.get_db_prep_save(value, connection=connection),
-              meta.pk.get_db_prep_value(pk, connection)]
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_set_if_null_sql(model, field_name, connections[db]),
+                       _set_if_null_params(model, pk, field_name, value, connections[db]))
         return bool(cursor.rowcount)
+
+
+def _column(model: type[Model], field_name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(field_name)
+    assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {model._meta.label}"
+    return field
+
+
+def _set_if_null_sql(model: type[Model], field_name: str, connection: Any) -> str:
+    """:func:`set_if_null`'s ``UPDATE``, with the value's and the primary key's placeholders."""
+    quote = connection.ops.quote_name
+    column = quote(_column(model, field_name).column)
+    return (f"UPDATE {quote(model._meta.db_table)} SET {column} = %s "
+            f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL")
+
+
+def _set_if_null_params(model: type[Model], pk: Any, field_name: str, value: Any, connection: Any) -> list[Any]:
+    return [_column(model, field_name).get_db_prep_save(value, connection=connection),
+            model._meta.pk.get_db_prep_value(pk, connection)]
 
 
 Claim = tuple[type[Model], Any, str, Any]  # set_if_null's (model, primary key, field name, value)
@@ -356,12 +367,7 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
             instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
                 operation_name="save", fields=plan.related[position])
         signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
-    params: list[Any] = []
-    if claim is not None:
-        model, pk, field_name, value = claim
-        field = model._meta.get_field(field_name)
-        params += [field.get_db_prep_save(value, connection=connection),  # type: ignore[union-attr]  # a column
-                   model._meta.pk.get_db_prep_value(pk, connection)]
+    params: list[Any] = [] if claim is None else _set_if_null_params(*claim, connection)
     with transaction.mark_for_rollback_on_error(using=db):
         for instance, each, skipped in zip(instances, plan.inserts, plan.linked, strict=True):
             values = each.values(instance)
@@ -425,12 +431,7 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
     withs: list[str] = []
     claimed: list[str] = []
     if claim is not None:
-        model, _, field_name, _ = claim
-        field = model._meta.get_field(field_name)
-        assert isinstance(field, Field) and field.column, f"{field_name} is not a column of {model._meta.label}"
-        column = quote(field.column)
-        withs.append(f'"claim" AS (UPDATE {quote(model._meta.db_table)} SET {column} = %s '
-                     f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL RETURNING 1)")
+        withs.append(f'"claim" AS ({_set_if_null_sql(claim[0], claim[2], connection)} RETURNING 1)')
         claimed = ['"claim"']
     selected: list[str] = []
     linked_positions: list[frozenset[int]] = []
