@@ -15,6 +15,15 @@ What it changes, and why each is safe:
   (with the old data) and the response updates it (with the new data): two writes and two cache
   sets. Here the new key is only reserved; the response's save inserts the row. The old row is
   deleted at once, as in Django.
+- **A key cycled away by a sign-in is remembered for a while** (:data:`CYCLED_FOR` seconds): its
+  cache entry becomes a marker instead of being deleted (the same one command). A request that
+  still carries the old key (a double-submitted sign-in form, a second tab's request in flight)
+  then finds the marker and leaves the browser's cookie alone: Django's middleware would delete
+  the cookie of what looks like an empty session, and if that answer arrives after the sign-in's
+  own, the browser loses its new signed-in cookie. Such a request sees a signed-out session with
+  no data; it cannot change the cookie either: a save answers ``UpdateError``, which Django's
+  ``SessionMiddleware`` turns into ``SessionInterrupted`` (a 400, no cookie). The marker gives the
+  old key no access to anything: the key is still signed out and empty.
 - **Deleting is one statement** (Django reads the row first to delete it through the ORM's collector;
   ``identity.prepared.delete_by_pk``).
 - **A sign-in writes its new row in its own transaction.** :meth:`SessionStore.save_in_transaction`
@@ -41,6 +50,8 @@ from django.utils.crypto import get_random_string
 from identity.prepared import delete_by_pk, insert
 
 logger = logging.getLogger(__name__)
+CYCLED = "portcullis:cycled"  # the cache value of a key a sign-in cycled away (see above)
+CYCLED_FOR = 120  # seconds: longer than any request still in flight with the old key
 
 
 class SessionStore(CachedDbSessionStore):
@@ -48,6 +59,7 @@ class SessionStore(CachedDbSessionStore):
     _cache: BaseCache  # Django's, set in __init__ (the stubs do not declare these two)
     _session: dict[str, Any]  # Django's property: the data, loaded on first use
     _written: tuple[str, bytes, bool] | None = None  # what save_in_transaction wrote: key, data, committed
+    cycled_away = False  # this request's key was cycled away by a sign-in (in a parallel request)
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
@@ -58,8 +70,32 @@ class SessionStore(CachedDbSessionStore):
         self._session_key = self._unsaved_key = self._get_new_session_key()
         self._session_cache = data
         self.modified = True
+        self.cycled_away = False  # a sign-in in this request: its new key is this browser's now
         if key:
-            self.delete(key)
+            # The marker first, then the row: a request loading the old key meanwhile finds either
+            # its old data (and cannot save it: the row is gone) or the marker.
+            self._cache.set(self.cache_key_prefix + key, CYCLED, CYCLED_FOR)
+            delete_by_pk(self.model, key)
+
+    def load(self) -> dict[str, Any]:
+        data = super().load()
+        if data == CYCLED:
+            self._session_key = None
+            self.cycled_away = True
+            return {}
+        return data
+
+    def is_empty(self) -> bool:
+        # A cycled-away session is not "emptied": its cookie is the browser's signed-in one now.
+        return not self.cycled_away and super().is_empty()
+
+    def exists(self, session_key: str | None) -> bool:
+        if not session_key:
+            return False
+        data = self._cache.get(self.cache_key_prefix + session_key)
+        if data is not None:
+            return data != CYCLED
+        return super(CachedDbSessionStore, self).exists(session_key)
 
     def save_in_transaction(self) -> bool:
         """Insert the row of a key :meth:`cycle_key` reserved now, in the caller's transaction
@@ -91,6 +127,8 @@ class SessionStore(CachedDbSessionStore):
         return True
 
     def save(self, must_create: bool = False) -> None:
+        if self.cycled_away:  # a parallel sign-in owns this browser's cookie now
+            raise UpdateError
         written = self._written
         if written is not None and written[0] == self.session_key and not must_create:
             key, data, committed = written

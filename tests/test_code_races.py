@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 
@@ -36,12 +37,18 @@ def test_twenty_parallel_redemptions_of_one_code_sign_in_once(django_user_model,
     # Twenty copies of this browser (the same session cookie) send the code at once.
     cookies = browser.cookies
 
-    def redeem(index: int) -> int:
+    def redeem(index: int) -> tuple[int, str | None]:
         copy = Client()
         copy.cookies = cookies
-        return copy.post(tab, {"authenticator": "email-code", "code_id": code_id, "code": code}).status_code
+        answer = copy.post(tab, {"authenticator": "email-code", "code_id": code_id, "code": code})
+        cookie = answer.cookies.get(settings.SESSION_COOKIE_NAME)
+        return answer.status_code, None if cookie is None else cookie.value
 
-    statuses = run_together(20, redeem)
+    answers = run_together(20, redeem)
+    statuses = [status for status, _ in answers]
     assert statuses.count(303) == 1, statuses  # one sign-in; the others: the code is spent
     assert all(status in (303, 400, 410) for status in statuses), statuses
+    # Only the sign-in sets the browser's cookie: a losing answer arriving last neither deletes it
+    # (its session was cycled away, not emptied) nor replaces it (identity.session_store).
+    assert [cookie for status, cookie in answers if status != 303] == [None] * 19, answers
     assert "_auth_user_id" in browser.session

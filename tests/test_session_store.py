@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import transaction
@@ -162,3 +163,61 @@ def test_outside_a_transaction_or_for_a_key_with_a_row_nothing_is_written_early(
     assert not Session.objects.filter(session_key=session.session_key).exists()
     session.save()
     assert Session.objects.get(session_key=session.session_key).get_decoded() == {"colour": "green"}
+
+
+
+def test_a_key_cycled_away_reads_as_signed_out_and_cannot_be_saved_or_emptied() -> None:
+    session = saved_session(colour="green", _auth_user_id="1")
+    old = session.session_key
+    session.cycle_key()
+    session.save()
+    # A request still carrying the old key (a double-submitted form) loads it after the cycle.
+    late = SessionStore(old)
+    assert late.load() == {} and late.cycled_away and late.session_key is None
+    assert not late.is_empty()  # so Django's middleware does not delete the browser's cookie
+    late["next"] = "/somewhere/"
+    with pytest.raises(UpdateError):  # SessionMiddleware: SessionInterrupted, a 400 that sets no cookie
+        late.save()
+    assert Session.objects.count() == 1 and SessionStore(session.session_key).load()["colour"] == "green"
+    assert not SessionStore().exists(old)
+    # A sign-in in that very request is a sign-in: its new key is saved as usual.
+    late.cycle_key()
+    late.save()
+    assert late.session_key not in (None, old) and SessionStore(late.session_key).load() == {"next": "/somewhere/"}
+
+
+def test_a_key_that_never_existed_or_was_signed_out_is_still_emptied() -> None:
+    never = SessionStore("n" * 32)
+    assert never.load() == {} and not never.cycled_away and never.is_empty()
+    session = saved_session(_auth_user_id="1")
+    old = session.session_key
+    session.flush()  # a sign-out: no marker, the old key is simply gone
+    late = SessionStore(old)
+    assert late.load() == {} and not late.cycled_away and late.is_empty()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_submitted_sign_in_answered_last_leaves_the_browser_signed_in(flow, confidential_app, user) -> None:
+    sign_in = sign_in_url_from(flow.authorize(authorize_params(confidential_app, pkce_pair()[1])))
+    before = flow.client.cookies[settings.SESSION_COOKIE_NAME].value
+    form = {"identifier": "alice", "password": PASSWORD, "authenticator": "password"}
+    assert flow.client.post(sign_in, form).status_code == 303
+    signed_in = flow.client.cookies[settings.SESSION_COOKIE_NAME].value
+    # The form's second submission, with the cookie from before, is answered after the first.
+    second = Client()
+    second.cookies[settings.SESSION_COOKIE_NAME] = before
+    answers = [second.post(sign_in, form), second.get(sign_in), second.get("/account/connected-apps/")]
+    for answer in answers:
+        assert answer.status_code < 500
+        assert settings.SESSION_COOKIE_NAME not in answer.cookies, (answer.status_code, answer.cookies)
+    assert "_auth_user_id" not in second.session  # the old key is signed in nowhere
+    browser = Client()
+    browser.cookies[settings.SESSION_COOKIE_NAME] = signed_in
+    assert browser.session["_auth_user_id"] == str(user.pk)
+
+
+def test_a_stale_cookie_of_no_parallel_sign_in_is_deleted_as_django_does(client: Client) -> None:
+    client.cookies[settings.SESSION_COOKIE_NAME] = "s" * 32
+    response = client.get("/account/connected-apps/")
+    assert response.status_code == 302
+    assert response.cookies[settings.SESSION_COOKIE_NAME].value == ""
