@@ -78,8 +78,13 @@ class SessionStore(CachedDbSessionStore):
             delete_by_pk(self.model, key)
 
     def load(self) -> dict[str, Any]:
-        data = super().load()
-        if data == CYCLED:
+        return self._unless_cycled(super().load())
+
+    async def aload(self) -> dict[str, Any]:
+        return self._unless_cycled(await super().aload())
+
+    def _unless_cycled(self, data: Any) -> dict[str, Any]:
+        if data == CYCLED:  # a parallel sign-in cycled this key away: signed out, empty, read only
             self._session_key = None
             self.cycled_away = True
             return {}

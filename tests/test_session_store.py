@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.models import Session
@@ -180,6 +181,8 @@ def test_a_key_cycled_away_reads_as_signed_out_and_cannot_be_saved_or_emptied() 
         late.save()
     assert Session.objects.count() == 1 and SessionStore(session.session_key).load()["colour"] == "green"
     assert not SessionStore().exists(old)
+    asynchronous = SessionStore(old)
+    assert async_to_sync(asynchronous.aload)() == {} and asynchronous.cycled_away  # the async API alike
     # A sign-in in that very request is a sign-in: its new key is saved as usual.
     late.cycle_key()
     late.save()
