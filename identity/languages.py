@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
@@ -71,6 +72,33 @@ def use_ui_locales(request: HttpRequest, ui_locales: str, default: str = "") -> 
         language = supported(default)
     if language is not None:
         translation.activate(language)
+        request.LANGUAGE_CODE = translation.get_language()  # the answer's Content-Language (below)
+
+
+class _Asked:
+    """What ``get_language_from_request`` reads of a request (without a language prefix in the
+    path): the language cookie and ``Accept-Language``."""
+
+    __slots__ = ("COOKIES", "META")
+
+    def __init__(self, cookie: str | None, accept: str) -> None:
+        self.COOKIES = {} if cookie is None else {settings.LANGUAGE_COOKIE_NAME: cookie}
+        self.META = {"HTTP_ACCEPT_LANGUAGE": accept}
+
+
+def negotiate(cookie: str | None, accept: str) -> tuple[str, str]:
+    """Django's language for a language cookie and an ``Accept-Language`` (its
+    ``get_language_from_request``, the rule itself), and its ``request.LANGUAGE_CODE``."""
+    language = translation.get_language_from_request(cast(HttpRequest, _Asked(cookie, accept)))
+    return language, translation.to_language(language)
+
+
+# Most requests carry one of a few cookie and Accept-Language pairs: each pair's answer is kept
+# (the settings it depends on clear it: identity.signals). A long header or cookie is answered
+# afresh, so that the cache stays small whatever clients send.
+negotiated = functools.lru_cache(maxsize=256)(negotiate)
+MAX_CACHED_ACCEPT = 256
+MAX_CACHED_COOKIE = 35  # the longest language tag supported() looks at
 
 
 @functools.lru_cache(maxsize=8)
@@ -88,9 +116,11 @@ def _activates_per_request(middleware: tuple[str, ...]) -> bool:
 
 class LocaleMiddleware(locale.LocaleMiddleware):
     """Django's ``LocaleMiddleware`` with the same answer, cheaper for a URLconf without
-    ``i18n_patterns`` (Portcullis's): the language comes from the cookie and ``Accept-Language``,
-    and Django's two searches of the path for a language prefix are skipped. With language
-    prefixes in the URLconf it is Django's own."""
+    ``i18n_patterns`` (Portcullis's): the language comes from the cookie and ``Accept-Language``
+    (Django's rule, its answer kept per pair), Django's two searches of the path for a language
+    prefix are skipped, and ``Content-Language`` is ``request.LANGUAGE_CODE``: a view that shows
+    another language sets it too (``use_ui_locales`` does). With language prefixes in the URLconf
+    it is Django's own."""
 
     sync_capable = True
     async_capable = False
@@ -103,13 +133,20 @@ class LocaleMiddleware(locale.LocaleMiddleware):
         urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
         if is_language_prefix_patterns_used(urlconf)[0]:
             return super().__call__(request)  # type: ignore[return-value]
-        language = translation.get_language_from_request(request)
+        cookie = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME)
+        accept = request.META.get("HTTP_ACCEPT_LANGUAGE", "")
+        kept = len(accept) <= MAX_CACHED_ACCEPT and (cookie is None or len(cookie) <= MAX_CACHED_COOKIE)
+        language, request.LANGUAGE_CODE = (negotiated if kept else negotiate)(cookie, accept)
         translation.activate(language)
-        request.LANGUAGE_CODE = translation.to_language(language)  # what get_language() answers now
         response = self.next(request)
-        if "Vary" in response.headers:
+        headers = response.headers
+        if "Vary" in headers:
             patch_vary_headers(response, ("Accept-Language",))
         else:  # what patch_vary_headers writes when there is no Vary yet, without parsing one
-            response.headers["Vary"] = "Accept-Language"
-        response.headers.setdefault("Content-Language", translation.get_language())
+            headers["Vary"] = "Accept-Language"
+        if "Content-Language" not in headers:
+            # The request's language, or the one a view switched to with use_ui_locales (which
+            # updates request.LANGUAGE_CODE): Django reads get_language() here, a context-local
+            # look-up that costs as much as the rest of this middleware.
+            headers["Content-Language"] = request.LANGUAGE_CODE
         return response

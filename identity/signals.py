@@ -12,7 +12,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 from oauth2_provider.models import get_application_model
 
-from identity import cors, discovery, identifiers
+from identity import cors, discovery, identifiers, languages
 from identity.app_settings import _mount_path
 from identity.keys import keys_changed
 from identity.models import Profile, SigningKey, SignInIdentifier
@@ -25,6 +25,14 @@ def urls_or_issuer_changed(setting: str, **kwargs: Any) -> None:
     if setting in ("ROOT_URLCONF", "PORTCULLIS_ISSUER"):
         _mount_path.cache_clear()
         discovery.document.cache_clear()
+
+
+@receiver(setting_changed)
+def languages_changed(setting: str, **kwargs: Any) -> None:
+    """The languages kept per cookie and Accept-Language follow the settings they come from (as
+    Django's own caches of the steps do)."""
+    if setting in ("LANGUAGES", "LANGUAGE_CODE", "LANGUAGE_COOKIE_NAME", "LOCALE_PATHS"):
+        languages.negotiated.cache_clear()
 
 
 @receiver([post_save, post_delete], sender=SigningKey)

@@ -350,6 +350,18 @@ def test_pages_vary_on_the_language_beside_what_else_they_vary_on(flow, confiden
     assert bare["Vary"] == "Accept-Language", bare.headers
 
 
+def test_each_answer_is_in_the_language_the_current_settings_choose(client, settings):
+    assert client.get("/healthz", HTTP_ACCEPT_LANGUAGE="uk;q=0.9, ru;q=0.5")["Content-Language"] == "uk"
+    settings.LANGUAGES = [("en", "English"), ("ru", "Русский")]  # the same header, a site without Ukrainian
+    assert client.get("/healthz", HTTP_ACCEPT_LANGUAGE="uk;q=0.9, ru;q=0.5")["Content-Language"] == "ru"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # the user's choice comes first
+    assert client.get("/healthz", HTTP_ACCEPT_LANGUAGE="uk;q=0.9, ru;q=0.5")["Content-Language"] == "en"
+    settings.LANGUAGE_COOKIE_NAME = "portcullis_language"  # that cookie is no longer the choice
+    assert client.get("/healthz", HTTP_ACCEPT_LANGUAGE="uk;q=0.9, ru;q=0.5")["Content-Language"] == "ru"
+    long_header = ", ".join(f"x-{index};q=0.9" for index in range(25)) + ", ru;q=0.1"  # answered, not kept
+    assert len(long_header) > 256 and client.get("/healthz", HTTP_ACCEPT_LANGUAGE=long_header)["Content-Language"] == "ru"
+
+
 def test_without_a_supported_ui_locale_the_browser_language_is_used(flow, confidential_app, user):
     url = start(flow, confidential_app, ui_locales="fr de-DE")
     html = flow.client.get(url, HTTP_ACCEPT_LANGUAGE="uk").content.decode()
