@@ -41,11 +41,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
+from django.conf import settings
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDbSessionStore
+from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils.crypto import get_random_string
+from django.utils.functional import cached_property
 
 from identity.prepared import delete_by_pk, insert
 
@@ -56,10 +59,18 @@ CYCLED_FOR = 120  # seconds: longer than any request still in flight with the ol
 
 class SessionStore(CachedDbSessionStore):
     _unsaved_key: str | None = None  # a key cycle_key reserved that has no row yet
-    _cache: BaseCache  # Django's, set in __init__ (the stubs do not declare these two)
-    _session: dict[str, Any]  # Django's property: the data, loaded on first use
+    _session: dict[str, Any]  # Django's property: the data, loaded on first use (not in the stubs)
     _written: tuple[str, bytes, bool] | None = None  # what save_in_transaction wrote: key, data, committed
     cycled_away = False  # this request's key was cycled away by a sign-in (in a parallel request)
+
+    def __init__(self, session_key: str | None = None) -> None:
+        # Django's cached_db looks the cache up here, for every request (a context-local read);
+        # here it is looked up when the session is first used (most requests do not use it).
+        SessionBase.__init__(self, session_key)
+
+    @cached_property
+    def _cache(self) -> BaseCache:
+        return caches[settings.SESSION_CACHE_ALIAS]
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
