@@ -30,7 +30,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
-from django.urls import Resolver404, ResolverMatch, get_urlconf, resolve, reverse
+from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.html import escape
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -268,13 +268,16 @@ class PublicDocumentsMiddleware:
         self.get_response = get_response
         self._paths: tuple[object, dict[str, str]] | None = None
 
-    def documents(self) -> dict[str, str]:
-        """Path → which document, for the URLconf in force (the app may be mounted below the root)."""
-        urlconf = get_urlconf() or settings.ROOT_URLCONF
+    def documents(self, request: HttpRequest) -> dict[str, str]:
+        """Path → which document, for the request's URLconf (the app may be mounted below the root).
+        A middleware before this one may have set ``request.urlconf``; the handler makes it the
+        thread's URLconf only later (and reading the thread's costs as much as the rest here)."""
+        urlconf = getattr(request, "urlconf", None) or settings.ROOT_URLCONF
         known = self._paths
         if known is None or known[0] != urlconf:
             try:
-                paths = {reverse("identity:discovery"): "discovery", reverse("identity:jwks"): "jwks"}
+                paths = {reverse("identity:discovery", urlconf=urlconf): "discovery",
+                         reverse("identity:jwks", urlconf=urlconf): "jwks"}
             except Exception:  # noqa: BLE001  a URLconf without identity.urls: nothing to answer early
                 paths = {}
             known = self._paths = (urlconf, paths)
@@ -282,7 +285,7 @@ class PublicDocumentsMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method == "GET":
-            which = self.documents().get(request.path)
+            which = self.documents(request).get(request.path)
             if which is not None:
                 request.get_host()  # DisallowedHost → 400, as CommonMiddleware would answer
                 body = self.body(which)
