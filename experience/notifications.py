@@ -5,8 +5,11 @@ How a browser is recognised: on a sign-in, the browser gets a long-lived cookie
 (``portcullis_device``, signed, two years, HttpOnly) holding a random 128-bit device id, and the
 account keeps the SHA-256 of that id (:class:`experience.models.KnownDevice`). A sign-in whose
 browser brings no valid cookie, or one the account does not know, is from a new device: it is
-recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. The very first
-device an account signs in from is recorded without an e-mail (right after sign-up, say).
+recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. An account's
+first sign-in (no ``last_login`` before it and no known device: right after sign-up, say) is
+recorded without an e-mail; an account that has signed in before is told of every browser it has
+not recorded, even when it has none recorded yet (signed in before known devices were kept, or
+only to the admin).
 Clearing cookies or a private window therefore counts as a new device, which errs on the side of
 telling. ``experience.middleware.DeviceCookieMiddleware`` sets the cookie on the response.
 
@@ -61,10 +64,12 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
 
 
 # -- the notifications ---------------------------------------------------------------------------------
-def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
+def new_sign_in(request: HttpRequest, user: Any, client_id: str = "", *, signed_in_before: bool = False) -> bool:
     """Record this browser as one of ``user``'s devices; e-mail the user when it is a new one (not
-    the account's first). Answers whether a notice went out. Called where a browser sign-in
-    completes (``experience.completion.BrowserSession``)."""
+    the account's first sign-in). ``signed_in_before``: the account's ``last_login`` was set before
+    this sign-in (read before ``login()`` sets it), which spares asking whether it has other
+    devices. Answers whether a notice went out. Called where a browser sign-in completes
+    (``experience.completion.BrowserSession``)."""
     if not setting("NEW_SIGN_IN_EMAILS", True):
         return False
     identifier = device_id(request)
@@ -76,7 +81,7 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     key = device_key(identifier)
     if not fresh and KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
         return False
-    first = not KnownDevice.objects.filter(user=user).exists()
+    first = not signed_in_before and not KnownDevice.objects.filter(user=user).exists()
     device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
                          created_at=now, last_seen_at=now)
     if fresh:  # an id made just now (128 random bits): no other sign-in has it

@@ -93,8 +93,19 @@ def ip_key(request: HttpRequest) -> str:
     return _digest("ip:" + (audit.client_ip(request) or "unknown"))
 
 
-def _count(key: str) -> int:
-    value = cache.get(PREFIX + "fail:" + key)
+def _read_ahead(keys: list[str]) -> dict[str, Any]:
+    """These cache keys' values (None when absent), read in one round trip (``MGET`` on Redis)."""
+    found = cache.get_many(keys)
+    return {key: found.get(key) for key in keys}
+
+
+def _get(key: str, known: dict[str, Any] | None) -> Any:
+    """``key``'s value: from ``known`` (a :func:`_read_ahead`) when it was read there, else from the cache."""
+    return known[key] if known is not None and key in known else cache.get(key)
+
+
+def _count(key: str, known: dict[str, Any] | None = None) -> int:
+    value = _get(PREFIX + "fail:" + key, known)
     return int(value) if isinstance(value, int) else 0
 
 
@@ -110,9 +121,9 @@ def _increment(key: str, timeout: int) -> int:
         return 1
 
 
-def _locked_for(key: str) -> int:
+def _locked_for(key: str, known: dict[str, Any] | None = None) -> int:
     """Seconds the account key stays locked (0: not locked)."""
-    until = cache.get(PREFIX + "lock:" + key)
+    until = _get(PREFIX + "lock:" + key, known)
     if not isinstance(until, (int, float)):
         return 0
     return max(0, math.ceil(until - time.time()))
@@ -126,23 +137,24 @@ def account_keys(identifier: str = "", user: Any = None) -> list[str]:
 
 
 # -- what the engine calls -------------------------------------------------------------------------------
-def check_lockout(request: HttpRequest, identifier: str = "", user: Any = None) -> None:
+def check_lockout(request: HttpRequest, identifier: str = "", user: Any = None, known: dict[str, Any] | None = None) -> None:
     """Raise ``too_many_requests`` while the account (any of its identifiers) is locked."""
-    wait = max((_locked_for(key) for key in account_keys(identifier, user)), default=0)
+    wait = max((_locked_for(key, known) for key in account_keys(identifier, user)), default=0)
     if wait:
         raise EngineError("too_many_requests", retry_after=wait)
 
 
-def captcha_needed(request: HttpRequest, interaction: Interaction, identifier: str = "") -> bool:
+def captcha_needed(request: HttpRequest, interaction: Interaction, identifier: str = "",
+                   known: dict[str, Any] | None = None) -> bool:
     """Whether a step naming ``identifier`` must carry a solved captcha now."""
     policy = policy_for(interaction.client_id, request).captcha
     if policy == "always":
         return True
     if policy != "risk":
         return False
-    if identifier.strip() and _count("account:" + account_key(identifier)) >= captcha_account_threshold():
+    if identifier.strip() and _count("account:" + account_key(identifier), known) >= captcha_account_threshold():
         return True
-    return _count("ip:" + ip_key(request)) >= captcha_ip_threshold()
+    return _count("ip:" + ip_key(request), known) >= captcha_ip_threshold()
 
 
 def guard(request: HttpRequest, interaction: Interaction, identifier: str, data: dict[str, Any] | None = None) -> None:
@@ -150,12 +162,18 @@ def guard(request: HttpRequest, interaction: Interaction, identifier: str, data:
     consume a captcha when the rules say so (recording ``state["captcha"]`` for the CaptchaGate).
 
     Steps that name no account (a code's check, a redirect's callback) are only refused while an
-    account they name is locked; a code's own attempts bound them."""
-    check_lockout(request, identifier)
+    account they name is locked; a code's own attempts bound them.
+
+    The lock and both counters are read in one round trip."""
+    keys = [PREFIX + "lock:" + key for key in account_keys(identifier)]
+    if identifier.strip():
+        keys += [PREFIX + "fail:account:" + account_key(identifier), PREFIX + "fail:ip:" + ip_key(request)]
+    known = _read_ahead(keys)
+    check_lockout(request, identifier, known=known)
     if not identifier.strip():
         return
     state = interaction.state
-    if not captcha_needed(request, interaction, identifier):
+    if not captcha_needed(request, interaction, identifier, known):
         captcha = state.get("captcha") or {}
         if captcha.get("required") and not captcha.get("passed"):
             # demanded for another account (a typo) whose counters this one does not share

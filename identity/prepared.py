@@ -287,17 +287,22 @@ def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
         return int(cursor.rowcount)
 
 
-def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using: str | None = None) -> bool:
-    """Set ``field_name`` to ``value`` on the row of ``model`` with primary key ``pk`` only while
-    that field is NULL, as ``model.objects.filter(pk=pk, <field>__isnull=True).update(<field>=value)``
-    does (one statement, no signals, a database error marking the transaction for rollback), without
-    Django's query compiler (and on PostgreSQL prepared, as the lookups): whether it matched the row. A single-use thing is used by
-    whoever this answers True for: a parallel caller's ``UPDATE`` waits for the winner's row lock
-    (on PostgreSQL), then matches nothing."""
+def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using: str | None = None, *,
+                also: Mapping[str, Any] | None = None) -> bool:
+    """Set ``field_name`` to ``value`` (and each field of ``also`` to its value) on the row of
+    ``model`` with primary key ``pk`` only while that field is NULL, as
+    ``model.objects.filter(pk=pk, <field>__isnull=True).update(<field>=value, **also)`` does (one
+    statement, no signals, a database error marking the transaction for rollback), without Django's
+    query compiler (and on PostgreSQL prepared, as the lookups): whether it matched the row. A
+    single-use thing is used by whoever this answers True for: a parallel caller's ``UPDATE`` waits
+    for the winner's row lock (on PostgreSQL), then matches nothing."""
     db = using or router.db_for_write(model)
+    connection = connections[db]
+    also = also or {}
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
-        cursor.execute(_set_if_null_sql(model, field_name, connections[db]),
-                       _set_if_null_params(model, pk, field_name, value, connections[db]))
+        cursor.execute(_set_if_null_sql(model, field_name, connection, tuple(also)),
+                       [*(_column(model, name).get_db_prep_save(each, connection=connection) for name, each in also.items()),
+                        *_set_if_null_params(model, pk, field_name, value, connection)])
         return bool(cursor.rowcount)
 
 
@@ -307,11 +312,13 @@ def _column(model: type[Model], field_name: str) -> Field[Any, Any]:
     return field
 
 
-def _set_if_null_sql(model: type[Model], field_name: str, connection: Any) -> str:
-    """:func:`set_if_null`'s ``UPDATE``, with the value's and the primary key's placeholders."""
+def _set_if_null_sql(model: type[Model], field_name: str, connection: Any, also: tuple[str, ...] = ()) -> str:
+    """:func:`set_if_null`'s ``UPDATE``, with the placeholders of the ``also`` fields' values, then
+    the value's and the primary key's."""
     quote = connection.ops.quote_name
     column = quote(_column(model, field_name).column)
-    return (f"UPDATE {quote(model._meta.db_table)} SET {column} = %s "
+    others = "".join(f"{quote(_column(model, name).column)} = %s, " for name in also)
+    return (f"UPDATE {quote(model._meta.db_table)} SET {others}{column} = %s "
             f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL")
 
 
