@@ -41,10 +41,9 @@ class Completion(Protocol):
 
 class BrowserSession:
     def complete(self, ctx: Context, user: Any, amr: list[str], acr: str) -> Completed:
-        signed_in_before = getattr(user, "last_login", None) is not None  # before login() sets it
         authentication.sign_in(ctx.request, user, amr, acr)
         # an e-mail when this browser is new to the account, naming the application signed in to
-        notifications.new_sign_in(ctx.request, user, ctx.interaction.client_id, signed_in_before=signed_in_before)
+        notifications.new_sign_in(ctx.request, user, ctx.interaction.client_id)
         redirect_to = next_url(ctx)
         authentication.save_session(ctx.request)  # in the sign-in's transaction: one commit
         return Completed(redirect_to=redirect_to)

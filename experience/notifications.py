@@ -5,11 +5,8 @@ How a browser is recognised: on a sign-in, the browser gets a long-lived cookie
 (``portcullis_device``, signed, two years, HttpOnly) holding a random 128-bit device id, and the
 account keeps the SHA-256 of that id (:class:`experience.models.KnownDevice`). A sign-in whose
 browser brings no valid cookie, or one the account does not know, is from a new device: it is
-recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. An account's
-first sign-in (no ``last_login`` before it and no known device: right after sign-up, say) is
-recorded without an e-mail; an account that has signed in before is told of every browser it has
-not recorded, even when it has none recorded yet (signed in before known devices were kept, or
-only to the admin).
+recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. The very first
+device an account signs in from is recorded without an e-mail (right after sign-up, say).
 Clearing cookies or a private window therefore counts as a new device, which errs on the side of
 telling. ``experience.middleware.DeviceCookieMiddleware`` sets the cookie on the response.
 
@@ -24,7 +21,7 @@ import logging
 import secrets
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, router, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 
@@ -32,7 +29,7 @@ from experience import audit
 from experience.models import AuditEvent, KnownDevice
 from identity import delivery
 from identity.app_settings import setting
-from identity.prepared import insert
+from identity.prepared import PreparedQuery, insert
 
 logger = logging.getLogger("portcullis.notifications")
 
@@ -64,12 +61,10 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
 
 
 # -- the notifications ---------------------------------------------------------------------------------
-def new_sign_in(request: HttpRequest, user: Any, client_id: str = "", *, signed_in_before: bool = False) -> bool:
+def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     """Record this browser as one of ``user``'s devices; e-mail the user when it is a new one (not
-    the account's first sign-in). ``signed_in_before``: the account's ``last_login`` was set before
-    this sign-in (read before ``login()`` sets it), which spares asking whether it has other
-    devices. Answers whether a notice went out. Called where a browser sign-in completes
-    (``experience.completion.BrowserSession``)."""
+    the account's first). Answers whether a notice went out. Called where a browser sign-in
+    completes (``experience.completion.BrowserSession``)."""
     if not setting("NEW_SIGN_IN_EMAILS", True):
         return False
     identifier = device_id(request)
@@ -81,7 +76,7 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "", *, signed_
     key = device_key(identifier)
     if not fresh and KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
         return False
-    first = not signed_in_before and not KnownDevice.objects.filter(user=user).exists()
+    first = not has_devices(user)
     device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
                          created_at=now, last_seen_at=now)
     if fresh:  # an id made just now (128 random bits): no other sign-in has it
@@ -97,6 +92,18 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "", *, signed_
     audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
     notify(request, user, "new_sign_in", client_id)
     return True
+
+
+# Whether an account has a device: compiled once (an integer user id in the placeholder's place).
+_any_device = PreparedQuery(lambda user_id: KnownDevice.objects.filter(user_id=user_id).values_list("pk")[:1],
+                            (2_147_480_123,))
+
+
+def has_devices(user: Any) -> bool:
+    """Whether ``user`` has a known device (one statement; compiled once for an integer id)."""
+    if isinstance(user.pk, int) and not isinstance(user.pk, bool):
+        return _any_device.values(user.pk, db=router.db_for_read(KnownDevice)) is not None
+    return KnownDevice.objects.filter(user=user).exists()
 
 
 def password_changed(request: HttpRequest, user: Any) -> None:

@@ -3,13 +3,10 @@ password."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.conf import settings
 from django.core import mail
 from django.test import Client, RequestFactory
-from django.utils import timezone
 
 from experience import notifications
 from experience.models import AuditEvent, KnownDevice
@@ -54,16 +51,6 @@ def test_the_first_device_is_remembered_quietly_and_a_new_one_is_announced(confi
     assert "IP address: 198.51.100.7" in message.body and f"Browser: {CHROME}" in message.body
     assert AuditEvent.objects.filter(kind="sign_in.new_device", user=user).count() == 1
     assert KnownDevice.objects.filter(user=user).count() == 2
-
-
-def test_an_account_that_signed_in_before_any_device_was_kept_is_told_of_its_first_one(
-        confidential_app, user, django_capture_on_commit_callbacks):
-    user.last_login = timezone.now() - timedelta(days=30)  # signed in before devices were recorded
-    user.save(update_fields=["last_login"])
-    sign_in(Client(HTTP_USER_AGENT=CHROME), confidential_app, django_capture_on_commit_callbacks)
-    [message] = mail.outbox
-    assert message.subject == "New sign-in to your account" and f"Browser: {CHROME}" in message.body
-    assert KnownDevice.objects.filter(user=user).count() == 1
 
 
 def test_a_forged_or_foreign_device_cookie_counts_as_a_new_device(confidential_app, user, django_user_model,
