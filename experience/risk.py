@@ -95,7 +95,7 @@ def ip_key(request: HttpRequest) -> str:
 
 def _read_ahead(keys: list[str]) -> dict[str, Any]:
     """These cache keys' values (None when absent), read in one round trip (``MGET`` on Redis)."""
-    found = cache.get_many(keys)
+    found = cache.get_many(keys) if keys else {}
     return {key: found.get(key) for key in keys}
 
 

@@ -314,6 +314,46 @@ def test_set_if_null_claims_a_row_once_and_stores_the_value_as_update_does(confi
         set_if_null(AuthorizationRecord, records[1].pk, "portcullis_no_such_field", now)
 
 
+def test_set_if_null_also_sets_the_other_fields_only_when_it_claims(db, django_assert_num_queries):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from experience.models import Interaction
+    from identity.prepared import set_if_null
+
+    now = timezone.now()
+    Interaction.objects.create(uid="i" * 32, event=Interaction.SIGN_IN, state={"step": 1}, expires_at=now + timedelta(minutes=5))
+    with django_assert_num_queries(1):
+        assert set_if_null(Interaction, "i" * 32, "completed_at", now, also={"state": {"step": 2, "name": "Zoë"}})
+    assert not set_if_null(Interaction, "i" * 32, "completed_at", now, also={"state": {"step": 3}})
+    stored = Interaction.objects.get(uid="i" * 32)
+    assert stored.completed_at == now and stored.state == {"step": 2, "name": "Zoë"}  # JSON as update() stores it
+
+
+def test_audit_events_recorded_together_are_written_at_the_end_or_not_at_all(rf, user):
+    from django.db import transaction
+
+    from experience import audit
+    from experience.models import AuditEvent
+
+    request = rf.get("/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Firefox")
+    with CaptureQueriesContext(connection) as captured, transaction.atomic(), audit.together():
+        audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier="alice")
+        audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier="alice", authenticator="password")
+        assert AuditEvent.objects.count() == 0  # not yet written
+    inserts = [q["sql"] for q in captured.captured_queries if "experience_auditevent" in q["sql"] and "INSERT" in q["sql"]]
+    assert len(inserts) == (1 if connection.vendor == "postgresql" else 2)
+    assert list(AuditEvent.objects.order_by("created_at").values_list("kind", "ip", "user_agent")) == [
+        (AuditEvent.NEW_DEVICE, "203.0.113.9", "Firefox"), (AuditEvent.SIGN_IN_SUCCEEDED, "203.0.113.9", "Firefox")]
+    with pytest.raises(RuntimeError), transaction.atomic(), audit.together():
+        audit.record(request, AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier="alice")
+        raise RuntimeError("the sign-in failed after its event was recorded")
+    assert AuditEvent.objects.count() == 2  # nothing of the failed one
+    audit.record(request, AuditEvent.SIGN_IN_FAILED, identifier="bob")  # outside a block: at once
+    assert AuditEvent.objects.filter(kind=AuditEvent.SIGN_IN_FAILED).count() == 1
+
+
 # -- insert_together(): rows written all or none, on PostgreSQL in one statement ------------------------
 def token_pair(app, user, checksum):
     from datetime import timedelta
