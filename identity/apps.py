@@ -41,6 +41,8 @@ class IdentityConfig(AppConfig):
             oauthlib_logger.setLevel(logging.INFO)
         # Argon2's 100 MiB stay mapped between sign-ins instead of being faulted in anew each time.
         allocator.retain_hash_memory()
+        # A sign-in's last_login: Django's write, its UPDATE compiled once.
+        signals.replace_update_last_login()
 
     def portcullis_cleanup(self, now: datetime) -> dict[str, int]:
         """Asked by ``manage.py portcullis_cleanup``: delete this app's expired rows."""

@@ -20,7 +20,8 @@ Django's, and the transaction is the request's.
 
 New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
 session row) are written by :func:`insert`, whose ``INSERT`` is built once per model and database
-the same way, a session's ``DELETE`` by :func:`delete_by_pk`, and a single-use thing's
+the same way, a sign-in's ``last_login`` by :func:`save_fields`, a session's ``DELETE`` by
+:func:`delete_by_pk`, and a single-use thing's
 consumption (an ``UPDATE`` that matches only while a field is NULL) by :func:`set_if_null`. Rows
 that belong together (the code and its record; the token pair, written only if the code's
 consumption matches) are written by :func:`insert_together`, on PostgreSQL in one statement.
@@ -34,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model, QuerySet, signals
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
 from django.db.models.sql import InsertQuery
@@ -266,6 +267,63 @@ def insert(instance: Model, using: str | None = None) -> None:
     instance._state.db = db
     instance._state.adding = False
     signals.post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=db)
+
+
+_SAVE_PATH = ("save_base", "_save_table", "_do_update")
+
+
+def _saves_plainly(instance: Model) -> bool:
+    """Whether ``instance.save(update_fields=...)`` would be Django's own path: no override of it
+    (``AbstractBaseUser.save`` counts as none while no new password waits to be announced), no
+    parents, not a proxy."""
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    model = type(instance)
+    meta = model._meta
+    save = model.save
+    return (all(getattr(model, name) is getattr(Model, name) for name in _SAVE_PATH)
+            and (save is Model.save or (save is AbstractBaseUser.save and getattr(instance, "_password", None) is None))
+            and not meta.parents and not meta.proxy and not meta.select_on_save)
+
+
+def save_fields(instance: Model, field_names: Sequence[str], using: str | None = None) -> None:
+    """Write ``field_names`` of the saved ``instance`` as ``instance.save(update_fields=field_names)``
+    does (``pre_save`` and ``post_save`` sent with those ``update_fields``, one ``UPDATE`` by primary
+    key, ``DatabaseError`` when it matched no row, an error of the database marking the transaction
+    for rollback), without Django's query compiler (and on PostgreSQL prepared, as the lookups): a
+    sign-in's ``last_login``. A model that saves in another way, or a field that is not a plain
+    column of its own table, is saved by ``save()`` itself."""
+    model = type(instance)
+    meta = model._meta
+    db = using or router.db_for_write(model, instance=instance)
+    names = frozenset(field_names)
+    fields = [meta._forward_fields_map.get(name) for name in field_names]  # type: ignore[attr-defined]
+    if (not names or instance.pk is None or not _saves_plainly(instance)
+            or not all(isinstance(field, Field) and field.concrete and not field.primary_key
+                       and not field.generated and field.model is model for field in fields)):
+        instance.save(update_fields=list(field_names), using=db)
+        return
+    signals.pre_save.send(sender=model, instance=instance, raw=False, using=db, update_fields=names)
+    connection = connections[db]
+    with transaction.mark_for_rollback_on_error(using=db):
+        values = [field.pre_save(instance, False) for field in fields]
+        if any(hasattr(value, "resolve_expression") for value in values):  # Django's compiler writes it
+            instance._save_table(raw=False, cls=model, force_insert=False, force_update=False,  # type: ignore[attr-defined]
+                                 using=db, update_fields=names)
+        else:
+            quote = connection.ops.quote_name
+            sql = (f"UPDATE {quote(meta.db_table)} SET "
+                   f"{', '.join(f'{quote(field.column)} = %s' for field in fields)} "
+                   f"WHERE {quote(meta.pk.column)} = %s")
+            with _cursor(db) as cursor:
+                cursor.execute(sql, [*(field.get_db_prep_save(value, connection=connection)
+                                       for field, value in zip(fields, values, strict=True)),
+                                     meta.pk.get_db_prep_value(instance.pk, connection)])
+                if not cursor.rowcount:
+                    raise DatabaseError("Save with update_fields did not affect any rows.")
+    instance._state.db = db
+    instance._state.adding = False
+    signals.post_save.send(sender=model, instance=instance, created=False, update_fields=names, raw=False, using=db)
 
 
 def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:

@@ -1,21 +1,26 @@
 """Key and allowed-origin changes reach every process; token revocation follows account changes;
-the sign-in identifier index follows the accounts' identifiers."""
+the sign-in identifier index follows the accounts' identifiers; a sign-in's ``last_login`` is
+written by one compiled ``UPDATE``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
 from django.core.signals import setting_changed
 from django.db import transaction
+from django.db.models.query_utils import DeferredAttribute
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
 from identity import cors, discovery, identifiers, languages
 from identity.app_settings import _mount_path
 from identity.keys import keys_changed
 from identity.models import Profile, SigningKey, SignInIdentifier
+from identity.prepared import save_fields
 from identity.tokens import revoke_user_tokens
 
 
@@ -74,3 +79,20 @@ post_save.connect(identifiers.after_save, sender=Profile, dispatch_uid="portcull
 post_delete.connect(identifiers.after_profile_delete, sender=Profile, dispatch_uid="portcullis_identifiers_profile")
 post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier,
                     dispatch_uid="portcullis_identifiers_settle")
+
+
+def record_last_login(sender: Any, user: Any, **kwargs: Any) -> None:
+    """Django's ``update_last_login``, the same write and signals (``save(update_fields=["last_login"])``),
+    its ``UPDATE`` compiled once (:func:`identity.prepared.save_fields`)."""
+    user.last_login = timezone.now()
+    save_fields(user, ["last_login"])
+
+
+def replace_update_last_login() -> None:
+    """Put :func:`record_last_login` where ``django.contrib.auth`` connects ``update_last_login``,
+    under the same ``dispatch_uid``: whichever app is ready first, one of them is connected (a
+    connect under a taken ``dispatch_uid`` does nothing), and a project that disconnects
+    ``update_last_login`` by that uid disconnects this one."""
+    user_logged_in.disconnect(dispatch_uid="update_last_login")
+    if isinstance(getattr(get_user_model(), "last_login", None), DeferredAttribute):
+        user_logged_in.connect(record_last_login, dispatch_uid="update_last_login")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 
 import pytest
 from django.db import DatabaseError, connection
@@ -259,6 +260,90 @@ def test_insert_saves_a_proxy_with_a_save_of_its_own_by_that_save(user):
     device = Remembered(user=user, key="f" * 64)
     insert(device)
     assert row_of(device)["user_agent"] == "its own save ran"
+
+
+def test_save_fields_writes_and_signals_as_save_with_update_fields_does(user, django_assert_num_queries):
+    from django.db.models.signals import post_save, pre_save
+    from django.utils import timezone
+
+    from identity.prepared import save_fields
+
+    seen = []
+
+    def before(sender, instance, update_fields, raw, using, **kwargs):
+        seen.append(("pre", sender, instance.pk, update_fields, raw, using))
+        instance.first_name = "not written: not among the fields"
+
+    def after(sender, instance, created, update_fields, raw, using, **kwargs):
+        seen.append(("post", sender, instance.pk, created, update_fields, raw, using))
+
+    when = timezone.now()
+    user.last_login = when
+    pre_save.connect(before, sender=type(user))
+    post_save.connect(after, sender=type(user))
+    try:
+        with django_assert_num_queries(1) as captured:
+            save_fields(user, ["last_login"])
+    finally:
+        pre_save.disconnect(before, sender=type(user))
+        post_save.disconnect(after, sender=type(user))
+    assert captured.captured_queries[0]["sql"].startswith("UPDATE")
+    names = frozenset({"last_login"})
+    assert seen == [("pre", type(user), user.pk, names, False, "default"),
+                    ("post", type(user), user.pk, False, names, False, "default")]
+    stored = type(user).objects.values("last_login", "first_name").get(pk=user.pk)
+    assert stored["last_login"] == when
+    assert stored["first_name"] != "not written: not among the fields"
+
+
+def test_save_fields_refuses_a_row_that_is_gone_and_marks_the_transaction_for_rollback(user):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from identity.prepared import save_fields
+
+    type(user).objects.filter(pk=user.pk).delete()
+    user.last_login = timezone.now()
+    with transaction.atomic():
+        with pytest.raises(DatabaseError, match="did not affect any rows"):  # save(update_fields=...)'s error
+            save_fields(user, ["last_login"])
+        assert transaction.get_connection().needs_rollback
+
+
+def test_save_fields_leaves_a_model_with_a_save_of_its_own_to_that_save(user, monkeypatch):
+    from experience.models import KnownDevice
+    from identity.prepared import insert, save_fields
+
+    device = KnownDevice(user=user, key="9" * 64)
+    insert(device)
+    original = KnownDevice.save
+    calls = []
+
+    def save(self, *args, **kwargs):
+        calls.append(kwargs.get("update_fields"))
+        self.user_agent = "its own save ran"
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(KnownDevice, "save", save)
+    device.ip = "203.0.113.9"
+    save_fields(device, ["ip", "user_agent"])
+    assert calls == [["ip", "user_agent"]]
+    row = row_of(device)
+    assert (row["ip"], row["user_agent"]) == ("203.0.113.9", "its own save ran")
+
+
+def test_a_sign_in_writes_last_login_in_one_update_through_the_replaced_receiver(rf, user, django_assert_num_queries):
+    from django.contrib.auth.models import update_last_login
+    from django.contrib.auth.signals import user_logged_in
+
+    from identity.signals import record_last_login
+
+    receivers = [ref() if isinstance(ref, weakref.ReferenceType) else ref for _, ref, *_ in user_logged_in.receivers]
+    assert record_last_login in receivers and update_last_login not in receivers
+    assert type(user).objects.get(pk=user.pk).last_login is None
+    with django_assert_num_queries(1):
+        user_logged_in.send(sender=type(user), request=None, user=user)
+    assert type(user).objects.get(pk=user.pk).last_login == user.last_login is not None
 
 
 def test_delete_by_pk_deletes_that_row_in_one_statement_and_sends_signals_when_listened_to(
