@@ -19,7 +19,7 @@ docs/configuration.md). The lookups stay in Django's query log, the database err
 Django's, and the transaction is the request's.
 
 New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
-session row) are written by :func:`insert`, whose ``INSERT`` is built once per model and database
+session row) are written by :func:`insert` (the session row by :func:`upsert`), whose ``INSERT`` is built once per model and database
 the same way, a sign-in's ``last_login`` by :func:`save_fields`, a session's ``DELETE`` by
 :func:`delete_by_pk`, and a single-use thing's
 consumption (an ``UPDATE`` that matches only while a field is NULL) by :func:`set_if_null`. Rows
@@ -37,6 +37,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import Field, Model, QuerySet, signals
+from django.db.models.constants import OnConflict
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # Django internal
 from django.db.models.sql import InsertQuery
 
@@ -166,7 +167,7 @@ class _CompiledInsert:
     (every local concrete field but an unset auto primary key; the database's ``RETURNING``
     columns read back through their converters), with its SQL worked out once."""
 
-    def __init__(self, model: type[Model], db: str, pk_set: bool) -> None:
+    def __init__(self, model: type[Model], db: str, pk_set: bool, conflict: Conflict | None = None) -> None:
         connection = connections[db]
         meta = model._meta
         self.connection = connection
@@ -174,9 +175,13 @@ class _CompiledInsert:
                        if not field.generated and (pk_set or field is not meta.auto_field)]
         self.returning = list(meta.db_returning_fields)
         quote = connection.ops.quote_name
-        sql = (f"{connection.ops.insert_statement(on_conflict=None)} {quote(meta.db_table)} "
+        on_conflict = OnConflict.UPDATE if conflict else None
+        sql = (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {quote(meta.db_table)} "
                f"({', '.join(quote(field.column) for field in self.fields)}) "
                f"VALUES ({', '.join(['%s'] * len(self.fields))})")
+        if conflict:  # unique fields, fields to update: bulk_create(update_conflicts=True)'s suffix
+            unique, update = ([_column(model, name).column for name in names] for names in conflict)
+            sql = f"{sql} {connection.ops.on_conflict_suffix_sql(self.fields, on_conflict, update, unique)}"
         self.returning_params: tuple[Any, ...] = ()
         self.converters: dict[int, Any] = {}
         self.compiler: Any = None
@@ -200,6 +205,7 @@ class _CompiledInsert:
 
 
 _inserts = threading.local()
+Conflict = tuple[tuple[str, ...], tuple[str, ...]]  # upsert's unique fields and fields to update
 _MODEL_METHODS = ("save", "save_base", "_save_table", "_do_insert")
 
 
@@ -216,16 +222,17 @@ def _insertable(model: type[Model], db: str) -> bool:
             and (not meta.db_returning_fields or connection.features.can_return_columns_from_insert))
 
 
-def _compiled_insert(model: type[Model], db: str, pk_set: bool) -> _CompiledInsert | None:
+def _compiled_insert(model: type[Model], db: str, pk_set: bool, conflict: Conflict | None = None) -> _CompiledInsert | None:
     """The ``INSERT`` of ``model`` on ``db`` built once per thread, or None for a model that
     :func:`_insertable` rules out."""
     compiled_by_key = getattr(_inserts, "compiled", None)
     if compiled_by_key is None:
         compiled_by_key = _inserts.compiled = {}
-    key = (model, db, pk_set)
+    key = (model, db, pk_set, conflict)
     compiled: _CompiledInsert | None = compiled_by_key.get(key)
     if key not in compiled_by_key or (compiled is not None and compiled.connection is not connections[db]):
-        compiled = compiled_by_key[key] = _CompiledInsert(model, db, pk_set) if _insertable(model, db) else None
+        compiled = compiled_by_key[key] = (_CompiledInsert(model, db, pk_set, conflict) if _insertable(model, db)
+                                           else None)
     return compiled
 
 
@@ -324,6 +331,38 @@ def save_fields(instance: Model, field_names: Sequence[str], using: str | None =
     instance._state.db = db
     instance._state.adding = False
     signals.post_save.send(sender=model, instance=instance, created=False, update_fields=names, raw=False, using=db)
+
+
+def upsert(instance: Model, unique_fields: Sequence[str], update_fields: Sequence[str], using: str | None = None) -> None:
+    """Write ``instance`` as ``bulk_create([instance], update_conflicts=True, unique_fields=...,
+    update_fields=...)`` does: one ``INSERT ... ON CONFLICT (...) DO UPDATE``, no signals, the
+    returned primary key set on the instance (the existing row's, when it was updated), an error
+    of the database marking the transaction for rollback. The statement is built once per model,
+    database and fields. A model :func:`insert` leaves to ``save()``, or a database that cannot
+    return the row of an upsert, goes through ``bulk_create`` itself."""
+    model = type(instance)
+    meta = model._meta
+    db = using or router.db_for_write(model, instance=instance)
+    features = connections[db].features
+    conflict = (tuple(unique_fields), tuple(update_fields))
+    compiled = None
+    if features.supports_update_conflicts_with_target and features.can_return_rows_from_bulk_insert:
+        instance._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+        if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
+            setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
+        compiled = _compiled_insert(model, db, instance._is_pk_set(meta), conflict)  # type: ignore[attr-defined]
+    values = compiled.values(instance) if compiled is not None else None
+    if compiled is None or values is None:
+        model._default_manager.db_manager(db).bulk_create(
+            [instance], update_conflicts=True, unique_fields=list(unique_fields), update_fields=list(update_fields))
+        return
+    with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
+        cursor.execute(compiled.sql, [*values, *compiled.returning_params])
+        if compiled.returning:
+            _set_returned(compiled, instance,
+                          compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params))
+    instance._state.db = db
+    instance._state.adding = False
 
 
 def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:

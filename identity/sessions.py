@@ -37,6 +37,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_grant_model
 
 from identity.models import UserSession
+from identity.prepared import upsert
 from identity.tokens import revoke_user_tokens
 
 PATH = "identity.sessions.SessionTrackingMiddleware"
@@ -73,8 +74,7 @@ def _remember(request: HttpRequest, user_id: Any) -> None:
         # One statement (INSERT ... ON CONFLICT): a key some row already has (a session that was
         # another user's, say) becomes this sign-in's row.
         row = UserSession(user_id=user_id, session_key=key, created_at=now, last_seen_at=now, **_client(request))
-        UserSession.objects.bulk_create([row], update_conflicts=True, unique_fields=["session_key"],
-                                        update_fields=["user", "created_at", "last_seen_at", "ip", "user_agent"])
+        upsert(row, unique_fields=("session_key",), update_fields=("user", "created_at", "last_seen_at", "ip", "user_agent"))
         row_id = row.pk
     session[TRACK_KEY] = {"row": row_id, "key": _digest(key), "seen": int(time.time())}
 

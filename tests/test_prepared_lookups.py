@@ -346,6 +346,45 @@ def test_a_sign_in_writes_last_login_in_one_update_through_the_replaced_receiver
     assert type(user).objects.get(pk=user.pk).last_login == user.last_login is not None
 
 
+def test_upsert_inserts_a_new_row_and_takes_over_a_taken_key_as_bulk_create_does(
+        user, django_user_model, django_assert_num_queries):
+    from django.db.models.signals import post_save, pre_save
+
+    from identity.models import UserSession
+    from identity.prepared import upsert
+
+    other = django_user_model.objects.create_user("bob", "bob@example.com", "x")
+    fields = ("user", "created_at", "last_seen_at", "ip", "user_agent")
+    sent = []
+
+    def listener(sender, **kwargs):
+        sent.append(sender)
+
+    pre_save.connect(listener, sender=UserSession)
+    post_save.connect(listener, sender=UserSession)
+    try:
+        first = UserSession(user=user, session_key="u" * 32, ip="203.0.113.1", user_agent="first")
+        with django_assert_num_queries(1):
+            upsert(first, unique_fields=("session_key",), update_fields=fields)
+        taken = UserSession(user=other, session_key="u" * 32, ip="203.0.113.2", user_agent="second")
+        with django_assert_num_queries(1):
+            upsert(taken, unique_fields=("session_key",), update_fields=fields)
+    finally:
+        pre_save.disconnect(listener, sender=UserSession)
+        post_save.disconnect(listener, sender=UserSession)
+    assert sent == []  # as bulk_create: no signals
+    assert first.pk is not None and taken.pk == first.pk  # the row the key had
+    assert not taken._state.adding
+    row = row_of(taken)
+    assert (row["user_id"], row["ip"], row["user_agent"]) == (other.pk, "203.0.113.2", "second")
+    assert UserSession.objects.filter(session_key="u" * 32).count() == 1
+    # bulk_create writes the same row the same way
+    again = UserSession(user=user, session_key="u" * 32, ip="203.0.113.3", user_agent="third")
+    UserSession.objects.bulk_create([again], update_conflicts=True, unique_fields=["session_key"],
+                                    update_fields=list(fields))
+    assert row_of(again)["user_agent"] == "third" and UserSession.objects.get().pk == first.pk
+
+
 def test_delete_by_pk_deletes_that_row_in_one_statement_and_sends_signals_when_listened_to(
         user, django_assert_num_queries):
     from datetime import timedelta
