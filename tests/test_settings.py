@@ -47,8 +47,11 @@ def test_the_wsgi_and_asgi_entry_points_refuse_to_load_without_issuer(tmp_path, 
     refused = run(tmp_path, "-c", f"import {module}")
     assert refused.returncode != 0
     assert "identity.E002" in refused.stderr, refused.stderr[-2000:]
-    served = run(tmp_path, "-c", f"import {module}", ISSUER=HTTPS_ISSUER)
+    served = run(tmp_path, "-c", f"import gc, {module}; print(gc.get_freeze_count(), len(gc.get_objects()))",
+                 ISSUER=HTTPS_ISSUER)
     assert served.returncode == 0, served.stderr[-2000:]
+    frozen, tracked = map(int, served.stdout.split())
+    assert frozen > 50_000 and tracked < 1_000, "what the server loaded is left out of the cyclic collector's walks"
 
 
 def test_gunicorn_does_not_start_without_issuer(tmp_path):
