@@ -21,7 +21,7 @@ import logging
 import secrets
 from typing import Any
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone, translation
 
@@ -76,34 +76,45 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     key = device_key(identifier)
     if not fresh and KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
         return False
-    first = not has_devices(user)
     device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
                          created_at=now, last_seen_at=now)
+    also = _had_devices(user)  # asked in the INSERT itself on PostgreSQL
     if fresh:  # an id made just now (128 random bits): no other sign-in has it
-        insert(device)
+        answered = insert(device, also=also)
     else:
         try:
             with transaction.atomic():
-                insert(device)
+                answered = insert(device, also=also)
         except IntegrityError:
             return False  # a parallel sign-in from this browser recorded it first
-    if first:
-        return False
+    if not (answered[0] if answered is not None else has_other_devices(user, device.pk)):
+        return False  # the account's first device: nothing to tell
     audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
     notify(request, user, "new_sign_in", client_id)
     return True
 
 
-# Whether an account has a device: compiled once (an integer user id in the placeholder's place).
-_any_device = PreparedQuery(lambda user_id: KnownDevice.objects.filter(user_id=user_id).values_list("pk")[:1],
-                            (2_147_480_123,))
+def _had_devices(user: Any) -> tuple[str, list[Any]]:
+    """The ``also`` of a new device's ``INSERT``: whether the account had a device before it (a
+    subquery in ``RETURNING`` does not see the row being written)."""
+    connection = connections[router.db_for_write(KnownDevice)]
+    quote = connection.ops.quote_name
+    column = KnownDevice._meta.get_field("user").column
+    return f"EXISTS (SELECT 1 FROM {quote(KnownDevice._meta.db_table)} WHERE {quote(column)} = %s)", [user.pk]
 
 
-def has_devices(user: Any) -> bool:
-    """Whether ``user`` has a known device (one statement; compiled once for an integer id)."""
+# Whether an account has a device besides one: compiled once (integer ids in the placeholders' places).
+_other_device = PreparedQuery(
+    lambda user_id, device_id: KnownDevice.objects.filter(user_id=user_id).exclude(pk=device_id).values_list("pk")[:1],
+    (2_147_480_123, 2_147_480_124))
+
+
+def has_other_devices(user: Any, device_pk: int) -> bool:
+    """Whether ``user`` has a known device besides ``device_pk`` (one statement; compiled once for an
+    integer user id)."""
     if isinstance(user.pk, int) and not isinstance(user.pk, bool):
-        return _any_device.values(user.pk, db=router.db_for_read(KnownDevice)) is not None
-    return KnownDevice.objects.filter(user=user).exists()
+        return _other_device.values(user.pk, device_pk, db=router.db_for_read(KnownDevice)) is not None
+    return KnownDevice.objects.filter(user=user).exclude(pk=device_pk).exists()
 
 
 def password_changed(request: HttpRequest, user: Any) -> None:

@@ -243,12 +243,18 @@ def _set_returned(compiled: _CompiledInsert, instance: Model, row: Any) -> None:
         setattr(instance, field.attname, value)
 
 
-def insert(instance: Model, using: str | None = None) -> None:
+def insert(instance: Model, using: str | None = None, also: tuple[str, Sequence[Any]] | None = None) -> tuple[Any, ...] | None:
     """Write a new ``instance`` as ``instance.save(force_insert=True, using=using)`` does (the
     same statement, ``pre_save`` and ``post_save`` sent, the instance's state and returned
     columns set, an error of the database marking the transaction for rollback), without
     building the ``INSERT`` anew each time: the hot paths' rows (tokens, audit events, session
-    rows). A model that saves in any other way is saved by ``save()`` itself."""
+    rows). A model that saves in any other way is saved by ``save()`` itself.
+
+    ``also``, SQL expressions (comma-separated) and their parameters: on PostgreSQL the same
+    statement answers them too, in its ``RETURNING`` clause, where a subquery sees the tables as
+    they were before this row (``EXISTS (SELECT ...)`` of the row's siblings, say); answers their
+    values, or None where they were not asked (another database, or a row Django's compiler
+    wrote), for the caller to ask apart."""
     model = type(instance)
     meta = model._meta
     db = using or router.db_for_write(model, instance=instance)
@@ -258,13 +264,20 @@ def insert(instance: Model, using: str | None = None) -> None:
     compiled = _compiled_insert(model, db, instance._is_pk_set(meta))  # type: ignore[attr-defined]
     if compiled is None:
         instance.save(force_insert=True, using=db)
-        return
+        return None
+    answered: tuple[Any, ...] | None = None
     signals.pre_save.send(sender=model, instance=instance, raw=False, using=db, update_fields=None)
     with transaction.mark_for_rollback_on_error(using=db):
         values = compiled.values(instance)
         if values is None:  # an expression: Django's compiler writes it
             instance._save_table(raw=False, cls=model, force_insert=True, force_update=False,  # type: ignore[attr-defined]
                                  using=db, update_fields=None)
+        elif also is not None and compiled.returning and compiled.connection.vendor == "postgresql":
+            with _cursor(db) as cursor:
+                cursor.execute(f"{compiled.sql}, {also[0]}", [*values, *compiled.returning_params, *also[1]])
+                row = cursor.fetchone()
+            _set_returned(compiled, instance, row[:len(compiled.returning)])
+            answered = tuple(row[len(compiled.returning):])
         else:
             with _cursor(db) as cursor:
                 cursor.execute(compiled.sql, [*values, *compiled.returning_params])
@@ -274,6 +287,7 @@ def insert(instance: Model, using: str | None = None) -> None:
     instance._state.db = db
     instance._state.adding = False
     signals.post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=db)
+    return answered
 
 
 _SAVE_PATH = ("save_base", "_save_table", "_do_update")

@@ -605,3 +605,22 @@ def test_insert_together_refuses_an_unsaved_related_object_it_does_not_link(conf
     with pytest.raises(ValueError, match="unsaved related object"):
         insert_together([access, refresh], links={1: {"access_token_id": 0}})
     assert not AccessToken.objects.filter(token_checksum="h" * 64).exists()
+
+
+def test_insert_answers_what_it_is_also_asked_as_of_before_its_row_on_postgresql(user, django_assert_num_queries):
+    """``insert(..., also=...)``: on PostgreSQL the row and the answer in one statement, the
+    answer not seeing the row being written; elsewhere None (the caller asks apart)."""
+    from django.utils import timezone
+
+    from experience.models import KnownDevice
+    from identity.prepared import insert
+
+    also = ('EXISTS (SELECT 1 FROM "experience_knowndevice" WHERE "user_id" = %s)', [user.pk])
+    answers = []
+    for key in ("a" * 64, "b" * 64):
+        device = KnownDevice(user=user, key=key, user_agent="", ip=None, created_at=timezone.now(),
+                             last_seen_at=timezone.now())
+        with django_assert_num_queries(1):
+            answers.append(insert(device, also=also))
+        assert device.pk is not None and KnownDevice.objects.get(pk=device.pk).key == key
+    assert answers == ([(False,), (True,)] if connection.vendor == "postgresql" else [None, None])

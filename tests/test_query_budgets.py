@@ -67,12 +67,13 @@ def test_discovery_and_jwks_make_no_queries_once_warm(client, db, django_assert_
         assert client.get("/.well-known/jwks.json").status_code == 200
 
 
-def test_a_hosted_password_sign_in_makes_at_most_12_queries_on_postgresql_and_one_commit(flow, confidential_app, user, monkeypatch):
+def test_a_hosted_password_sign_in_makes_at_most_11_queries_on_postgresql_and_one_commit(flow, confidential_app, user, monkeypatch):
     """A returning account's sign-in from a new browser, with a fresh install's second factors: the
     POST's writes (the interaction's completion, the old session's deletion, the new session's row,
     the tracked session, last_login, the device, its audit event and the sign-in's) share one
-    transaction, the two audit events one statement on PostgreSQL; whether the user has TOTP or
-    backup codes is one statement. Its authenticators come from memory."""
+    transaction, the two audit events one statement on PostgreSQL, the device's row and whether
+    the account had one before it one statement there too; whether the user has TOTP or backup
+    codes is one statement. Its authenticators come from memory."""
     from experience import policy
 
     # A steady process: its memory of the experience is not checked against the shared cache
@@ -90,7 +91,10 @@ def test_a_hosted_password_sign_in_makes_at_most_12_queries_on_postgresql_and_on
         response = flow.client.post(sign_in, {"identifier": "alice", "password": PASSWORD, "authenticator": "password"})
     assert response.status_code == 303, response.content[:300]
     postgresql = connection.vendor == "postgresql"
-    assert len(work.statements) <= (12 if postgresql else 13), "\n".join(sql[:90] for sql in work.ordered)
+    # On PostgreSQL one of the 11 is an entry whose SQL Django's query log could not render ("None").
+    assert len(work.statements) <= (11 if postgresql else 13), "\n".join(sql[:90] for sql in work.ordered)
+    device_statements = sum("experience_knowndevice" in sql for sql in work.statements)
+    assert device_statements == (1 if postgresql else 2), work.statements  # elsewhere the INSERT, then a SELECT
     audit_statements = sum("experience_auditevent" in sql for sql in work.statements)
     assert audit_statements == (1 if postgresql else 2), work.statements  # elsewhere an INSERT each
     assert sum("otp_totp_totpdevice" in sql or "authenticators_backupcode" in sql for sql in work.statements) == 1
