@@ -15,8 +15,9 @@ psycopg prepares a statement once it has run ``prepare_threshold`` times on a co
 default) and then only executes it. ``DATABASES[...]["OPTIONS"]["prepare_threshold"] = None``
 turns that off, for a connection pooler that cannot keep prepared statements (PgBouncer before
 1.21, or without ``max_prepared_statements``; ``DATABASE_PREPARE_THRESHOLD`` in
-docs/configuration.md). The lookups stay in Django's query log, the database errors stay
-Django's, and the transaction is the request's.
+docs/configuration.md). The lookups stay in Django's query log (with their SQL once prepared too:
+psycopg keeps the text only of a statement it did not prepare, which Django's log reads), the
+database errors stay Django's, and the transaction is the request's.
 
 New rows on the same paths (the grant and its record, the token pair, audit events, the sign-in's
 session row) are written by :func:`insert` (the session row by :func:`upsert`), whose ``INSERT`` is built once per model and database
@@ -49,6 +50,20 @@ try:
     )
 except (ImportError, ImproperlyConfigured):  # no psycopg 3 (psycopg2, or no PostgreSQL driver at all)
     _ServerBindingCursor = None
+
+_LoggedServerBindingCursor: Any = None  # the cursor class of _cursor() on PostgreSQL, with psycopg 3
+if _ServerBindingCursor is not None:
+    class _KeepsPreparedText(_ServerBindingCursor):
+        """Django's server-binding cursor that keeps the statement it executes prepared as psycopg
+        keeps one it does not prepare (``_query``): Django's query log (``connection.queries``,
+        ``django.db.backends`` at DEBUG, the query counts of the tests and of ``bench_tasks.py
+        costs``) reads its text from there, and would show ``None`` for a prepared statement."""
+
+        def _send_query_prepared(self, name: bytes, pgq: Any, *, binary: bool | None = None) -> None:
+            self._query = pgq
+            super()._send_query_prepared(name, pgq, binary=binary)
+
+    _LoggedServerBindingCursor = _KeepsPreparedText
 
 
 class PreparedQuery:
@@ -154,12 +169,12 @@ def _cursor(db: str) -> Any:
     """A cursor of ``db``'s connection that binds on the server (so that psycopg may prepare) on
     PostgreSQL with psycopg 3; Django's own cursor anywhere else."""
     connection = connections[db]
-    if connection.vendor != "postgresql" or _ServerBindingCursor is None:
+    if connection.vendor != "postgresql" or _LoggedServerBindingCursor is None:
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:  # as BaseDatabaseWrapper._cursor(), with another cursor class
-        return connection._prepare_cursor(_ServerBindingCursor(connection.connection))  # type: ignore[attr-defined]
+        return connection._prepare_cursor(_LoggedServerBindingCursor(connection.connection))  # type: ignore[attr-defined]
 
 
 class _CompiledInsert:

@@ -60,6 +60,9 @@ def test_on_postgresql_a_lookup_is_prepared_after_five_runs_and_answers_the_same
     with CaptureQueriesContext(connection) as captured:
         found = [lookup.get(checksum) for _ in range(7)]
     assert len(captured.captured_queries) == 7  # in Django's query log, as any query
+    # with their SQL, the runs of the prepared statement too (psycopg keeps no text of those itself)
+    logged = [str(query["sql"]) for query in captured.captured_queries]
+    assert all(sql.startswith('SELECT "oauth2_provider_accesstoken"."id"') for sql in logged), logged
     assert {token.pk for token in found} == {access_tokens(checksum).get().pk}
     assert all(token.user.get_username() == "alice" for token in found)
     new = [statement for statement in prepared_statements() if statement not in before]
