@@ -151,10 +151,17 @@ class _Compiled:
 class PreparedLookup(PreparedQuery):
     """One row looked up by one unique value: ``build(value)`` answers the queryset for it. The
     ``placeholder`` compiles in the value's place: a string, or a value of the field's type that no
-    row has (an integer for an integer key)."""
+    row has (an integer for an integer key).
+
+    The SQL has no ``LIMIT 1``: the value is unique and ``select_related`` joins are to-one, so
+    there is at most one row anyway, and a ``LIMIT`` misleads PostgreSQL's generic plan of a
+    prepared statement on tables it has no statistics of (never analyzed, as with autovacuum off):
+    it then expects the first of the hundreds of rows its default estimates make of the joins to
+    come early and scans whole tables for it (the code exchange's look-up sequentially scanned
+    the grants and their records on every exchange) instead of following the unique indexes."""
 
     def __init__(self, build: Callable[[Any], QuerySet[Any]], placeholder: Any = _PLACEHOLDER) -> None:
-        super().__init__(lambda value: build(value)[:1], (placeholder,))
+        super().__init__(build, (placeholder,))
 
     def get(self, value: Any, db: str = "default") -> Any | None:
         compiled, rows = self._rows((value,), db, many=False)

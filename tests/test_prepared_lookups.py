@@ -627,3 +627,44 @@ def test_insert_answers_what_it_is_also_asked_as_of_before_its_row_on_postgresql
             answers.append(insert(device, also=also))
         assert device.pk is not None and KnownDevice.objects.get(pk=device.pk).key == key
     assert answers == ([(False,), (True,)] if connection.vendor == "postgresql" else [None, None])
+
+
+@postgresql_only
+def test_the_code_look_up_follows_the_unique_indexes_on_tables_postgresql_has_no_statistics_of(
+        confidential_app, user):
+    """The code exchange's prepared look-up, planned as PostgreSQL plans a prepared statement for
+    good (its generic plan) on tables never analyzed (autovacuum off, or before its first run):
+    it must reach the grant by its code and the record by its grant through their unique indexes,
+    not scan either table on every exchange (with ``LIMIT 1`` it did: the default estimates made
+    hundreds of rows of the joins, the first of which a scan would find early)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from identity.models import AuthorizationRecord
+    from identity.validators import Grant, _grants
+
+    application = confidential_app.application
+    grants = Grant.objects.bulk_create(
+        Grant(user=user, application=application, code=f"plan-{index:05d}", expires=timezone.now() + timedelta(minutes=1),
+              redirect_uri="https://rp.example.com/cb", scope="openid") for index in range(3000))
+    AuthorizationRecord.objects.bulk_create(
+        AuthorizationRecord(grant=grant, application=application, user=user, auth_time=timezone.now())
+        for grant in grants)
+    sql = _grants._compile("default").sql
+    assert sql.count("%s") == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stats WHERE tablename IN ('oauth2_provider_grant', "
+                       "'identity_authorizationrecord')")
+        assert cursor.fetchone()[0] == 0  # no statistics: the case this is about
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute("PREPARE portcullis_code_plan(text) AS " + sql.replace("%s", "$1"))
+        try:
+            cursor.execute("EXPLAIN EXECUTE portcullis_code_plan('plan-01234')")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE portcullis_code_plan")
+    assert "Seq Scan on oauth2_provider_grant" not in plan, plan
+    assert "Seq Scan on identity_authorizationrecord" not in plan, plan
+    assert "Index Scan using identity_authorizationrecord_grant_id_key" in plan, plan
+    assert _grants.get("plan-01234").portcullis_record.grant_id == grants[1234].pk
