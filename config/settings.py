@@ -92,7 +92,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "identity.middleware.ReadableBodyMiddleware",  # before CSRF: an unreadable form is a 400, not a 500
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.AuthenticationMiddleware",  # Django's, leaving no reference cycle behind
     "config.middleware.LazyMessageMiddleware",  # Django's, storage made only when messages are used
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

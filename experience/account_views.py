@@ -18,7 +18,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -33,6 +32,7 @@ from experience.passwords import MAX_LENGTH, describe_rules
 from experience.policy import Policy, policy_for
 from experience.steps import see_other
 from identity.identifiers import PHONE_FIELD
+from identity.views_base import View
 
 PENDING_CODES = "portcullis_pending_codes"  # session: interaction id -> the code sent for it
 

@@ -14,7 +14,6 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -28,6 +27,7 @@ from experience.gates import RequirementMissing, next_requirement
 from experience.models import Interaction
 from experience.steps import see_other
 from identity.security import deny_framing
+from identity.views_base import View
 
 SECOND_FACTOR_GATE = "second_factor_required"
 ENROLMENT_GATE = "mfa_enrolment_required"

@@ -15,7 +15,6 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.decorators import method_decorator
-from django.views import View
 from django.views.decorators.cache import never_cache
 
 from experience import branding, signed_in, steps, upstream
@@ -25,6 +24,7 @@ from experience.gates import RequirementMissing
 from experience.models import Interaction
 from experience.policy import policy_for
 from identity.security import deny_framing
+from identity.views_base import View
 
 
 @method_decorator(never_cache, name="dispatch")

@@ -8,7 +8,6 @@ from django import forms
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from django.utils.decorators import method_decorator
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
@@ -24,6 +23,7 @@ from experience.policy import policy_for
 from experience.steps import see_other
 from identity import end_session
 from identity.security import deny_framing
+from identity.views_base import View
 
 
 def sign_in_form_of(authenticator: Authenticator | None) -> type[forms.Form] | None:

@@ -63,11 +63,13 @@ def check_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[Warning]:
 
 @register(Tags.security)
 def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
+    from identity.middleware import listed_at
+
     problems = []
     for needed in ("django.contrib.sessions.middleware.SessionMiddleware",
                    "django.contrib.auth.middleware.AuthenticationMiddleware",
                    "django.middleware.csrf.CsrfViewMiddleware"):
-        if needed not in settings.MIDDLEWARE:
+        if listed_at(settings.MIDDLEWARE, needed) is None:  # or a subclass of it
             problems.append(Error(f"{needed} is required by the sign-in pages.", id="identity.E001"))
     return problems
 

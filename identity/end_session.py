@@ -12,7 +12,6 @@ from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, QueryDict
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from jwcrypto import jws
@@ -23,6 +22,7 @@ from identity.app_settings import app_settings
 from identity.applications import load_application
 from identity.pages import error_page, render_page
 from identity.security import deny_framing
+from identity.views_base import View
 
 PENDING_SESSION_KEY = "portcullis_logout"
 

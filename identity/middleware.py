@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +32,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.html import escape
+from django.utils.module_loading import import_string
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
@@ -93,6 +94,22 @@ def unreadable(request: HttpRequest) -> HttpResponse:
         return own_answer(request)
     context = {"error": "invalid_request", "description": _("The form could not be read. Go back and try again.")}
     return deny_framing(render(request, "identity/error.html", context, status=400))
+
+
+def listed_at(middleware: Sequence[str], path: str) -> int | None:
+    """Where ``middleware`` (``MIDDLEWARE``'s import paths) lists ``path`` or a subclass of it (the
+    standalone server lists a variant of Django's ``AuthenticationMiddleware``), or None."""
+    if path in middleware:
+        return list(middleware).index(path)
+    wanted = import_string(path)
+    for index, name in enumerate(middleware):
+        try:
+            found = import_string(name)
+        except ImportError:  # Django reports a path that does not import itself
+            continue
+        if isinstance(found, type) and issubclass(found, wanted):
+            return index
+    return None
 
 
 def install(settings: object) -> None:

@@ -122,7 +122,10 @@ def install(settings: Any) -> None:
     middleware = list(settings.MIDDLEWARE)
     if PATH in middleware:
         return
-    at = middleware.index(AUTH_MIDDLEWARE) + 1 if AUTH_MIDDLEWARE in middleware else len(middleware)
+    from identity.middleware import listed_at  # at ready(), after every app is loaded
+
+    auth = listed_at(middleware, AUTH_MIDDLEWARE)  # Django's or a subclass of it
+    at = len(middleware) if auth is None else auth + 1
     middleware.insert(at, PATH)
     settings.MIDDLEWARE = middleware
 

@@ -21,7 +21,6 @@ from django.utils.decorators import method_decorator
 from django.utils.encoding import escape_uri_path
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
-from django.views import View
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
@@ -45,6 +44,7 @@ from identity.pages import error_page, render_page
 from identity.security import client_targets, deny_framing
 from identity.transport import no_query_parameters, no_token_in_query, oauth_error
 from identity.validators import preloaded_application, redirect_uri_registered, token_request
+from identity.views_base import HeadFromGet, View
 
 
 def readable_body(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -449,7 +449,7 @@ class TokenView(OAuthLibMixin, View):
 
 
 @method_decorator(cors.for_clients(cors.client_of_bearer, "GET, POST"), name="dispatch")
-class UserInfoView(dot_views.UserInfoView):
+class UserInfoView(HeadFromGet, dot_views.UserInfoView):
     @no_token_in_query
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return no_store(json_content_type(super().get(request, *args, **kwargs)))

@@ -31,6 +31,7 @@ from experience.models import Interaction
 from experience.policy import describe as describe_policy
 from experience.policy import policy_for
 from identity.applications import load_application
+from identity.views_base import HeadFromGet
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -41,7 +42,7 @@ def throttle(request: HttpRequest, scope: str) -> None:
 
 
 # -- the base -----------------------------------------------------------------------------------------------
-class JsonView(APIView):
+class JsonView(HeadFromGet, APIView):
     """JSON in, JSON out, SPEC's error shape, the JSON APIs' rate limit and ``no-store``, whatever
     the project's REST_FRAMEWORK says. No authentication of its own: a face adds what it needs
     (the Experience API the browser session and CSRF, the auth API the application or a Bearer token)."""
