@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
@@ -19,7 +20,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core import signals
 from django.core.checks import run_checks
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.http import HttpResponse
 from django.test import RequestFactory
 
@@ -108,16 +109,24 @@ def request_through_the_middleware(user: Any | None = None) -> Any:
     return request
 
 
+async def auser_of(request: Any) -> Any:
+    """``await request.auser()``, then the connection its thread opened closed (the test database
+    is dropped at the end)."""
+    user = await request.auser()
+    await sync_to_async(connections.close_all)()
+    return user
+
+
 @pytest.mark.django_db(transaction=True)  # auser() reads in another thread, on its own connection
 def test_the_lazy_user_answers_as_djangos_sync_and_async():
     anonymous = request_through_the_middleware()
     assert isinstance(anonymous.user, AnonymousUser) and not anonymous.user.is_authenticated
-    assert isinstance(asyncio.run(anonymous.auser()), AnonymousUser)
+    assert isinstance(asyncio.run(auser_of(anonymous)), AnonymousUser)
     account = get_user_model().objects.create_user("weakly-held", password="not-used-here-1")
     signed_in = request_through_the_middleware(account)
     assert signed_in.user.pk == account.pk and signed_in.user.is_authenticated
     assert signed_in.user._wrapped is signed_in._cached_user  # loaded once, cached on the request
-    assert asyncio.run(signed_in.auser()).pk == account.pk
+    assert asyncio.run(auser_of(signed_in)).pk == account.pk
 
 
 def test_without_a_session_it_refuses_as_djangos_does():
