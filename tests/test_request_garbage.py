@@ -8,7 +8,6 @@ import asyncio
 import gc
 import io
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,14 +16,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core import signals
 from django.core.checks import run_checks
 from django.core.handlers.wsgi import WSGIHandler
-from django.db import close_old_connections, connections
+from django.db import connections
 from django.http import HttpResponse
 from django.test import RequestFactory
 
 from config.middleware import AuthenticationMiddleware
+from tests.helpers import open_connection
 
 pytestmark = pytest.mark.django_db
 
@@ -41,20 +40,8 @@ STATUSES = {"/healthz": "200", "/.well-known/openid-configuration": "200", "/no-
             "/oauth/userinfo": "401", "/sign-in/": "302"}
 
 
-@pytest.fixture
-def connections_kept() -> Iterator[None]:
-    """As Django's test client: the handler's signals must not close the test's connection."""
-    for signal in (signals.request_started, signals.request_finished):
-        signal.disconnect(close_old_connections)
-    try:
-        yield
-    finally:
-        for signal in (signals.request_started, signals.request_finished):
-            signal.connect(close_old_connections)
-
-
 @pytest.mark.parametrize("path", list(STATUSES))
-def test_a_request_leaves_nothing_for_the_cyclic_collector(path, connections_kept):
+def test_a_request_leaves_nothing_for_the_cyclic_collector(path):
     application = WSGIHandler()
     statuses = []
 
@@ -67,15 +54,16 @@ def test_a_request_leaves_nothing_for_the_cyclic_collector(path, connections_kep
             b"".join(response)
             response.close()
 
-    requests(3)  # what the first requests make once (caches, lazy imports) is not a request's
-    gc.collect()
-    gc.disable()  # so that what the requests leave is still there to count
-    try:
-        requests(20)
-        left = gc.collect()
-    finally:
-        gc.enable()
-    assert len(statuses) == 23 and len({status for status in statuses}) == 1, statuses
+    with open_connection():
+        requests(3)  # what the first requests make once (caches, lazy imports) is not a request's
+        gc.collect()
+        gc.disable()  # so that what the requests leave is still there to count
+        try:
+            requests(20)
+            left = gc.collect()
+        finally:
+            gc.enable()
+    assert len(statuses) == 23 and len(set(statuses)) == 1, statuses
     assert statuses[0][:3] == STATUSES[path]
     # Django's AuthenticationMiddleware left 26 objects a request here (the request, its session
     # store, its body stream, the lazy user and messages, each closing over the request), and a
