@@ -35,6 +35,7 @@ from experience.errors import EngineError
 from experience.gates import Context, Requirement, RequirementMissing, identify_requirement, next_requirement
 from experience.models import AuditEvent, Interaction
 from experience.policy import policy_for
+from identity import later
 from identity.prepared import PreparedLookup, set_if_null
 
 SESSION_KEY = sso.SESSION_KEY  # this browser's interactions, in its session
@@ -445,7 +446,9 @@ def submit(request: HttpRequest, interaction: Interaction, completion: Completio
     email = access_control.email_of(user) if user is not None else str((ctx.state.get("profile") or {}).get("email") or "")
     access_control.enforce(request, interaction.client_id, user=user, email=email,
                            identifier=user.get_username() if user is not None else email)
-    with transaction.atomic(), audit.together():  # the sign-in's events in one statement, at the end
+    # The sign-in's writes that nothing reads back (the sessions' rows, last_login, the device, the
+    # audit events) in one statement when the block ends, on PostgreSQL (identity.later).
+    with transaction.atomic(), later.together():
         if not set_if_null(Interaction, interaction.uid, "completed_at", timezone.now(),
                            also={"state": accounts.stored_state(interaction.state)}):
             raise InteractionError("completed")

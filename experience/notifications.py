@@ -27,7 +27,7 @@ from django.utils import timezone, translation
 
 from experience import audit
 from experience.models import AuditEvent, KnownDevice
-from identity import delivery
+from identity import delivery, later
 from identity.app_settings import setting
 from identity.prepared import PreparedQuery, insert
 
@@ -61,12 +61,14 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
 
 
 # -- the notifications ---------------------------------------------------------------------------------
-def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
-    """Record this browser as one of ``user``'s devices; e-mail the user when it is a new one (not
-    the account's first). Answers whether a notice went out. Called where a browser sign-in
-    completes (``experience.completion.BrowserSession``)."""
+def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> None:
+    """Record this browser as one of ``user``'s devices; audit it and e-mail the user when it is a
+    new one (not the account's first). Called where a browser sign-in completes
+    (``experience.completion.BrowserSession``). A browser with no cookie is a new device for sure:
+    its row is written with the sign-in's other writes (``identity.later``), and whether the
+    account had a device before is known, and told, once they are sent."""
     if not setting("NEW_SIGN_IN_EMAILS", True):
-        return False
+        return
     identifier = device_id(request)
     fresh = identifier is None
     if identifier is None:
@@ -75,23 +77,26 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> bool:
     now = timezone.now()
     key = device_key(identifier)
     if not fresh and KnownDevice.objects.filter(user=user, key=key).update(last_seen_at=now):
-        return False
+        return
     device = KnownDevice(user=user, key=key, user_agent=user_agent(request), ip=audit.client_ip(request),
                          created_at=now, last_seen_at=now)
+
+    def recorded(answered: tuple[Any, ...] | None) -> None:
+        if not (answered[0] if answered is not None else has_other_devices(user, device.pk)):
+            return  # the account's first device: nothing to tell
+        audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
+        notify(request, user, "new_sign_in", client_id)
+
     also = _had_devices(user)  # asked in the INSERT itself on PostgreSQL
     if fresh:  # an id made just now (128 random bits): no other sign-in has it
-        answered = insert(device, also=also)
-    else:
-        try:
-            with transaction.atomic():
-                answered = insert(device, also=also)
-        except IntegrityError:
-            return False  # a parallel sign-in from this browser recorded it first
-    if not (answered[0] if answered is not None else has_other_devices(user, device.pk)):
-        return False  # the account's first device: nothing to tell
-    audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
-    notify(request, user, "new_sign_in", client_id)
-    return True
+        later.insert(device, also=also, then=recorded)
+        return
+    try:
+        with transaction.atomic():
+            answered = insert(device, also=also)
+    except IntegrityError:
+        return  # a parallel sign-in from this browser recorded it first
+    recorded(answered)
 
 
 def _had_devices(user: Any) -> tuple[str, list[Any]]:

@@ -277,39 +277,69 @@ def insert(instance: Model, using: str | None = None, also: tuple[str, Sequence[
     they were before this row (``EXISTS (SELECT ...)`` of the row's siblings, say); answers their
     values, or None where they were not asked (another database, or a row Django's compiler
     wrote), for the caller to ask apart."""
-    model = type(instance)
-    meta = model._meta
-    db = using or router.db_for_write(model, instance=instance)
-    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
-    if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
-        setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
-    compiled = _compiled_insert(model, db, instance._is_pk_set(meta))  # type: ignore[attr-defined]
+    db, compiled = insert_target(instance, using)
     if compiled is None:
         instance.save(force_insert=True, using=db)
         return None
     answered: tuple[Any, ...] | None = None
-    signals.pre_save.send(sender=model, instance=instance, raw=False, using=db, update_fields=None)
+    signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
     with transaction.mark_for_rollback_on_error(using=db):
-        values = compiled.values(instance)
-        if values is None:  # an expression: Django's compiler writes it
-            instance._save_table(raw=False, cls=model, force_insert=True, force_update=False,  # type: ignore[attr-defined]
+        statement = insert_statement(compiled, instance, also)
+        if statement is None:  # an expression: Django's compiler writes it
+            instance._save_table(raw=False, cls=type(instance), force_insert=True, force_update=False,  # type: ignore[attr-defined]
                                  using=db, update_fields=None)
-        elif also is not None and compiled.returning and compiled.connection.vendor == "postgresql":
-            with _cursor(db) as cursor:
-                cursor.execute(f"{compiled.sql}, {also[0]}", [*values, *compiled.returning_params, *also[1]])
-                row = cursor.fetchone()
-            _set_returned(compiled, instance, row[:len(compiled.returning)])
-            answered = tuple(row[len(compiled.returning):])
         else:
             with _cursor(db) as cursor:
-                cursor.execute(compiled.sql, [*values, *compiled.returning_params])
-                if compiled.returning:
-                    _set_returned(compiled, instance,
-                                  compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params))
+                cursor.execute(*statement)
+                row = (compiled.connection.ops.fetch_returned_insert_columns(cursor, compiled.returning_params)
+                       if compiled.returning else None)
+            answered = inserted(compiled, instance, row, also)
+    saved(instance, db, created=True)
+    return answered
+
+
+def insert_target(instance: Model, using: str | None = None) -> tuple[str, _CompiledInsert | None]:
+    """Where :func:`insert` writes a new ``instance`` and its ``INSERT`` there (None for a row
+    ``save()`` writes); the instance's related objects checked and its primary key made as
+    ``save()`` does."""
+    meta = instance._meta
+    db = using or router.db_for_write(type(instance), instance=instance)
+    instance._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
+    if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
+        setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
+    return db, _compiled_insert(type(instance), db, instance._is_pk_set(meta))  # type: ignore[attr-defined]
+
+
+def insert_statement(compiled: _CompiledInsert, instance: Model,
+                     also: tuple[str, Sequence[Any]] | None = None) -> tuple[str, list[Any]] | None:
+    """The SQL and parameters of ``instance``'s ``INSERT`` (with ``also`` in its ``RETURNING`` on
+    PostgreSQL), or None when a value is an expression (Django's compiler writes that row)."""
+    values = compiled.values(instance)
+    if values is None:
+        return None
+    if also is not None and compiled.returning and compiled.connection.vendor == "postgresql":
+        return f"{compiled.sql}, {also[0]}", [*values, *compiled.returning_params, *also[1]]
+    return compiled.sql, [*values, *compiled.returning_params]
+
+
+def inserted(compiled: _CompiledInsert, instance: Model, row: Any,
+             also: tuple[str, Sequence[Any]] | None = None) -> tuple[Any, ...] | None:
+    """Set the returned columns of :func:`insert_statement`'s ``row`` on ``instance``; answers the
+    values of ``also`` (None where the statement did not ask them)."""
+    if not compiled.returning:
+        return None
+    _set_returned(compiled, instance, row[:len(compiled.returning)])
+    if also is not None and compiled.connection.vendor == "postgresql":
+        return tuple(row[len(compiled.returning):])
+    return None
+
+
+def saved(instance: Model, db: str, *, created: bool, update_fields: frozenset[str] | None = None) -> None:
+    """What ``save()`` does once the row is written: the instance's state, then ``post_save``."""
     instance._state.db = db
     instance._state.adding = False
-    signals.post_save.send(sender=model, instance=instance, created=True, update_fields=None, raw=False, using=db)
-    return answered
+    signals.post_save.send(sender=type(instance), instance=instance, created=created, update_fields=update_fields,
+                           raw=False, using=db)
 
 
 _SAVE_PATH = ("save_base", "_save_table", "_do_update")
@@ -336,37 +366,55 @@ def save_fields(instance: Model, field_names: Sequence[str], using: str | None =
     for rollback), without Django's query compiler (and on PostgreSQL prepared, as the lookups): a
     sign-in's ``last_login``. A model that saves in another way, or a field that is not a plain
     column of its own table, is saved by ``save()`` itself."""
-    model = type(instance)
-    meta = model._meta
-    db = using or router.db_for_write(model, instance=instance)
-    names = frozenset(field_names)
-    fields = [meta._forward_fields_map.get(name) for name in field_names]  # type: ignore[attr-defined]
-    if (not names or instance.pk is None or not _saves_plainly(instance)
-            or not all(isinstance(field, Field) and field.concrete and not field.primary_key
-                       and not field.generated and field.model is model for field in fields)):
+    db = using or router.db_for_write(type(instance), instance=instance)
+    fields = plain_fields(instance, field_names)
+    if fields is None:
         instance.save(update_fields=list(field_names), using=db)
         return
-    signals.pre_save.send(sender=model, instance=instance, raw=False, using=db, update_fields=names)
-    connection = connections[db]
+    names = frozenset(field_names)
+    signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=names)
     with transaction.mark_for_rollback_on_error(using=db):
-        values = [field.pre_save(instance, False) for field in fields]
-        if any(hasattr(value, "resolve_expression") for value in values):  # Django's compiler writes it
-            instance._save_table(raw=False, cls=model, force_insert=False, force_update=False,  # type: ignore[attr-defined]
+        statement = update_statement(instance, fields, db)
+        if statement is None:  # an expression: Django's compiler writes it
+            instance._save_table(raw=False, cls=type(instance), force_insert=False, force_update=False,  # type: ignore[attr-defined]
                                  using=db, update_fields=names)
         else:
-            quote = connection.ops.quote_name
-            sql = (f"UPDATE {quote(meta.db_table)} SET "
-                   f"{', '.join(f'{quote(field.column)} = %s' for field in fields)} "
-                   f"WHERE {quote(meta.pk.column)} = %s")
             with _cursor(db) as cursor:
-                cursor.execute(sql, [*(field.get_db_prep_save(value, connection=connection)
-                                       for field, value in zip(fields, values, strict=True)),
-                                     meta.pk.get_db_prep_value(instance.pk, connection)])
+                cursor.execute(*statement)
                 if not cursor.rowcount:
-                    raise DatabaseError("Save with update_fields did not affect any rows.")
-    instance._state.db = db
-    instance._state.adding = False
-    signals.post_save.send(sender=model, instance=instance, created=False, update_fields=names, raw=False, using=db)
+                    raise DatabaseError(NO_ROW_UPDATED)
+    saved(instance, db, created=False, update_fields=names)
+
+
+NO_ROW_UPDATED = "Save with update_fields did not affect any rows."  # Django's words
+
+
+def plain_fields(instance: Model, field_names: Sequence[str]) -> list[Field[Any, Any]] | None:
+    """The fields :func:`save_fields` writes with its own ``UPDATE``, or None when ``save()`` must
+    (a model that saves in another way, a field that is not a plain column of its own table)."""
+    model = type(instance)
+    fields = [model._meta._forward_fields_map.get(name) for name in field_names]  # type: ignore[attr-defined]
+    if (not field_names or instance.pk is None or not _saves_plainly(instance)
+            or not all(isinstance(field, Field) and field.concrete and not field.primary_key
+                       and not field.generated and field.model is model for field in fields)):
+        return None
+    return fields
+
+
+def update_statement(instance: Model, fields: Sequence[Field[Any, Any]], db: str) -> tuple[str, list[Any]] | None:
+    """The ``UPDATE`` by primary key of :func:`plain_fields` (their ``pre_save`` values), or None
+    when a value is an expression (Django's compiler writes it)."""
+    meta = instance._meta
+    connection = connections[db]
+    values = [field.pre_save(instance, False) for field in fields]
+    if any(hasattr(value, "resolve_expression") for value in values):
+        return None
+    quote = connection.ops.quote_name
+    sql = (f"UPDATE {quote(meta.db_table)} SET "
+           f"{', '.join(f'{quote(field.column)} = %s' for field in fields)} "
+           f"WHERE {quote(meta.pk.column)} = %s")
+    return sql, [*(field.get_db_prep_save(value, connection=connection) for field, value in zip(fields, values, strict=True)),
+                 meta.pk.get_db_prep_value(instance.pk, connection)]
 
 
 def upsert(instance: Model, unique_fields: Sequence[str], update_fields: Sequence[str], using: str | None = None) -> None:
@@ -376,20 +424,10 @@ def upsert(instance: Model, unique_fields: Sequence[str], update_fields: Sequenc
     of the database marking the transaction for rollback. The statement is built once per model,
     database and fields. A model :func:`insert` leaves to ``save()``, or a database that cannot
     return the row of an upsert, goes through ``bulk_create`` itself."""
-    model = type(instance)
-    meta = model._meta
-    db = using or router.db_for_write(model, instance=instance)
-    features = connections[db].features
-    conflict = (tuple(unique_fields), tuple(update_fields))
-    compiled = None
-    if features.supports_update_conflicts_with_target and features.can_return_rows_from_bulk_insert:
-        instance._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
-        if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
-            setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
-        compiled = _compiled_insert(model, db, instance._is_pk_set(meta), conflict)  # type: ignore[attr-defined]
+    db, compiled = upsert_target(instance, unique_fields, update_fields, using)
     values = compiled.values(instance) if compiled is not None else None
     if compiled is None or values is None:
-        model._default_manager.db_manager(db).bulk_create(
+        type(instance)._default_manager.db_manager(db).bulk_create(
             [instance], update_conflicts=True, unique_fields=list(unique_fields), update_fields=list(update_fields))
         return
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
@@ -401,6 +439,22 @@ def upsert(instance: Model, unique_fields: Sequence[str], update_fields: Sequenc
     instance._state.adding = False
 
 
+def upsert_target(instance: Model, unique_fields: Sequence[str], update_fields: Sequence[str],
+                  using: str | None = None) -> tuple[str, _CompiledInsert | None]:
+    """Where :func:`upsert` writes ``instance`` and its statement there (None where ``bulk_create``
+    must)."""
+    meta = instance._meta
+    db = using or router.db_for_write(type(instance), instance=instance)
+    features = connections[db].features
+    if not (features.supports_update_conflicts_with_target and features.can_return_rows_from_bulk_insert):
+        return db, None
+    instance._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+    if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
+        setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
+    conflict = (tuple(unique_fields), tuple(update_fields))
+    return db, _compiled_insert(type(instance), db, instance._is_pk_set(meta), conflict)  # type: ignore[attr-defined]
+
+
 def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
     """Delete the row of ``model`` with primary key ``pk`` as ``model.objects.filter(pk=pk).delete()``
     does, in one statement without the collector: for a model nothing points to (no reverse
@@ -408,16 +462,24 @@ def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
     collector would send exactly that statement too. Otherwise through the collector. How many
     rows went."""
     db = using or router.db_for_write(model)
+    statement = delete_statement(model, pk, db)
+    if statement is None:
+        deleted, _ = model._base_manager.using(db).filter(pk=pk).delete()
+        return deleted
+    with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
+        cursor.execute(*statement)
+        return int(cursor.rowcount)
+
+
+def delete_statement(model: type[Model], pk: Any, db: str) -> tuple[str, list[Any]] | None:
+    """:func:`delete_by_pk`'s ``DELETE``, or None where the collector must delete (see there)."""
     meta = model._meta
     if (meta.related_objects or meta.parents or signals.pre_delete.has_listeners(model)
             or signals.post_delete.has_listeners(model)):
-        deleted, _ = model._base_manager.using(db).filter(pk=pk).delete()
-        return deleted
+        return None
     quote = connections[db].ops.quote_name
-    sql = f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"
-    with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
-        cursor.execute(sql, [meta.pk.get_db_prep_value(pk, connections[db])])
-        return int(cursor.rowcount)
+    return (f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s",
+            [meta.pk.get_db_prep_value(pk, connections[db])])
 
 
 def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using: str | None = None, *,

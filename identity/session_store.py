@@ -14,7 +14,9 @@ What it changes, and why each is safe:
 - **A cycled key is written once.** Django's ``cycle_key`` inserts the row under the new key at once
   (with the old data) and the response updates it (with the new data): two writes and two cache
   sets. Here the new key is only reserved; the response's save inserts the row. The old row is
-  deleted at once, as in Django.
+  deleted in the same request's transaction, as in Django (at once, or with a sign-in's other
+  writes when it sends them together: ``identity.later``; either way the old key is dead when the
+  sign-in commits, and its cache entry is marked at once).
 - **A key cycled away by a sign-in is remembered for a while** (:data:`CYCLED_FOR` seconds): its
   cache entry becomes a marker instead of being deleted (the same one command). A request that
   still carries the old key (a double-submitted sign-in form, a second tab's request in flight)
@@ -28,7 +30,8 @@ What it changes, and why each is safe:
   ``identity.prepared.delete_by_pk``).
 - **A sign-in writes its new row in its own transaction.** :meth:`SessionStore.save_in_transaction`
   (called by ``identity.authentication.save_session`` where a browser sign-in completes) inserts the
-  cycled key's row beside the sign-in's other writes, so they commit once; the cache is set when
+  cycled key's row beside the sign-in's other writes (in their one statement on PostgreSQL:
+  ``identity.later``), so they commit once; the cache is set when
   that transaction commits, and the response's :meth:`save` then writes nothing unless the data
   changed since. The row is inserted without a savepoint: the key is new and random (see above),
   and if the sign-in's transaction rolls back, the response saves the session as before.
@@ -50,7 +53,8 @@ from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils.crypto import get_random_string
 from django.utils.functional import cached_property
 
-from identity.prepared import delete_by_pk, insert
+from identity import later
+from identity.prepared import delete_by_pk
 
 logger = logging.getLogger(__name__)
 CYCLED = "portcullis:cycled"  # the cache value of a key a sign-in cycled away (see above)
@@ -86,7 +90,7 @@ class SessionStore(CachedDbSessionStore):
             # The marker first, then the row: a request loading the old key meanwhile finds either
             # its old data (and cannot save it: the row is gone) or the marker.
             self._cache.set(self.cache_key_prefix + key, CYCLED, CYCLED_FOR)
-            delete_by_pk(self.model, key)
+            later.delete_by_pk(self.model, key)  # with the sign-in's other writes, when it sends them together
 
     def load(self) -> dict[str, Any]:
         return self._unless_cycled(super().load())
@@ -126,7 +130,7 @@ class SessionStore(CachedDbSessionStore):
         using = router.db_for_write(self.model, instance=row)
         if not transaction.get_connection(using).in_atomic_block:
             return False
-        insert(row, using=using)
+        later.insert(row, using=using)
         written = self.serializer().dumps(data)
         self._unsaved_key = None
         self._written = (key, written, False)

@@ -36,13 +36,17 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from oauth2_provider.models import get_grant_model
 
+from identity import later
 from identity.models import UserSession
-from identity.prepared import upsert
 from identity.tokens import revoke_user_tokens
 
 PATH = "identity.sessions.SessionTrackingMiddleware"
 AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
-TRACK_KEY = "portcullis_session"  # in the session's data: {"row": pk, "key": sha256 of the key, "seen": time}
+# In the session's data: {"at": the key its row has, "seen": time}. The row is found by that key
+# when the session's key changes (an earlier release's mark held {"row": pk, "key": the key's
+# SHA-256, "seen"}, and still works). Only a key of this session's own is ever in it: its current
+# one, or the one it had until this request cycled it away (dead from then on).
+TRACK_KEY = "portcullis_session"
 SEEN_EVERY = 300  # seconds between updates of last_seen_at
 
 
@@ -66,17 +70,30 @@ def _remember(request: HttpRequest, user_id: Any) -> None:
         session.save()  # login() after a flush leaves the new session unsaved, so keyless
     key = str(session.session_key)
     mark = session.get(TRACK_KEY)
-    row_id = mark.get("row") if isinstance(mark, dict) else None
     now = timezone.now()
-    moved = row_id is not None and UserSession.objects.filter(pk=row_id, user_id=user_id).update(
-        session_key=key, last_seen_at=now)
+    rows = UserSession.objects.filter(user_id=user_id)
+    moved = False
+    if isinstance(mark, dict) and mark.get("at"):
+        moved = bool(rows.filter(session_key=mark["at"]).update(session_key=key, last_seen_at=now))
+    elif isinstance(mark, dict) and mark.get("row") is not None:  # an earlier release's mark
+        moved = bool(rows.filter(pk=mark["row"]).update(session_key=key, last_seen_at=now))
     if not moved:
         # One statement (INSERT ... ON CONFLICT): a key some row already has (a session that was
-        # another user's, say) becomes this sign-in's row.
+        # another user's, say) becomes this sign-in's row. Nothing reads it back: a sign-in sends
+        # it with its other writes (identity.later).
         row = UserSession(user_id=user_id, session_key=key, created_at=now, last_seen_at=now, **_client(request))
-        upsert(row, unique_fields=("session_key",), update_fields=("user", "created_at", "last_seen_at", "ip", "user_agent"))
-        row_id = row.pk
-    session[TRACK_KEY] = {"row": row_id, "key": _digest(key), "seen": int(time.time())}
+        later.upsert(row, unique_fields=("session_key",),
+                     update_fields=("user", "created_at", "last_seen_at", "ip", "user_agent"))
+    session[TRACK_KEY] = {"at": key, "seen": int(time.time())}
+
+
+def _tracks(mark: Any, key: str) -> bool:
+    """Whether the session's mark says its row has ``key``."""
+    if not isinstance(mark, dict):
+        return False
+    if "at" in mark:
+        return bool(mark["at"] == key)
+    return bool(mark.get("key") == _digest(key))  # an earlier release's mark
 
 
 @receiver(user_logged_in, dispatch_uid="portcullis_track_session")
@@ -111,8 +128,7 @@ class SessionTrackingMiddleware:
             return response
         mark = session.get(TRACK_KEY)
         key = session.session_key
-        if (not isinstance(mark, dict) or key is None or mark.get("key") != _digest(key)
-                or time.time() - float(mark.get("seen", 0)) > SEEN_EVERY):
+        if key is None or not _tracks(mark, key) or time.time() - float(mark.get("seen", 0)) > SEEN_EVERY:
             _remember(request, user_id)
         return response
 

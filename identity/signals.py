@@ -16,11 +16,10 @@ from django.dispatch import receiver
 from django.utils import timezone
 from oauth2_provider.models import get_application_model
 
-from identity import cors, discovery, identifiers, languages
+from identity import cors, discovery, identifiers, languages, later
 from identity.app_settings import _mount_path
 from identity.keys import keys_changed
 from identity.models import Profile, SigningKey, SignInIdentifier
-from identity.prepared import save_fields
 from identity.tokens import revoke_user_tokens
 
 
@@ -83,9 +82,10 @@ post_delete.connect(identifiers.after_identifier_delete, sender=SignInIdentifier
 
 def record_last_login(sender: Any, user: Any, **kwargs: Any) -> None:
     """Django's ``update_last_login``, the same write and signals (``save(update_fields=["last_login"])``),
-    its ``UPDATE`` compiled once (:func:`identity.prepared.save_fields`)."""
+    its ``UPDATE`` compiled once (:func:`identity.prepared.save_fields`), and sent with a sign-in's
+    other writes when it sends them together (:mod:`identity.later`)."""
     user.last_login = timezone.now()
-    save_fields(user, ["last_login"])
+    later.save_fields(user, ["last_login"])
 
 
 def replace_update_last_login() -> None:
