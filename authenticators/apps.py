@@ -14,6 +14,10 @@ class AuthenticatorsConfig(AppConfig):
 
     def ready(self) -> None:
         from authenticators import checks  # noqa: F401  registers the system checks
+        from authenticators.base import enrolment_facts
+        from identity.identifiers import ask_with_account
+
+        ask_with_account(enrolment_facts)  # a sign-in's look-up of the account asks its second factors too
         from authenticators.registry import registry
         from authenticators.types.password import PasswordAuth, PasswordSettingsForm, PasswordSignInForm
 

@@ -44,12 +44,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.db import router, transaction
-from django.db.models import Exists, F, IntegerField, QuerySet
+from django.db.models import Exists, F, IntegerField, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from identity import metrics
 from identity.app_settings import setting
+from identity.identifiers import facts_of
 from identity.prepared import PreparedQuery
 
 if TYPE_CHECKING:
@@ -416,6 +417,15 @@ class SecondFactorAuth(BaseAuth):
         (:func:`enrolled_each`); None for a factor that answers in :meth:`enrolled` only."""
         return None
 
+    @classmethod
+    def enrolment_by(cls, user_pk: Any) -> QuerySet[Any] | None:
+        """For a factor that sets ``enrolment_by_pk``: :meth:`enrolment` of the account whose primary
+        key is ``user_pk``, a value or an expression. With ``OuterRef("user_id")`` the sign-in's
+        look-up of the account answers it in the same statement
+        (``identity.identifiers.ask_with_account``, :func:`enrolment_facts`), and the engine asks
+        no statement of its own for it. None (the default): asked apart, as :meth:`enrolment` says."""
+        return None
+
     def enrolled(self, user: Any) -> bool:
         """Whether ``user`` has this factor set up (by default: whether :meth:`enrolment` finds a row)."""
         rows = self.enrolment(user)
@@ -453,6 +463,10 @@ def enrolled_each(user: Any, auths: list[SecondFactorAuth]) -> list[bool]:
     :meth:`~SecondFactorAuth.enrolled`."""
     asked: dict[int, bool] = {}
     by_pk = [index for index, auth in enumerate(auths) if auth.enrolment_by_pk]
+    facts = facts_of(user)  # answered by the sign-in's look-up of the account, in this request
+    if by_pk and facts and all(_fact_name(type(auths[index])) in facts for index in by_pk):
+        asked = {index: bool(facts[_fact_name(type(auths[index]))]) for index in by_pk}
+        by_pk = []
     rows = {index: found for index, auth in enumerate(auths)
             if not auth.enrolment_by_pk and (found := auth.enrolment(user)) is not None}
     prepared = _enrolment_statement([auths[index] for index in by_pk]) if by_pk and not rows else None
@@ -468,6 +482,27 @@ def enrolled_each(user: Any, auths: list[SecondFactorAuth]) -> list[bool]:
             answer = next(iter(_enrolment_queryset(type(user), user.pk, list(rows.values()))), None)
             asked = {index: bool(answer and answer[at]) for at, index in enumerate(rows)}
     return [asked[index] if index in asked else auth.enrolled(user) for index, auth in enumerate(auths)]
+
+
+def enrolment_facts() -> dict[str, Any]:
+    """What ``identity.identifiers.find_user`` answers of the account it finds, for
+    :func:`enrolled_each`: whether it has each registered ``enrolment_by_pk`` factor
+    (:meth:`SecondFactorAuth.enrolment_by`), an ``EXISTS`` each (registered by
+    ``AuthenticatorsConfig.ready()``)."""
+    from authenticators.registry import registry
+
+    facts: dict[str, Any] = {}
+    for auth_type in registry:
+        auth_class = auth_type.auth_class
+        if issubclass(auth_class, SecondFactorAuth) and auth_class.enrolment_by_pk:
+            rows = auth_class.enrolment_by(OuterRef("user_id"))
+            if rows is not None:
+                facts[_fact_name(auth_class)] = Exists(rows)
+    return facts
+
+
+def _fact_name(auth_class: type) -> str:
+    return f"enrolled:{auth_class.__module__}.{auth_class.__qualname__}"
 
 
 def _enrolment_queryset(user_model: Any, pk: Any, found: list[QuerySet[Any]]) -> QuerySet[Any]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -264,20 +264,61 @@ def find_user(identifier: str, kinds: Iterable[str] = KINDS, *, using: str | Non
     live = identifiers_of(user)
     if not any(kind in live and comparison_key(kind, live[kind]) == key for kind, key in keys.items()):
         return None
+    row = next(row for row in rows if row.user_id == user.pk)
+    user._portcullis_facts = {name: getattr(row, alias) for name, alias in _fact_aliases().items()}
     return user
+
+
+# -- what a sign-in asks of the account it finds, in the same statement -------------------------------------
+_FACT_PROVIDERS: list[Callable[[], Mapping[str, Any]]] = []
+_FACTS: dict[str, Any] | None = None  # name -> expression, from the providers once the apps are ready
+
+
+def ask_with_account(provider: Callable[[], Mapping[str, Any]]) -> None:
+    """Have :func:`find_user`'s statement answer ``provider()``'s expressions too (a name each, an
+    expression over the identifier row: ``Exists(Device.objects.filter(user_id=OuterRef("user_id")))``,
+    say), for :func:`facts_of`: what the sign-in asks next of the account it found (its second
+    factors: ``authenticators``) costs no statement of its own. Called from ``AppConfig.ready()``;
+    the provider is asked once, when the first look-up is compiled (every app registered by then)."""
+    global _FACTS
+    if provider in _FACT_PROVIDERS:
+        return
+    _FACT_PROVIDERS.append(provider)
+    _FACTS = None
+    _IDENTIFIER_ROWS.clear()
+
+
+def facts_of(user: Any) -> Mapping[str, Any]:
+    """What :func:`find_user` answered of ``user`` beside it (the registered names: see
+    :func:`ask_with_account`), as the account was when it was looked up in this request; empty
+    for an account loaded any other way."""
+    return getattr(user, "_portcullis_facts", None) or {}
+
+
+def _facts() -> dict[str, Any]:
+    global _FACTS
+    if _FACTS is None:
+        _FACTS = {name: expression for provider in _FACT_PROVIDERS for name, expression in provider().items()}
+    return _FACTS
+
+
+def _fact_aliases() -> dict[str, str]:
+    return {name: f"portcullis_fact_{index}" for index, name in enumerate(_facts())}
 
 
 _IDENTIFIER_ROWS: dict[int, PreparedQuery] = {}
 
 
 def _identifier_rows(count: int) -> PreparedQuery:
-    """The index rows (with their accounts and profiles) of ``count`` comparison keys, compiled once
-    per count: the sign-in's lookup on every attempt."""
+    """The index rows (with their accounts, profiles and facts) of ``count`` comparison keys,
+    compiled once per count: the sign-in's lookup on every attempt."""
     query = _IDENTIFIER_ROWS.get(count)
     if query is None:
         placeholders = tuple(f"portcullis-identifier-placeholder-{index}" for index in range(count))
+        facts = {alias: _facts()[name] for name, alias in _fact_aliases().items()}
         query = _IDENTIFIER_ROWS[count] = PreparedQuery(
-            lambda *keys: SignInIdentifier.objects.select_related("user__portcullis_profile").filter(key__in=keys)[:8],
+            lambda *keys: SignInIdentifier.objects.select_related("user__portcullis_profile").filter(key__in=keys)
+            .annotate(**facts)[:8],
             placeholders)
     return query
 

@@ -22,10 +22,12 @@ What the block keeps:
 - **Signals.** ``pre_save`` is sent when a write is queued, ``post_save`` when it was sent.
 
 What a caller must keep: the writes of one block see the database as it was when the statement
-began (PostgreSQL runs data-modifying ``WITH`` queries on one snapshot), so a block never writes
-one row twice, and nothing in it reads a row a queued write changes. A statement answers
-``(row, ...)`` per write: a queued write is a separate query of the statement, not the next
-statement of a script, and it cannot see the previous one's row.
+began (PostgreSQL runs the data-modifying ``WITH`` queries of a statement on one snapshot, and
+none of them sees another's rows), so a block never writes one row twice, no queued write needs
+another's row (a foreign key to a row queued in the same block), and nothing in the block reads a
+row a queued write changes. Writes made at once inside the block (an ``UPDATE`` whose count the
+caller needs, a row whose primary key it needs) are seen by the queued ones, as in any
+transaction.
 """
 
 from __future__ import annotations

@@ -140,11 +140,14 @@ class _Compiled:
             self.model = klass_info["model"]
             self.init_list = [column[0].target.attname for column in compiler.select[self.start:self.end]]
             self.populators = get_related_populators(klass_info, compiler.select, db)
+            self.annotations = list(compiler.annotation_col_map.items())  # set on the instance, as Django does
 
     def instance(self, row: Any) -> Any:
         instance = self.model.from_db(self.db, self.init_list, row[self.start:self.end])
         for populator in self.populators:
             populator.populate(row, instance)
+        for name, position in self.annotations:
+            setattr(instance, name, row[position])
         return instance
 
 

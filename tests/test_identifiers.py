@@ -303,3 +303,36 @@ def test_deleting_an_account_frees_its_identifiers(user):
     user.delete()
     assert not SignInIdentifier.objects.exists()
     assert create_user({"username": "ALICE", "email": "alice@example.com"}, profile={"phone_number": "+15551234567"})
+
+
+# -- what the look-up answers beside the account: its second factors (identity.identifiers.ask_with_account)
+def test_the_look_up_of_an_account_answers_which_second_factors_it_has(user, django_assert_num_queries):
+    from django.utils import timezone
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from authenticators.base import enrolled_each
+    from authenticators.models import BackupCode
+    from authenticators.types.backup_code import BackupCodeAuth
+    from authenticators.types.totp import TotpAuth
+
+    totp, backup = TotpAuth(Authenticator(auth_type="totp")), BackupCodeAuth(Authenticator(auth_type="backup_code"))
+
+    def asked() -> list[bool]:
+        with django_assert_num_queries(1):  # the look-up alone
+            found = find_user("ALICE")
+        with django_assert_num_queries(0):  # the engine asks nothing more of the account
+            return enrolled_each(found, [totp, backup])
+
+    assert asked() == [False, False]
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=False)
+    BackupCode.objects.create(user=user, digest="a" * 64, used_at=timezone.now())
+    assert asked() == [False, False]  # an unconfirmed device, a used code: not set up
+    TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    assert asked() == [True, False]
+    BackupCode.objects.create(user=user, digest="b" * 64)
+    assert asked() == [True, True]
+    # an account loaded any other way is asked as before, in one statement
+    loaded = get_user_model().objects.get(pk=user.pk)
+    assert identifiers.facts_of(loaded) == {}
+    with django_assert_num_queries(1):
+        assert enrolled_each(loaded, [totp, backup]) == [True, True]

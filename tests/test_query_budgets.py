@@ -93,7 +93,9 @@ def hosted_sign_in(flow, app, monkeypatch, *, first_device: bool) -> Any:
     assert response.status_code == 303, response.content[:300]
     assert work.commits == 1, work.ordered
     assert not any("authenticators_authenticator" in sql for sql in work.statements), work.statements
-    # whether the user has TOTP or backup codes: one statement
+    # whether the user has TOTP or backup codes: asked by the look-up of the account itself
+    (account,) = [sql for sql in work.statements if '"identity_signinidentifier"' in sql]
+    assert "otp_totp_totpdevice" in account and "authenticators_backupcode" in account, account
     assert sum("otp_totp_totpdevice" in sql or "authenticators_backupcode" in sql for sql in work.statements) == 1
     return work
 
@@ -102,29 +104,30 @@ SENT_TOGETHER = ('"django_session"', '"identity_usersession"', '"auth_user"', '"
                  '"experience_auditevent"')
 
 
-def test_an_accounts_first_sign_in_makes_5_statements_on_postgresql_and_one_commit(flow, confidential_app, user,
+def test_an_accounts_first_sign_in_makes_4_statements_on_postgresql_and_one_commit(flow, confidential_app, user,
                                                                                    monkeypatch):
-    """On PostgreSQL: the interaction, the account (by its identifier, with its profile), its second
-    factors, the interaction's completion, and one statement of every write nothing reads back (the
-    old session's row deleted, the new one written and tracked, last_login, the device, the audit
-    event: identity.later), as few as the Django peers' login, which writes no device, audit or
-    session-tracking rows. Elsewhere each of those writes is a statement of its own."""
+    """On PostgreSQL: the interaction, the account (by its identifier, with its profile and whether
+    it has each second factor: identity.identifiers.ask_with_account), the interaction's completion,
+    and one statement of every write nothing reads back (the old session's row deleted, the new one
+    written and tracked, last_login, the device, the audit event: identity.later); the Django peers'
+    login makes 5, with no device, audit or session-tracking rows. Elsewhere each of those writes is
+    a statement of its own."""
     work = hosted_sign_in(flow, confidential_app, monkeypatch, first_device=True)
     if connection.vendor != "postgresql":
-        assert len(work.statements) <= 11, "\n".join(sql[:90] for sql in work.ordered)
+        assert len(work.statements) <= 10, "\n".join(sql[:90] for sql in work.ordered)
         return
-    assert len(work.statements) <= 5, "\n".join(sql[:90] for sql in work.ordered)
+    assert len(work.statements) <= 4, "\n".join(sql[:90] for sql in work.ordered)
     (together,) = [sql for sql in work.statements if sql.startswith("WITH")]
     assert all(table in together for table in SENT_TOGETHER), together
     assert not any(table in sql for sql in work.statements if sql is not together for table in SENT_TOGETHER[:2])
 
 
-def test_a_sign_in_from_a_new_browser_makes_7_statements_on_postgresql(flow, confidential_app, user, monkeypatch):
+def test_a_sign_in_from_a_new_browser_makes_6_statements_on_postgresql(flow, confidential_app, user, monkeypatch):
     """What a new browser adds, once the writes are sent: the event of the new device (known only
     then: whether the account had another) and the application's name, which the e-mail gives."""
     work = hosted_sign_in(flow, confidential_app, monkeypatch, first_device=False)
     postgresql = connection.vendor == "postgresql"
-    assert len(work.statements) <= (7 if postgresql else 13), "\n".join(sql[:90] for sql in work.ordered)
+    assert len(work.statements) <= (6 if postgresql else 12), "\n".join(sql[:90] for sql in work.ordered)
     assert sum('FROM "oauth2_provider_application"' in sql for sql in work.statements) == 1, work.statements
     audit_statements = sum("experience_auditevent" in sql for sql in work.statements)
     assert audit_statements == 2, work.statements  # the sign-in's (sent together on PostgreSQL), then the device's

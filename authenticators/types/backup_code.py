@@ -22,10 +22,11 @@ class BackupCodeForm(forms.Form):
 
 
 def unused(user: Any) -> Any:
-    """``user``'s backup codes not used yet."""
+    """``user``'s backup codes not used yet (``user``: an account, or its primary key, which may be
+    an expression such as ``OuterRef("user_id")``)."""
     from authenticators.models import BackupCode
 
-    return BackupCode.objects.filter(user=user, used_at__isnull=True)
+    return BackupCode.objects.filter(user_id=getattr(user, "pk", user), used_at__isnull=True)
 
 
 def unused_codes(user: Any) -> int:
@@ -55,6 +56,10 @@ class BackupCodeAuth(SecondFactorAuth):
 
     def enrolment(self, user: Any) -> Any:
         return unused(user)
+
+    @classmethod
+    def enrolment_by(cls, user_pk: Any) -> Any:
+        return unused(user_pk)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         from authenticators.models import BackupCode

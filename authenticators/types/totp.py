@@ -27,10 +27,11 @@ class CodeForm(forms.Form):
 
 
 def confirmed_devices(user: Any) -> Any:
-    """``user``'s confirmed TOTP devices."""
+    """``user``'s confirmed TOTP devices (``user``: an account, or its primary key, which may be an
+    expression such as ``OuterRef("user_id")``)."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    return TOTPDevice.objects.filter(user=user, confirmed=True)
+    return TOTPDevice.objects.filter(user_id=getattr(user, "pk", user), confirmed=True)
 
 
 def device_of(user: Any, *, lock: bool = False) -> Any | None:
@@ -47,6 +48,10 @@ class TotpAuth(SecondFactorAuth):
 
     def enrolment(self, user: Any) -> Any:
         return confirmed_devices(user)
+
+    @classmethod
+    def enrolment_by(cls, user_pk: Any) -> Any:
+        return confirmed_devices(user_pk)
 
     def verify_for(self, user: Any, data: dict[str, Any]) -> None:
         wanted = data.get("device")
