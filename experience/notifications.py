@@ -6,7 +6,8 @@ How a browser is recognised: on a sign-in, the browser gets a long-lived cookie
 account keeps the SHA-256 of that id (:class:`experience.models.KnownDevice`). A sign-in whose
 browser brings no valid cookie, or one the account does not know, is from a new device: it is
 recorded, audited (``sign_in.new_device``) and e-mailed to the account's address. The very first
-device an account signs in from is recorded without an e-mail (right after sign-up, say).
+device an account signs in from is recorded and audited without an e-mail (right after sign-up,
+say).
 Clearing cookies or a private window therefore counts as a new device, which errs on the side of
 telling. ``experience.middleware.DeviceCookieMiddleware`` sets the cookie on the response.
 
@@ -62,11 +63,12 @@ def set_device_cookie(request: HttpRequest, response: HttpResponse) -> None:
 
 # -- the notifications ---------------------------------------------------------------------------------
 def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> None:
-    """Record this browser as one of ``user``'s devices; audit it and e-mail the user when it is a
-    new one (not the account's first). Called where a browser sign-in completes
+    """Record this browser as one of ``user``'s devices when it is a new one, audit it
+    (``sign_in.new_device``, the account's first device too), and e-mail the user unless it is the
+    account's first. Called where a browser sign-in completes
     (``experience.completion.BrowserSession``). A browser with no cookie is a new device for sure:
-    its row is written with the sign-in's other writes (``identity.later``), and whether the
-    account had a device before is known, and told, once they are sent."""
+    its row and its event are written with the sign-in's other writes (``identity.later``), and
+    whether the account had a device before is known, and told, once they are sent."""
     if not setting("NEW_SIGN_IN_EMAILS", True):
         return
     identifier = device_id(request)
@@ -82,21 +84,20 @@ def new_sign_in(request: HttpRequest, user: Any, client_id: str = "") -> None:
                          created_at=now, last_seen_at=now)
 
     def recorded(answered: tuple[Any, ...] | None) -> None:
-        if not (answered[0] if answered is not None else has_other_devices(user, device.pk)):
-            return  # the account's first device: nothing to tell
-        audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username())
-        notify(request, user, "new_sign_in", client_id)
+        if answered[0] if answered is not None else has_other_devices(user, device.pk):
+            notify(request, user, "new_sign_in", client_id)  # (the account's first device: nothing to tell)
 
     also = _had_devices(user)  # asked in the INSERT itself on PostgreSQL
     if fresh:  # an id made just now (128 random bits): no other sign-in has it
         later.insert(device, also=also, then=recorded)
-        return
-    try:
-        with transaction.atomic():
-            answered = insert(device, also=also)
-    except IntegrityError:
-        return  # a parallel sign-in from this browser recorded it first
-    recorded(answered)
+    else:
+        try:
+            with transaction.atomic():
+                answered = insert(device, also=also)
+        except IntegrityError:
+            return  # a parallel sign-in from this browser recorded it first
+        recorded(answered)
+    audit.record(request, AuditEvent.NEW_DEVICE, user=user, identifier=user.get_username(), client_id=client_id)
 
 
 def _had_devices(user: Any) -> tuple[str, list[Any]]:

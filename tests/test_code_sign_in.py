@@ -318,6 +318,7 @@ def test_no_code_in_logs_or_audit_events(flow, confidential_app, user, caplog):
     assert events == [
         ("code.sent", "alice@example.com", "", user.pk),
         ("code.failed", "", "invalid_code", None),
+        ("sign_in.new_device", "alice", "", user.pk),  # the account's first browser: audited, no e-mail
         ("sign_in.succeeded", "alice", "", user.pk),
     ]
     stored = repr(list(AuditEvent.objects.values())) + repr(list(OneTimeCode.objects.values()))

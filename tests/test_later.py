@@ -141,6 +141,9 @@ def test_a_sign_in_from_a_new_browser_sends_its_writes_in_one_statement_and_kill
     assert Session.objects.get(session_key=after).get_decoded()[sessions.TRACK_KEY]["at"] == after
     assert KnownDevice.objects.filter(user=user).count() == 2
     assert AuditEvent.objects.filter(kind=AuditEvent.NEW_DEVICE, user=user).count() == 1
+    if connection.vendor == "postgresql":  # the device's event went with the device's row
+        assert "experience_auditevent" in together[0]
+        assert not any(sql.startswith("INSERT") for sql in writes(captured) if "experience_auditevent" in sql)
     assert [message.to for message in mailoutbox] == [[user.email]]
 
 

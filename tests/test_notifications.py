@@ -34,6 +34,7 @@ def test_the_first_device_is_remembered_quietly_and_a_new_one_is_announced(confi
     laptop = Client(HTTP_USER_AGENT=FIREFOX)
     sign_in(laptop, confidential_app, django_capture_on_commit_callbacks)
     assert mail.outbox == []  # the account's first browser: nothing to warn about
+    assert AuditEvent.objects.filter(kind="sign_in.new_device", user=user).count() == 1  # but audited
     cookie = laptop.cookies[notifications.COOKIE]
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and int(cookie["max-age"]) >= 365 * 24 * 3600
     assert KnownDevice.objects.filter(user=user).count() == 1
@@ -49,7 +50,7 @@ def test_the_first_device_is_remembered_quietly_and_a_new_one_is_announced(confi
     assert message.to == ["Alice@example.com"] and message.subject == "New sign-in to your account"
     assert "Hello Alice Liddell," in message.body
     assert "IP address: 198.51.100.7" in message.body and f"Browser: {CHROME}" in message.body
-    assert AuditEvent.objects.filter(kind="sign_in.new_device", user=user).count() == 1
+    assert AuditEvent.objects.filter(kind="sign_in.new_device", user=user).count() == 2
     assert KnownDevice.objects.filter(user=user).count() == 2
 
 

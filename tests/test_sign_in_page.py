@@ -125,6 +125,8 @@ def test_sign_in_successes_and_failures_are_audited_without_secrets(flow, confid
     assert events == [
         {"kind": "sign_in.failed", "identifier": "alice", "reason": "invalid_credentials",
          "client_id": confidential_app.client_id, "user": None},
+        {"kind": "sign_in.new_device", "identifier": "alice", "reason": "",  # the account's first browser
+         "client_id": confidential_app.client_id, "user": user.pk},
         {"kind": "sign_in.succeeded", "identifier": "alice", "reason": "",
          "client_id": confidential_app.client_id, "user": user.pk},
     ]
