@@ -265,13 +265,13 @@ def find_user(identifier: str, kinds: Iterable[str] = KINDS, *, using: str | Non
     if not any(kind in live and comparison_key(kind, live[kind]) == key for kind, key in keys.items()):
         return None
     row = next(row for row in rows if row.user_id == user.pk)
-    user._portcullis_facts = {name: getattr(row, alias) for name, alias in _fact_aliases().items()}
+    user._portcullis_facts = {name: getattr(row, alias) for alias, (name, _) in _facts().items()}
     return user
 
 
 # -- what a sign-in asks of the account it finds, in the same statement -------------------------------------
 _FACT_PROVIDERS: list[Callable[[], Mapping[str, Any]]] = []
-_FACTS: dict[str, Any] | None = None  # name -> expression, from the providers once the apps are ready
+_FACTS: dict[str, tuple[str, Any]] | None = None  # alias -> (name, expression), once the apps are ready
 
 
 def ask_with_account(provider: Callable[[], Mapping[str, Any]]) -> None:
@@ -295,15 +295,13 @@ def facts_of(user: Any) -> Mapping[str, Any]:
     return getattr(user, "_portcullis_facts", None) or {}
 
 
-def _facts() -> dict[str, Any]:
+def _facts() -> dict[str, tuple[str, Any]]:
+    """The registered facts by the annotation alias the look-up gives each (worked out once)."""
     global _FACTS
     if _FACTS is None:
-        _FACTS = {name: expression for provider in _FACT_PROVIDERS for name, expression in provider().items()}
+        named = {name: expression for provider in _FACT_PROVIDERS for name, expression in provider().items()}
+        _FACTS = {f"portcullis_fact_{index}": (name, expression) for index, (name, expression) in enumerate(named.items())}
     return _FACTS
-
-
-def _fact_aliases() -> dict[str, str]:
-    return {name: f"portcullis_fact_{index}" for index, name in enumerate(_facts())}
 
 
 _IDENTIFIER_ROWS: dict[int, PreparedQuery] = {}
@@ -315,7 +313,7 @@ def _identifier_rows(count: int) -> PreparedQuery:
     query = _IDENTIFIER_ROWS.get(count)
     if query is None:
         placeholders = tuple(f"portcullis-identifier-placeholder-{index}" for index in range(count))
-        facts = {alias: _facts()[name] for name, alias in _fact_aliases().items()}
+        facts = {alias: expression for alias, (_, expression) in _facts().items()}
         query = _IDENTIFIER_ROWS[count] = PreparedQuery(
             lambda *keys: SignInIdentifier.objects.select_related("user__portcullis_profile").filter(key__in=keys)
             .annotate(**facts)[:8],

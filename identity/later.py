@@ -135,13 +135,22 @@ def insert(instance: Model, using: str | None = None, also: tuple[str, Sequence[
     db = using or router.db_for_write(type(instance), instance=instance)
     queue = _queue(db)
     compiled = prepared.insert_target(instance, db)[1] if queue is not None else None
-    statement = prepared.insert_statement(compiled, instance, also) if compiled is not None else None
-    if queue is None or compiled is None or statement is None:
+    if queue is None or compiled is None:
         answered = prepared.insert(instance, using=db, also=also)
         if then is not None:
             then(answered)
         return
+    # pre_save before the values are read, as insert() and save() send it (a receiver may set one)
     signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
+    with transaction.mark_for_rollback_on_error(using=db):
+        statement = prepared.insert_statement(compiled, instance, also)
+    if statement is None:  # an expression: Django's compiler writes it, now
+        instance._save_table(raw=False, cls=type(instance), force_insert=True, force_update=False,  # type: ignore[attr-defined]
+                             using=db, update_fields=None)
+        prepared.saved(instance, db, created=True)
+        if then is not None:
+            then(None)
+        return
     returns = len(compiled.returning) + (_expressions(also[0]) if also is not None else 0)
 
     def done(row: tuple[Any, ...] | None) -> None:

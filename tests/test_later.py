@@ -163,3 +163,19 @@ def test_a_session_marked_by_an_earlier_release_is_moved_by_its_row(user, confid
     assert UserSession.objects.get(pk=row.pk).session_key == session.session_key != key
     assert UserSession.objects.filter(user=user).count() == 1
     assert session[sessions.TRACK_KEY]["at"] == session.session_key
+
+
+def test_a_queued_rows_pre_save_receiver_is_heard_before_its_values_are_read(rf, user):
+    """As save() and identity.prepared.insert() do: pre_save first, then the row's values."""
+    from django.db.models.signals import pre_save
+
+    def stamp(sender: Any, instance: Any, **kwargs: Any) -> None:
+        instance.reason = "stamped by a receiver"
+
+    pre_save.connect(stamp, sender=AuditEvent)
+    try:
+        with transaction.atomic(), later.together():
+            audit.record(rf.get("/"), AuditEvent.SIGN_IN_SUCCEEDED, user=user, identifier="alice")
+    finally:
+        pre_save.disconnect(stamp, sender=AuditEvent)
+    assert AuditEvent.objects.get().reason == "stamped by a receiver"
