@@ -22,6 +22,8 @@ from django.utils.cache import patch_vary_headers
 from django.utils.module_loading import import_string
 from django.utils.translation.trans_real import parse_accept_lang_header
 
+from identity import headers
+
 LOCALE_MIDDLEWARE = "django.middleware.locale.LocaleMiddleware"
 MAX_TAGS = 10
 
@@ -139,14 +141,13 @@ class LocaleMiddleware(locale.LocaleMiddleware):
         language, request.LANGUAGE_CODE = (negotiated if kept else negotiate)(cookie, accept)
         translation.activate(language)
         response = self.next(request)
-        headers = response.headers
-        if "Vary" in headers:
+        if headers.has(response, "Vary"):
             patch_vary_headers(response, ("Accept-Language",))
         else:  # what patch_vary_headers writes when there is no Vary yet, without parsing one
-            headers["Vary"] = "Accept-Language"
-        if "Content-Language" not in headers:
+            headers.put(response, "Vary", "Accept-Language")
+        if not headers.has(response, "Content-Language"):
             # The request's language, or the one a view switched to with use_ui_locales (which
             # updates request.LANGUAGE_CODE): Django reads get_language() here, a context-local
             # look-up that costs as much as the rest of this middleware.
-            headers["Content-Language"] = request.LANGUAGE_CODE
+            headers.put(response, "Content-Language", request.LANGUAGE_CODE)
         return response

@@ -32,6 +32,8 @@ from django.core.signals import request_finished
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from identity import headers
+
 _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("portcullis_request_id", default=None)
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}\Z")
 HEADER = "X-Request-ID"
@@ -110,7 +112,7 @@ class RequestLogMiddleware:
         _request_id.set(request_id)
         started = time.perf_counter()
         response = self.get_response(request)
-        response[HEADER] = request_id
+        headers.put(response, HEADER, request_id)  # sane: printable ASCII (request_id_from)
         if access_logger.isEnabledFor(logging.INFO):
             self.log(request, response, (time.perf_counter() - started) * 1000)
         return response

@@ -45,13 +45,14 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, SessionBase, UpdateError
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDbSessionStore
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
 from django.db import InterfaceError, OperationalError, router, transaction
 from django.utils.crypto import get_random_string
 from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
 
 from identity import later
 from identity.prepared import delete_by_pk
@@ -68,13 +69,20 @@ class SessionStore(CachedDbSessionStore):
     cycled_away = False  # this request's key was cycled away by a sign-in (in a parallel request)
 
     def __init__(self, session_key: str | None = None) -> None:
-        # Django's cached_db looks the cache up here, for every request (a context-local read);
-        # here it is looked up when the session is first used (most requests do not use it).
-        SessionBase.__init__(self, session_key)
+        # Django's SessionBase.__init__'s attributes but two, which are looked up when the session is first
+        # used (most requests do not use it), not on every request: Django's cached_db looks the
+        # cache up here (a context-local read), and SessionBase imports the serializer by its name.
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
 
     @cached_property
     def _cache(self) -> BaseCache:
         return caches[settings.SESSION_CACHE_ALIAS]
+
+    @cached_property
+    def serializer(self) -> Any:  # SessionBase's attribute, set in its __init__
+        return import_string(settings.SESSION_SERIALIZER)
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
@@ -107,7 +115,9 @@ class SessionStore(CachedDbSessionStore):
 
     def is_empty(self) -> bool:
         # A cycled-away session is not "emptied": its cookie is the browser's signed-in one now.
-        return not self.cycled_away and super().is_empty()
+        # Otherwise Django's rule, without raising (and catching) an AttributeError on every
+        # request whose session was never loaded.
+        return not self.cycled_away and not self._session_key and not self.__dict__.get("_session_cache")
 
     def exists(self, session_key: str | None) -> bool:
         if not session_key:

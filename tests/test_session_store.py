@@ -228,3 +228,43 @@ def test_a_stale_cookie_of_no_parallel_sign_in_is_deleted_as_django_does(client:
     response = client.get("/account/connected-apps/")
     assert response.status_code == 302
     assert response.cookies[settings.SESSION_COOKIE_NAME].value == ""
+
+
+@pytest.mark.parametrize("key, data, empty", [
+    (None, None, True),  # never loaded: Django raises and catches an AttributeError here
+    (None, {}, True),
+    (None, {"a": 1}, False),
+    ("k" * 32, None, False),
+    ("k" * 32, {}, False),
+])
+def test_is_empty_answers_as_djangos(key: str | None, data: dict[str, Any] | None, empty: bool) -> None:
+    from django.contrib.sessions.backends.cached_db import SessionStore as Djangos
+
+    ours, theirs = SessionStore(key), Djangos(key)
+    for store in (ours, theirs):
+        if data is not None:
+            store._session_cache = dict(data)
+    assert ours.is_empty() is theirs.is_empty() is empty
+
+
+def test_the_serializer_is_the_setting_s_taken_when_first_used(settings) -> None:
+    store = SessionStore()
+    assert "serializer" not in store.__dict__  # not imported for a request that never uses its session
+    settings.SESSION_SERIALIZER = "tests.test_session_store.UpperSerializer"
+    store["greeting"] = "hello"
+    store.save()
+    assert SessionStore(store.session_key).serializer is UpperSerializer
+    row = Session.objects.get(session_key=store.session_key)  # the cache keeps the data itself
+    assert SessionStore().decode(row.session_data) == {"greeting": "HELLO"}
+
+
+class UpperSerializer:
+    """A session serializer that writes strings upper-cased: a session that used it can be told."""
+
+    def dumps(self, obj: Any) -> bytes:
+        import json
+        return json.dumps({k: v.upper() if isinstance(v, str) else v for k, v in obj.items()}).encode()
+
+    def loads(self, data: bytes) -> Any:
+        import json
+        return json.loads(data)
