@@ -165,7 +165,7 @@ if TEST_WORKER and REDIS_URL:
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "config.redis_cache.RedisCache",  # django-redis's (its close() made cheap)
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "portcullis"),
             # A Redis that is down or hung fails the request quickly (a 503, identity.middleware) instead of
