@@ -37,6 +37,7 @@ def test_a_value_that_is_not_printable_ascii_gets_djangos_checks() -> None:
     assert response["Content-Language"].startswith("=?utf-8?")
 
 
+@pytest.mark.django_db
 def test_the_bare_view_s_headers_reach_the_client(settings) -> None:
     """The request id, Vary and Content-Language, written through identity.headers, are in what
     the WSGI handler hands the server, and a Vary a view set is kept and extended."""
