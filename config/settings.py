@@ -255,6 +255,11 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds an SMTP connection may wait for the server (Django's default is none): a server that takes
+# the connection and then says nothing would otherwise hold the worker that sends (a sign-in's
+# notice, a code) for as long as the connection lasts. Past it the send is a DeliveryError: a
+# sign-in goes on without its notice, a code's request answers 503 (identity.W005 checks it is set).
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Portcullis <no-reply@localhost>")
 
 # SMS (one-time codes by text message): a backend's dotted path, see docs/configuration.md.

@@ -61,6 +61,22 @@ def check_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[Warning]:
     return []
 
 
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+@register(Tags.security)
+def check_email_timeout(app_configs: Any, **kwargs: Any) -> list[Warning]:
+    """Codes and notices are sent while the request waits: over SMTP with no ``EMAIL_TIMEOUT``
+    (Django's default), a mail server that takes the connection and never answers holds that worker
+    until the connection dies, instead of answering 503."""
+    if settings.EMAIL_BACKEND == SMTP_BACKEND and getattr(settings, "EMAIL_TIMEOUT", None) is None:
+        return [Warning("E-mail goes over SMTP without EMAIL_TIMEOUT: a mail server that never answers would "
+                        "hold the worker sending a code or a notice.",
+                        hint="Set EMAIL_TIMEOUT (seconds), e.g. 10, as the standalone settings do.",
+                        id="identity.W005")]
+    return []
+
+
 @register(Tags.security)
 def check_session_and_context(app_configs: Any, **kwargs: Any) -> list[Error]:
     from identity.middleware import listed_at

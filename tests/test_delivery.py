@@ -87,6 +87,30 @@ def test_a_failing_mail_server_is_a_delivery_error_without_the_message(settings,
     assert "b***@example.com" in caplog.text
 
 
+@pytest.fixture
+def silent_mail_server():
+    """A TCP port that takes connections (the kernel completes the handshake) and never says a word:
+    a mail server that hangs."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+def test_a_mail_server_that_never_answers_is_a_delivery_error_after_the_timeout(settings, silent_mail_server):
+    import time
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent_mail_server, 1
+    started = time.monotonic()
+    with pytest.raises(DeliveryError):
+        send_email("bob@example.com", "sign_in_code", CONTEXT)
+    assert time.monotonic() - started < 10  # the timeout, not the connection's life
+
+
 # -- SMS backends -----------------------------------------------------------------------------------------
 def test_the_in_memory_backend_keeps_messages_in_the_outbox(sms_outbox, settings):
     settings.PORTCULLIS_SMS_FROM = "Acme"

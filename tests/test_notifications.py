@@ -91,6 +91,23 @@ def test_a_failed_notice_never_fails_the_sign_in(confidential_app, user, setting
     assert sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
 
 
+def test_a_mail_server_that_never_answers_costs_the_sign_in_its_notice_only(
+        confidential_app, user, settings, django_capture_on_commit_callbacks, caplog):
+    import socket
+
+    sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
+    silent = socket.socket()  # takes the connection, never sends the greeting
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent.getsockname()[1], 1
+    try:
+        assert sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
+    finally:
+        silent.close()
+    assert "notification new_sign_in for user" in caplog.text and "not delivered" in caplog.text
+
+
 def test_password_changed_tells_the_user(user, django_capture_on_commit_callbacks):
     request = RequestFactory().post("/", HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="203.0.113.9")
     with django_capture_on_commit_callbacks(execute=True):

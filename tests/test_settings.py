@@ -138,3 +138,28 @@ def test_a_per_process_cache_is_a_deploy_warning_and_the_shipped_caches_pass(set
     assert [warning.id for warning in check_cache_is_shared(None)] == ["identity.W004"]
     settings.DJANGO_REDIS_IGNORE_EXCEPTIONS = True
     assert [error.id for error in check_cache_fails_closed(None)] == ["identity.E005"]
+
+
+def email_timeout(tmp_path: Path, **env: str) -> Any:
+    script = ("import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'config.settings'; import django; "
+              "django.setup(); from django.conf import settings as s; print(s.EMAIL_TIMEOUT)")
+    result = run(tmp_path, "-c", script, DEBUG="1", **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return float(result.stdout)
+
+
+def test_the_standalone_server_bounds_its_smtp_connections(tmp_path):
+    """Django's default is no limit: a mail server that never answers would hold a worker."""
+    assert email_timeout(tmp_path) == 10.0
+    assert email_timeout(tmp_path, EMAIL_TIMEOUT="2.5") == 2.5
+
+
+def test_smtp_without_a_timeout_is_a_warning(settings):
+    from identity.checks import check_email_timeout
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert check_email_timeout(None) == []  # the standalone settings' 10 s
+    settings.EMAIL_TIMEOUT = None
+    assert [warning.id for warning in check_email_timeout(None)] == ["identity.W005"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert check_email_timeout(None) == []  # no connection to wait on
