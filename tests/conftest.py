@@ -244,3 +244,16 @@ def demo_client(live_server: Any, settings: Any, transactional_db: Any) -> Any:
     )
     ApplicationSettings.objects.create(application=application, first_party=True)
     return application
+
+
+@pytest.fixture
+def silent_mail_server() -> Iterator[int]:
+    """A TCP port that takes connections (the kernel completes the handshake) and never says a word:
+    a mail server that hangs."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()

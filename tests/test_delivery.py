@@ -87,19 +87,6 @@ def test_a_failing_mail_server_is_a_delivery_error_without_the_message(settings,
     assert "b***@example.com" in caplog.text
 
 
-@pytest.fixture
-def silent_mail_server():
-    """A TCP port that takes connections (the kernel completes the handshake) and never says a word:
-    a mail server that hangs."""
-    import socket
-
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    yield listener.getsockname()[1]
-    listener.close()
-
-
 def test_a_mail_server_that_never_answers_is_a_delivery_error_after_the_timeout(settings, silent_mail_server):
     import time
 

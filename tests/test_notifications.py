@@ -92,19 +92,11 @@ def test_a_failed_notice_never_fails_the_sign_in(confidential_app, user, setting
 
 
 def test_a_mail_server_that_never_answers_costs_the_sign_in_its_notice_only(
-        confidential_app, user, settings, django_capture_on_commit_callbacks, caplog):
-    import socket
-
+        confidential_app, user, settings, django_capture_on_commit_callbacks, caplog, silent_mail_server):
     sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
-    silent = socket.socket()  # takes the connection, never sends the greeting
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent.getsockname()[1], 1
-    try:
-        assert sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
-    finally:
-        silent.close()
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", silent_mail_server, 1
+    assert sign_in(Client(), confidential_app, django_capture_on_commit_callbacks)
     assert "notification new_sign_in for user" in caplog.text and "not delivered" in caplog.text
 
 
