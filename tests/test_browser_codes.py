@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from authenticators.models import Authenticator
 from identity.models import Profile
@@ -40,13 +41,14 @@ def test_sign_in_with_an_email_code(live_server, demo_client, unverified_user, p
     page.get_by_role("link", name="E-mail code").click()
     page.get_by_label("E-mail").fill("alice@example.com")
     page.get_by_role("button", name="Send code").click()
-    assert page.get_by_text("We sent a code to alice@example.com. Enter it below.").is_visible()
+    expect(page.get_by_text("We sent a code to alice@example.com. Enter it below.")).to_be_visible()
     code_input = page.get_by_label("Code")
     assert code_input.get_attribute("autocomplete") == "one-time-code"
     assert code_input.get_attribute("inputmode") == "numeric"
 
     # Too early for another code: the page says how long to wait.
     page.get_by_role("button", name="Resend code").click()
+    expect(page.get_by_role("alert")).to_contain_text("before asking for a new code")
     assert re.fullmatch(r"There is a problem\nWait \d+ s before asking for a new code\.",
                         page.get_by_role("alert").inner_text())
     assert len(mail.outbox) == 1
@@ -54,6 +56,8 @@ def test_sign_in_with_an_email_code(live_server, demo_client, unverified_user, p
 
     page.get_by_label("Code").fill(f"{(int(code) + 1) % 10**6:06d}")
     page.get_by_role("button", name="Sign in").click()
+    # the wait page's alert is still up until the answer loads: wait for the new one
+    expect(page.get_by_role("alert")).to_contain_text("The code is incorrect.")
     assert page.get_by_role("alert").inner_text().splitlines() == ["There is a problem", "The code is incorrect."]
 
     page.get_by_label("Code").fill(code)

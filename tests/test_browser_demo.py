@@ -6,6 +6,7 @@ import json
 
 import pytest
 from oauth2_provider.models import get_application_model
+from playwright.sync_api import expect
 
 from identity.models import ApplicationSettings
 from identity.subjects import subject_of
@@ -208,7 +209,7 @@ def test_consent_redirects_to_a_client_on_another_origin_and_a_hintless_logout_p
     page.goto(other_origin.logout_form(live_server.url, client_id=application.client_id, state="bye-2",
                                        post_logout_redirect_uri=f"{other_origin.url}/bye"))
     page.get_by_role("button", name="Log out of the RP").click()
-    assert page.get_by_role("heading", name="Sign out?").is_visible()
+    expect(page.get_by_role("heading", name="Sign out?")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
     assert callback_query(page, other_origin, "/bye") == {"state": "bye-2"}
     start_authorization(page, live_server, application, other_origin, prompt="none")

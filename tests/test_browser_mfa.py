@@ -9,12 +9,11 @@ import base64
 import json
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.helpers import PASSWORD, totp_now
 
 pytestmark = pytest.mark.browser
-
-
 
 
 def sign_in_with_password(page, live_server):
@@ -36,10 +35,10 @@ def test_totp_enrolment_in_the_flow_then_sign_in_with_the_app(live_server, demo_
     key = base64.b32decode(secret + "=" * (-len(secret) % 8))
     page.get_by_label("Code from your authenticator app").fill(totp_now(key))
     page.get_by_role("button", name="Confirm").click()
-    assert page.get_by_role("status").inner_text() == "Your authenticator app is set up."
+    expect(page.get_by_role("status")).to_have_text("Your authenticator app is set up.")
     page.get_by_role("button", name="Create backup codes").click()
-    codes = page.locator("ul.codes code").all_inner_texts()
-    assert len(codes) == 10
+    # the codes come with the POST's answer: wait for that page (reading at once raced the load)
+    expect(page.locator("ul.codes code")).to_have_count(10)
     page.get_by_role("button", name="I have saved my codes: continue").click()
     page.wait_for_url(f"{live_server.url}/demo/")
     claims = json.loads(page.locator("#claims").inner_text())

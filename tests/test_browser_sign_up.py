@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect
 
 from tests.helpers import (
     NEW_PASSWORD,
@@ -61,7 +62,7 @@ def test_a_person_creates_an_account_verifying_the_email(browser, live_server, m
         "input => document.getElementById(input.getAttribute('aria-describedby').split(' ')[0]).textContent")
     password.fill("password1")
     browser.get_by_role("button", name="Create account").click()
-    assert "This password is too common." in browser.get_by_role("alert").inner_text()
+    expect(browser.get_by_role("alert")).to_contain_text("This password is too common.")
     browser.get_by_label("Your name (optional)").fill("New Person")
     browser.get_by_label("New password").fill(NEW_PASSWORD)
     browser.get_by_role("button", name="Create account").click()
