@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -474,11 +474,14 @@ def delete_by_pk(model: type[Model], pk: Any, using: str | None = None) -> int:
         return int(cursor.rowcount)
 
 
-def delete_statement(model: type[Model], pk: Any, db: str) -> tuple[str, list[Any]] | None:
-    """:func:`delete_by_pk`'s ``DELETE``, or None where the collector must delete (see there)."""
+def delete_statement(model: type[Model], pk: Any, db: str, detached: Collection[Any] = ()) -> tuple[str, list[Any]] | None:
+    """:func:`delete_by_pk`'s ``DELETE``, or None where the collector must delete (see there).
+    ``detached``: one-to-one fields pointing to ``model`` that the caller answers hold no
+    reference to the row by the time the statement's constraints are checked (it sets the one
+    that did to NULL in the same statement or transaction); the collector would only have done that."""
     meta = model._meta
-    if (meta.related_objects or meta.parents or signals.pre_delete.has_listeners(model)
-            or signals.post_delete.has_listeners(model)):
+    if (meta.parents or signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)
+            or any(not (relation.one_to_one and relation.field in detached) for relation in meta.related_objects)):
         return None
     quote = connections[db].ops.quote_name
     return (f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s",
@@ -532,13 +535,17 @@ _TEXT_TYPE = re.compile(r"(varchar|character varying|char|character|text|citext)
 
 
 def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str, int]] | None = None,
-                    claim: Claim | None = None, using: str | None = None) -> bool:
+                    claim: Claim | None = None, using: str | None = None, *,
+                    claim_also: Mapping[str, Any] | None = None, delete: tuple[type[Model], Any] | None = None) -> bool:
     """Write the new rows ``instances``, all or none, each as :func:`insert` writes it (``pre_save``
     and ``post_save`` sent, the returned columns set on the instance). ``links`` says, by an
     instance's position, which of its foreign keys (attnames) take the new primary key of an
     earlier instance (by position). With ``claim``, the rows are written only when
     :func:`set_if_null` of it matches: a single-use thing consumed with them, and if it was used
-    already nothing is written. Answers whether they were written.
+    already nothing is written. ``claim_also`` sets more fields of the claimed row with it (as
+    :func:`set_if_null`'s ``also``), and ``delete`` (model, primary key) deletes a row with the
+    claim, only if it matches: a row whose one reference is the claimed row's, which ``claim_also``
+    sets to None (a rotated refresh token's access token). Answers whether they were written.
 
     On PostgreSQL it is one statement: the claim's ``UPDATE`` and each ``INSERT`` a data-modifying
     ``WITH`` query, each ``INSERT`` selecting from the claim and from the rows it links to. One
@@ -548,21 +555,36 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
     Elsewhere, and for rows :func:`insert` leaves to ``save()``, it is the claim and then each
     :func:`insert` in one transaction."""
     links = links or {}
+    also = dict(claim_also or {})
     if not instances:
         raise ValueError("insert_together needs at least one instance")
+    if (also or delete is not None) and claim is None:
+        raise ValueError("claim_also and delete go with a claim")
     db = using or router.db_for_write(type(instances[0]), instance=instances[0])
     connection = connections[db]
+    deletion = None
+    if delete is not None:
+        assert claim is not None
+        detached = [claim[0]._meta.get_field(name) for name, value in also.items() if value is None]
+        deletion = delete_statement(delete[0], delete[1], db, detached=detached)
     plan = None
     if connection.vendor == "postgresql":
         for instance in instances:
             meta = instance._meta
             if not instance._is_pk_set(meta):  # type: ignore[attr-defined]
                 setattr(instance, meta.pk.attname, meta.pk.get_pk_value_on_save(instance))  # type: ignore[attr-defined]
-        plan = _together_plan(instances, links, claim, db)
+        if delete is None or deletion is not None:
+            plan = _together_plan(instances, links, claim, db, tuple(also), delete[0] if delete else None)
     if plan is None:
         with transaction.atomic(using=db):
-            if claim is not None and not set_if_null(*claim, using=db):
+            if claim is not None and not set_if_null(*claim, using=db, also=also):
                 return False
+            if delete is not None:
+                if deletion is None:  # the collector, and its signals
+                    delete[0]._base_manager.using(db).filter(pk=delete[1]).delete()
+                else:
+                    with _cursor(db) as cursor:
+                        cursor.execute(*deletion)
             for position, instance in enumerate(instances):
                 _link(instance, links.get(position, {}), instances)
                 insert(instance, using=db)
@@ -572,7 +594,11 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
             instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
                 operation_name="save", fields=plan.related[position])
         signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
-    params: list[Any] = [] if claim is None else _set_if_null_params(*claim, connection)
+    params: list[Any] = [] if claim is None else [
+        *(_column(claim[0], name).get_db_prep_save(value, connection=connection) for name, value in also.items()),
+        *_set_if_null_params(*claim, connection)]
+    if deletion is not None:
+        params += deletion[1]
     with transaction.mark_for_rollback_on_error(using=db):
         for instance, each, skipped in zip(instances, plan.inserts, plan.linked, strict=True):
             values = each.values(instance)
@@ -615,13 +641,13 @@ _plans = threading.local()
 
 
 def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, int]], claim: Claim | None,
-                   db: str) -> _TogetherPlan | None:
+                   db: str, also: tuple[str, ...] = (), delete: type[Model] | None = None) -> _TogetherPlan | None:
     """The one statement that writes ``instances`` (and makes ``claim``) on PostgreSQL, built once
     per thread for the combination; None when one of them is a row :func:`insert` leaves to ``save()``."""
     connection = connections[db]
     key = (db, tuple((type(instance), instance._is_pk_set(instance._meta)) for instance in instances),  # type: ignore[attr-defined]
            tuple(sorted((position, tuple(sorted(linked.items()))) for position, linked in links.items())),
-           (claim[0], claim[2]) if claim is not None else None)
+           (claim[0], claim[2], also) if claim is not None else None, delete)
     by_key = getattr(_plans, "by_key", None)
     if by_key is None:
         by_key = _plans.by_key = {}
@@ -636,8 +662,11 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
     withs: list[str] = []
     claimed: list[str] = []
     if claim is not None:
-        withs.append(f'"claim" AS ({_set_if_null_sql(claim[0], claim[2], connection)} RETURNING 1)')
+        withs.append(f'"claim" AS ({_set_if_null_sql(claim[0], claim[2], connection, also)} RETURNING 1)')
         claimed = ['"claim"']
+    if delete is not None:  # after the claim's placeholders, before the rows'; only if it matched
+        table, pk = quote(delete._meta.db_table), quote(delete._meta.pk.column)
+        withs.append(f'"gone" AS (DELETE FROM {table} USING "claim" WHERE {table}.{pk} = %s)')
     selected: list[str] = []
     linked_positions: list[frozenset[int]] = []
     related: list[frozenset[Any]] = []

@@ -5,7 +5,9 @@ What it changes, and why (see SECURITY.md, "Known gaps"):
   record is loaded once (a prepared lookup) and reused by every oauthlib callback;
 - the code is consumed by one conditional UPDATE after the token pair is written, so one of any
   number of parallel redemptions wins; a second redemption revokes the whole token family;
-- a replayed refresh token is detected under the row lock and revokes its family;
+- a refresh reads its token once (with its client, user and access token) and rotates in one
+  statement whose conditional UPDATE spends the old token; a replay, or a parallel refresh's loser,
+  revokes the family;
 - ID tokens are signed with the database keys and carry ``auth_time`` / ``amr`` / ``acr`` / ``sid``
   from the sign-in itself (not ``last_login``), and are not stored;
 - only ``response_type=code``, PKCE ``S256`` only, required for public clients, no downgrade.
@@ -45,7 +47,7 @@ from identity.applications import load_application
 from identity.authentication import Authentication
 from identity.claims import user_claims
 from identity.models import AuthorizationRecord
-from identity.prepared import Claim, PreparedLookup, insert, insert_together
+from identity.prepared import Claim, PreparedLookup, PreparedQuery, insert, insert_together
 
 Application = get_application_model()
 Grant = get_grant_model()
@@ -69,6 +71,12 @@ _grants = PreparedLookup(
     lambda code: Grant.objects.select_related(
         "application__portcullis_settings", "user__portcullis_profile", "portcullis_record"
     ).filter(code=code)
+)
+# Rows may share a checksum (DOT's uniqueness is (token_checksum, revoked)): all of them, chosen in Python.
+_refresh_tokens = PreparedQuery(
+    lambda checksum: RefreshToken.objects.select_related(
+        "application__portcullis_settings", "user__portcullis_profile", "access_token"
+    ).filter(token_checksum=checksum)
 )
 _access_tokens = PreparedLookup(
     lambda checksum: AccessToken.objects.select_related("application", "user__portcullis_profile").filter(
@@ -136,6 +144,10 @@ class PortcullisValidator(OAuth2Validator):
             client = preloaded
         elif grant is not None and grant.application.client_id == client_id:
             client = grant.application  # came with the code, in the same query
+        elif (getattr(request, "grant_type", None) == "refresh_token"
+              and (refresh := self._refresh_token(request.refresh_token, request)) is not None
+              and refresh.application.client_id == client_id):
+            client = refresh.application  # came with the refresh token, in the same query
         else:
             client = load_application(client_id)
         if client is None or not client.is_usable(request):
@@ -301,6 +313,8 @@ class PortcullisValidator(OAuth2Validator):
             saved = None
             if request.grant_type == "authorization_code":
                 self._save_code_tokens(token, request)
+            elif self._rotates(token, request):
+                self._save_rotated_tokens(token, request)
             else:
                 with transaction.atomic(using=router.db_for_write(AccessToken)):
                     saved = self._save_bearer_token(token, request, *args, **kwargs)
@@ -330,13 +344,47 @@ class PortcullisValidator(OAuth2Validator):
                                       claim=(AuthorizationRecord, record.pk, "redeemed_at", timezone.now())):
             raise _Replayed(record.family)
 
-    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any, claim: Claim | None = None) -> bool:
-        """The access token and (when the response has one) its refresh token, in ``family``; with
-        ``claim`` (the code's consumption), only if it matches. Whether they were written."""
+    def _rotates(self, token: dict[str, Any], request: Any) -> bool:
+        """Whether this refresh rotates its token (every refresh, by default) the way
+        ``_save_rotated_tokens`` writes it; DOT's own path otherwise."""
+        previous = getattr(request, "refresh_token_instance", None)
+        return (request.grant_type == "refresh_token" and bool(token.get("refresh_token"))
+                and self.rotate_refresh_token(request) and isinstance(previous, RefreshToken)
+                and previous.revoked is None and previous.access_token_id is not None)
+
+    def _save_rotated_tokens(self, token: dict[str, Any], request: Any) -> None:
+        """A refresh's rotation, as DOT's (the refresh token revoked and detached from its access
+        token, which is deleted; a new pair in the same family, the access token naming the refresh
+        token it came from), written by ``identity.prepared.insert_together``: on PostgreSQL one
+        statement, elsewhere one transaction.
+
+        The old refresh token's revocation is the claim: of parallel refreshes of one token exactly
+        one matches (the others' ``UPDATE`` waits for the winner's row lock, then matches nothing)
+        and writes the new pair; a loser writes nothing and revokes the family, the winner's pair
+        included, as a replay does (``save_bearer_token``, after its statement)."""
+        if "scope" not in token:
+            raise errors.InvalidScopeError(request=request)
+        previous = request.refresh_token_instance
+        self._check_and_set_request_resource(request)
+        now = timezone.now()
+        if not self._write_token_pair(token, request, previous.token_family, source=previous,
+                                      claim=(RefreshToken, previous.pk, "revoked", now),
+                                      claim_also={"access_token": None, "updated": now},
+                                      delete=(AccessToken, previous.access_token_id)):
+            raise _Replayed(previous.token_family)
+        request.refresh_token_instance = None  # revoked, as DOT leaves it
+
+    def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any, claim: Claim | None = None, *,
+                          source: Any = None, claim_also: dict[str, Any] | None = None,
+                          delete: tuple[Any, Any] | None = None) -> bool:
+        """The access token (made by the refresh token ``source``, if any) and, when the response
+        has one, its refresh token, in ``family``; with ``claim`` (the code's consumption, a
+        refresh token's revocation), only if it matches (``claim_also`` and ``delete`` go with it:
+        ``insert_together``). Whether they were written."""
         expires = timezone.now() + timedelta(seconds=token.get("expires_in", oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS))
-        access_token = self._access_token(expires, request, token)
+        access_token = self._access_token(expires, request, token, source)
         if not token.get("refresh_token"):
-            return insert_together([access_token], claim=claim)
+            return insert_together([access_token], claim=claim, claim_also=claim_also, delete=delete)
         refresh = RefreshToken(
             user=request.user,
             application=request.client,
@@ -345,7 +393,8 @@ class PortcullisValidator(OAuth2Validator):
             resource=getattr(request, "resource", None) or [],
         )
         self._set_token_value(refresh, token["refresh_token"])
-        return insert_together([access_token, refresh], links={1: {"access_token_id": 0}}, claim=claim)
+        return insert_together([access_token, refresh], links={1: {"access_token_id": 0}}, claim=claim,
+                               claim_also=claim_also, delete=delete)
 
     def save_user_token(self, token: dict[str, Any], request: Any) -> None:
         """Store a token pair the engine issued for a signed-in user (``identity.tokens.issue_user_token``):
@@ -379,14 +428,43 @@ class PortcullisValidator(OAuth2Validator):
         self._set_token_value(access_token, token["access_token"])
         return access_token
 
+    def _refresh_token(self, value: Any, request: Any) -> Any | None:
+        """The refresh token ``value`` names, with its application, user (and profile) and access
+        token, in one query, once a request (client authentication reads its application first):
+        the unrevoked row of its checksum, otherwise the last revoked one, as DOT chooses; None
+        when unknown."""
+        cached = getattr(request, "_portcullis_refresh", None)
+        if cached is not None and cached[0] == value:
+            return cached[1]
+        found = None
+        if isinstance(value, str) and value and "\x00" not in value:
+            checksum = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+            rows = _refresh_tokens.instances(checksum, db=router.db_for_read(RefreshToken))
+            if rows:
+                found = min(rows, key=lambda row: (row.revoked is not None, -row.revoked.timestamp() if row.revoked else 0))
+        request._portcullis_refresh = (value, found)
+        return found
+
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs) -> bool:
-        if not isinstance(refresh_token, str) or "\x00" in refresh_token:
+        """DOT's checks (a replayed token revokes its family; the token must be its client's), on the
+        row ``_refresh_token`` loaded, then the liveness rule introspection applies too (DOT's idle
+        lifetime included) and the project's ``PORTCULLIS_TOKEN_CHECK``."""
+        rt = self._refresh_token(refresh_token, request)
+        if rt is None:
             return False
-        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+        if rt.revoked is not None:
+            # DOT's grace window shields only a token superseded by its rotation, within the window;
+            # anything else revoked is a replay. Either way a revoked token refreshes nothing.
+            grace = timedelta(seconds=oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS)
+            if rt.revoked <= timezone.now() - grace or not AccessToken.objects.filter(source_refresh_token=rt).exists():
+                if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and rt.token_family:
+                    tokens.revoke_family(rt.token_family)
             return False
-        # DOT found the token, detected a replay and checked the client; the liveness rule is ours,
-        # the same one introspection applies (DOT's idle lifetime included).
-        rt = request.refresh_token_instance
+        if rt.application_id != client.pk:
+            return False
+        request.user = rt.user
+        request.refresh_token = refresh_token
+        request.refresh_token_instance = rt  # for get_original_scopes and save_bearer_token, as DOT's
         record = tokens.family_record(rt)
         if not tokens.refresh_token_alive(rt, record):
             return False

@@ -118,6 +118,15 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(live_app):
     assert not any(status >= 500 or status < 0 for status in statuses), results
     assert statuses[200] == 1, results
     assert all(body.get("error") == "invalid_grant" for status, body in results if status != 200), results
+    # Every loser replayed the token after the winner's rotation committed: the family is ended,
+    # the winner's new pair with it.
+    winner = next(body for status, body in results if status == 200)
+    again = requests.post(f"{base_url}/oauth/token", data={**refresh_data, "refresh_token": winner["refresh_token"]},
+                          timeout=TIMEOUT)
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text
+    userinfo = requests.get(f"{base_url}/oauth/userinfo", headers={"Authorization": f"Bearer {winner['access_token']}"},
+                            timeout=TIMEOUT)
+    assert userinfo.status_code == 401, userinfo.text
 
 
 # -- one consent page, answered in parallel -----------------------------------------------------------

@@ -545,6 +545,70 @@ def test_insert_together_writes_nothing_when_its_claim_was_used(confidential_app
     assert record.redeemed_at == claim[3]
 
 
+def rotation(confidential_app, user, old_checksum, new_checksum):
+    """A saved pair (old) and the new pair a rotation of its refresh token writes, with the claim,
+    its ``also`` and the deletion insert_together takes for it."""
+    from django.utils import timezone
+
+    from identity.validators import RefreshToken
+
+    old_access, old_refresh = token_pair(confidential_app, user, old_checksum)
+    old_access.save()
+    old_refresh.save()
+    access, refresh = token_pair(confidential_app, user, new_checksum)
+    access.source_refresh_token = old_refresh
+    now = timezone.now()
+    return old_access, old_refresh, [access, refresh], dict(
+        links={1: {"access_token_id": 0}}, claim=(RefreshToken, old_refresh.pk, "revoked", now),
+        claim_also={"access_token": None, "updated": now}, delete=(AccessToken, old_access.pk))
+
+
+def test_insert_together_with_a_claims_also_and_delete_rotates_a_pair(confidential_app, user):
+    from django.test.utils import CaptureQueriesContext
+
+    from identity.prepared import insert_together
+
+    old_access, old_refresh, pair, rotate = rotation(confidential_app, user, "g", "h")
+    with CaptureQueriesContext(connection) as captured:
+        assert insert_together(pair, **rotate) is True
+    if connection.vendor == "postgresql":
+        statements = [query["sql"] for query in captured.captured_queries]
+        assert len(statements) == 1 and statements[0].startswith("WITH"), statements
+    old_refresh.refresh_from_db()
+    assert old_refresh.revoked == rotate["claim"][3] and old_refresh.updated == rotate["claim"][3]
+    assert old_refresh.access_token_id is None
+    assert not AccessToken.objects.filter(pk=old_access.pk).exists()
+    assert AccessToken.objects.get(pk=pair[0].pk).source_refresh_token_id == old_refresh.pk
+
+    # The same rotation again (a parallel refresh that lost): the claim matches nothing, so nothing
+    # is deleted and nothing written.
+    survivor = AccessToken.objects.get(pk=pair[0].pk)
+    again = token_pair(confidential_app, user, "i")
+    assert insert_together(again, **{**rotate, "delete": (AccessToken, survivor.pk)}) is False
+    assert AccessToken.objects.filter(pk=survivor.pk).exists()
+    assert not AccessToken.objects.filter(token_checksum="i" * 64).exists()
+
+
+def test_insert_together_deletes_through_the_collector_when_a_receiver_listens(confidential_app, user):
+    from django.db.models.signals import post_delete
+
+    from identity.prepared import insert_together
+
+    old_access, _old_refresh, pair, rotate = rotation(confidential_app, user, "j", "k")
+    deleted = []
+
+    def listener(sender, instance, **kwargs):
+        deleted.append(instance.pk)
+
+    post_delete.connect(listener, sender=AccessToken)
+    try:
+        assert insert_together(pair, **rotate) is True
+    finally:
+        post_delete.disconnect(listener, sender=AccessToken)
+    assert deleted == [old_access.pk]
+    assert not AccessToken.objects.filter(pk=old_access.pk).exists()
+
+
 def test_insert_together_sends_pre_save_and_post_save_once_each(confidential_app, user):
     from django.db.models.signals import post_save, pre_save
 

@@ -51,6 +51,21 @@ def test_token_makes_at_most_4_queries_and_one_commit(flow, confidential_app, us
         assert len(work.statements) <= 3 and not work.control, work.ordered
 
 
+def test_a_refresh_makes_at_most_3_queries_and_one_commit(flow, confidential_app, user):
+    from tests.helpers import refresh, tokens_for
+
+    body = tokens_for(flow, confidential_app)
+    with database_work() as work:
+        response = refresh(flow.client, confidential_app, body["refresh_token"])
+    assert response.status_code == 200, response.content
+    assert {"access_token", "refresh_token", "id_token"} <= set(response.json())
+    # the token with its client, user and access token; its family's sign-in; the rotation
+    assert len(work.statements) <= 3 if connection.vendor == "postgresql" else 6, work.statements
+    assert work.commits == 1, work.ordered  # the rotation's writes together
+    if connection.vendor == "postgresql":  # in one statement, which needs no BEGIN / COMMIT
+        assert not work.control, work.ordered
+
+
 def test_userinfo_makes_at_most_1_query_and_no_commit(flow, confidential_app, user):
     verifier, challenge = pkce_pair()
     code, params = flow.code_for(confidential_app, authorize_params(confidential_app, challenge))

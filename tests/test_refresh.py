@@ -33,8 +33,6 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-
-
 def record_of(refresh_token: str) -> AuthorizationRecord:
     rt = RefreshToken.objects.get(token_checksum=checksum(refresh_token))
     return AuthorizationRecord.objects.get(family=rt.token_family)
@@ -64,6 +62,58 @@ def test_refresh_token_rotates_on_every_use(flow, confidential_app, user):
         current = new["refresh_token"]
     assert entropy_bits(seen_refresh[1:]) >= 128
     assert entropy_bits(seen_access[1:]) >= 128
+
+
+def test_a_refresh_ends_the_old_access_token_and_chains_the_new_pair_in_the_family(flow, confidential_app, user):
+    body = tokens_for(flow, confidential_app)
+    old = RefreshToken.objects.get(token_checksum=checksum(body["refresh_token"]))
+    new = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    assert userinfo_status(flow.client, body["access_token"]) == 401  # deleted with the rotation, as DOT does
+    assert not AccessToken.objects.filter(token_checksum=checksum(body["access_token"])).exists()
+    old.refresh_from_db()
+    assert old.revoked is not None and old.access_token_id is None
+    fresh = RefreshToken.objects.select_related("access_token").get(token_checksum=checksum(new["refresh_token"]))
+    assert fresh.revoked is None and fresh.token_family == old.token_family
+    assert fresh.access_token.token_checksum == checksum(new["access_token"])
+    assert fresh.access_token.source_refresh_token_id == old.pk
+    assert fresh.user_id == user.pk and fresh.application_id == confidential_app.application.pk
+    assert userinfo_status(flow.client, new["access_token"]) == 200
+
+
+def test_with_rotation_off_a_refresh_keeps_its_token_and_renews_the_access_token(flow, confidential_app, user,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(oauth2_settings, "ROTATE_REFRESH_TOKEN", False)  # DOT's own path, which Portcullis keeps
+    body = tokens_for(flow, confidential_app)
+    new = refresh(flow.client, confidential_app, body["refresh_token"])
+    assert new.status_code == 200, new.content
+    assert new.json()["refresh_token"] == body["refresh_token"]
+    assert userinfo_status(flow.client, new.json()["access_token"]) == 200
+    again = refresh(flow.client, confidential_app, body["refresh_token"])
+    assert again.status_code == 200, again.content
+
+
+@pytest.mark.parametrize("seconds_ago, family_survives", [(5, True), (120, False)])
+def test_a_grace_period_spares_the_family_of_a_token_rotated_just_now_but_refreshes_nothing(
+        flow, confidential_app, user, monkeypatch, seconds_ago, family_survives):
+    monkeypatch.setattr(oauth2_settings, "REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 60)
+    body = tokens_for(flow, confidential_app)
+    newest = refresh(flow.client, confidential_app, body["refresh_token"]).json()
+    RefreshToken.objects.filter(token_checksum=checksum(body["refresh_token"])).update(
+        revoked=timezone.now() - timedelta(seconds=seconds_ago))
+    assert_refused(refresh(flow.client, confidential_app, body["refresh_token"]))
+    assert (userinfo_status(flow.client, newest["access_token"]) == 200) is family_survives
+    assert (refresh(flow.client, confidential_app, newest["refresh_token"]).status_code == 200) is family_survives
+
+
+def test_a_revoked_refresh_token_that_never_refreshed_is_a_replay_even_in_the_grace_period(
+        flow, confidential_app, user, monkeypatch):
+    from tests.helpers import revoke
+
+    monkeypatch.setattr(oauth2_settings, "REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 60)
+    first, second = tokens_for(flow, confidential_app), tokens_for(flow, confidential_app)
+    assert revoke(flow.client, confidential_app, first["refresh_token"], "refresh_token").status_code == 200
+    assert_refused(refresh(flow.client, confidential_app, first["refresh_token"]))
+    assert userinfo_status(flow.client, second["access_token"]) == 200  # another family: untouched
 
 
 def test_refreshed_tokens_live_at_most_one_hour(flow, confidential_app, user):
