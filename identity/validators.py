@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.db import router, transaction
+from django.db.models import signals
 from django.utils import timezone
 from django.utils.translation import gettext
 from oauth2_provider.bcp import bcp_compliant
@@ -125,7 +126,8 @@ def token_request(request: Any) -> Iterator[None]:
 
 
 class _Replayed(Exception):
-    """A code or refresh token was used again: its family must be revoked."""
+    """A code or refresh token was used again: its family must be revoked (``family`` None: only
+    refused, the settings spare it)."""
 
     def __init__(self, family: Any, access_token: Any = None) -> None:
         self.family = family
@@ -320,7 +322,8 @@ class PortcullisValidator(OAuth2Validator):
                     saved = self._save_bearer_token(token, request, *args, **kwargs)
         except _Replayed as replay:
             # Outside any other transaction, so it sees (and revokes) what the winner wrote.
-            tokens.revoke_family(replay.family, access_token=replay.access_token)
+            if replay.family is not None:
+                tokens.revoke_family(replay.family, access_token=replay.access_token)
             raise errors.InvalidGrantError(request=request) from None
         metrics.token_issued(request.grant_type)  # every token the endpoint issues is stored here
         return saved
@@ -350,7 +353,19 @@ class PortcullisValidator(OAuth2Validator):
         previous = getattr(request, "refresh_token_instance", None)
         return (request.grant_type == "refresh_token" and bool(token.get("refresh_token"))
                 and self.rotate_refresh_token(request) and isinstance(previous, RefreshToken)
-                and previous.revoked is None and previous.access_token_id is not None)
+                and previous.revoked is None and previous.access_token_id is not None
+                # DOT's revoke() saves the old token, with its signals; the claim's UPDATE sends none
+                and not signals.pre_save.has_listeners(RefreshToken)
+                and not signals.post_save.has_listeners(RefreshToken))
+
+    @staticmethod
+    def _lost_race(family: Any) -> _Replayed:
+        """A refresh that lost to a parallel one of the same token: a replay, whose family ends,
+        unless the settings spare a token superseded just now (DOT's reuse protection off, or a
+        grace window: as a retry that comes after the winner is answered)."""
+        spared = (not oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION
+                  or oauth2_settings.REFRESH_TOKEN_GRACE_PERIOD_SECONDS > 0)
+        return _Replayed(None if spared else family)
 
     def _save_rotated_tokens(self, token: dict[str, Any], request: Any) -> None:
         """A refresh's rotation, as DOT's (the refresh token revoked and detached from its access
@@ -371,7 +386,7 @@ class PortcullisValidator(OAuth2Validator):
                                       claim=(RefreshToken, previous.pk, "revoked", now),
                                       claim_also={"access_token": None, "updated": now},
                                       delete=(AccessToken, previous.access_token_id)):
-            raise _Replayed(previous.token_family)
+            raise self._lost_race(previous.token_family)
         request.refresh_token_instance = None  # revoked, as DOT leaves it
 
     def _write_token_pair(self, token: dict[str, Any], request: Any, family: Any, claim: Claim | None = None, *,
@@ -407,7 +422,7 @@ class PortcullisValidator(OAuth2Validator):
         if request.grant_type == "refresh_token" and isinstance(previous, RefreshToken):
             locked = RefreshToken.objects.select_for_update().get(pk=previous.pk)
             if locked.revoked is not None:  # a parallel refresh already rotated it
-                raise _Replayed(locked.token_family)
+                raise self._lost_race(locked.token_family)
         return super()._save_bearer_token(token, request, *args, **kwargs)
 
     def _create_access_token(self, expires, request, token, source_refresh_token=None):

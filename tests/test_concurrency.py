@@ -129,6 +129,30 @@ def test_parallel_refreshes_of_one_token_give_exactly_one_success(live_app):
     assert userinfo.status_code == 401, userinfo.text
 
 
+@pytest.mark.parametrize("setting, value", [("REFRESH_TOKEN_REUSE_PROTECTION", False),
+                                            ("REFRESH_TOKEN_GRACE_PERIOD_SECONDS", 60)])
+def test_parallel_refreshes_spare_the_family_when_the_settings_spare_a_retry(live_app, monkeypatch, setting, value):
+    """A client that sends its refresh twice at once is treated as one that retries after the
+    first answer: with reuse protection off, or within a grace window, the loser is refused and the
+    winner's new pair lives on."""
+    from oauth2_provider.settings import oauth2_settings
+
+    monkeypatch.setattr(oauth2_settings, setting, value)
+    base_url, app = live_app
+    _code, data = redeem(base_url, app)
+    tokens = requests.post(f"{base_url}/oauth/token", data=data, timeout=TIMEOUT)
+    assert tokens.status_code == 200, tokens.text
+    refresh_data = {"grant_type": "refresh_token", "refresh_token": tokens.json()["refresh_token"],
+                    "client_id": app.client_id, "client_secret": app.client_secret}
+    results = race(4, lambda: requests.post(f"{base_url}/oauth/token", data=refresh_data, timeout=TIMEOUT))
+    statuses = Counter(status for status, _body in results)
+    assert statuses[200] == 1 and statuses[400] == 3, results
+    winner = next(body for status, body in results if status == 200)
+    again = requests.post(f"{base_url}/oauth/token", data={**refresh_data, "refresh_token": winner["refresh_token"]},
+                          timeout=TIMEOUT)
+    assert again.status_code == 200, again.text
+
+
 # -- one consent page, answered in parallel -----------------------------------------------------------
 def consent_page(base_url: str, app: ClientApp) -> tuple[Browser, str, dict[str, str]]:
     """Sign in through the hosted pages up to the consent page; the browser, the authorization

@@ -60,7 +60,7 @@ def test_a_refresh_makes_at_most_3_queries_and_one_commit(flow, confidential_app
     assert response.status_code == 200, response.content
     assert {"access_token", "refresh_token", "id_token"} <= set(response.json())
     # the token with its client, user and access token; its family's sign-in; the rotation
-    assert len(work.statements) <= 3 if connection.vendor == "postgresql" else 6, work.statements
+    assert len(work.statements) <= (3 if connection.vendor == "postgresql" else 6), work.statements
     assert work.commits == 1, work.ordered  # the rotation's writes together
     if connection.vendor == "postgresql":  # in one statement, which needs no BEGIN / COMMIT
         assert not work.control, work.ordered

@@ -80,6 +80,28 @@ def test_a_refresh_ends_the_old_access_token_and_chains_the_new_pair_in_the_fami
     assert userinfo_status(flow.client, new["access_token"]) == 200
 
 
+def test_a_receiver_of_refresh_token_saves_sees_the_rotation_revoke_the_old_token(flow, confidential_app, user):
+    from django.db.models.signals import post_save
+
+    saved = []
+
+    def receiver(sender, instance, created, **kwargs):
+        saved.append((instance.pk, created, instance.revoked is not None))
+
+    body = tokens_for(flow, confidential_app)
+    old = RefreshToken.objects.get(token_checksum=checksum(body["refresh_token"]))
+    post_save.connect(receiver, sender=RefreshToken)
+    try:
+        new = refresh(flow.client, confidential_app, body["refresh_token"])
+    finally:
+        post_save.disconnect(receiver, sender=RefreshToken)
+    assert new.status_code == 200, new.content
+    fresh = RefreshToken.objects.get(token_checksum=checksum(new.json()["refresh_token"]))
+    assert (old.pk, False, True) in saved and (fresh.pk, True, False) in saved, saved
+    assert userinfo_status(flow.client, body["access_token"]) == 401
+    assert userinfo_status(flow.client, new.json()["access_token"]) == 200
+
+
 def test_with_rotation_off_a_refresh_keeps_its_token_and_renews_the_access_token(flow, confidential_app, user,
                                                                                    monkeypatch):
     monkeypatch.setattr(oauth2_settings, "ROTATE_REFRESH_TOKEN", False)  # DOT's own path, which Portcullis keeps
