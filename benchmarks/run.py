@@ -8,7 +8,8 @@ Run with ``make bench`` (or ``.venv/bin/python benchmarks/run.py``). What it doe
    benchmarks/bench_settings.py, which only adds the /bench/bare reference view;
 3. measures req/s of the bare view, discovery, JWKS and userinfo (wrk if installed, else Python
    threads), full code flows/s with 4 concurrent clients (authorize with a signed-in session →
-   token with client_secret_basic and PKCE S256 → userinfo), server CPU per operation (utime+stime
+   token with client_secret_basic and PKCE S256 → userinfo), refreshes/s with the same clients (each
+   following its own rotated chain), server CPU per operation (utime+stime
    of the gunicorn workers from /proc), and one hosted-page password sign-in against one password hash;
 4. prints a markdown table with the machine and writes it to benchmarks/results.md;
 5. stops gunicorn, deletes its cache keys and drops the database, also on error or Ctrl-C.
@@ -368,6 +369,7 @@ class RelyingParty:
         self.browser = requests.Session()
         self.backchannel = requests.Session()
         self.client_auth = (client_id, CLIENT_SECRET)  # client_secret_basic, on token requests only
+        self.refresh_token = ""  # the chain refresh() follows (start_refreshes begins it)
 
     def close(self) -> None:
         self.browser.close()
@@ -443,7 +445,25 @@ class RelyingParty:
         if status != 200 or b'"sub"' not in body:
             raise FlowError("userinfo", f"HTTP {status}", body[:300].decode(errors="replace"))
 
+    def start_refreshes(self) -> None:
+        """Redeem a code for the refresh token the refresh() chain starts from."""
+        self.refresh_token = self.tokens()["refresh_token"]
+
+    def refresh(self) -> None:
+        """One refresh_token grant (client_secret_basic), with http.client as flow(); the rotated
+        refresh token it answers is the next one's."""
+        basic = base64.b64encode(f"{self.client_id}:{CLIENT_SECRET}".encode()).decode()
+        form = urlencode({"grant_type": "refresh_token", "refresh_token": self.refresh_token})
+        status, _headers, body = lean(self.base_url, "POST", "/oauth/token", form.encode(), {
+            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+        if status != 200 or b"refresh_token" not in body:
+            raise FlowError("refresh", f"HTTP {status}", body[:300].decode(errors="replace"))
+        self.refresh_token = json.loads(body)["refresh_token"]
+
     def access_token(self) -> str:
+        return self.tokens()["access_token"]
+
+    def tokens(self) -> dict[str, Any]:
         url, verifier = self.authorize_url()
         location = self.browser.get(url, allow_redirects=False, timeout=REQUEST_TIMEOUT).headers.get("Location", "")
         code = parse_qs(urlsplit(location).query).get("code", [""])[0]
@@ -451,10 +471,10 @@ class RelyingParty:
             "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
         if response.status_code != 200:
             raise FlowError("token (for userinfo)", f"HTTP {response.status_code}", response.text[:300])
-        return response.json()["access_token"]
+        return response.json()
 
 
-def flows_round(parties: list[RelyingParty], seconds: float) -> tuple[float, int, Counter, list[str]]:
+def flows_round(parties: list[RelyingParty], seconds: float, operation: str = "flow") -> tuple[float, int, Counter, list[str]]:
     counts = [0] * len(parties)
     errors: Counter = Counter()
     samples: list[str] = []
@@ -466,7 +486,7 @@ def flows_round(parties: list[RelyingParty], seconds: float) -> tuple[float, int
             if time.monotonic() >= deadline:
                 return
             try:
-                parties[index].flow()
+                getattr(parties[index], operation)()
                 counts[index] += 1
             except FlowError as error:
                 with lock:
@@ -489,13 +509,15 @@ def flows_round(parties: list[RelyingParty], seconds: float) -> tuple[float, int
     return sum(counts) / elapsed, sum(counts), errors, samples
 
 
-def measure_flows(server: Server, parties: list[RelyingParty], config: argparse.Namespace) -> list[Round]:
-    flows_round(parties, 1)  # warm-up, not counted
+def measure_flows(server: Server, parties: list[RelyingParty], config: argparse.Namespace,
+                  operation: str = "flow") -> list[Round]:
+    """Rounds of ``operation`` (RelyingParty.flow or .refresh) by every party at once."""
+    flows_round(parties, 1, operation)  # warm-up, not counted
     rounds = []
     for _ in range(config.rounds):
         workers = server.workers()
         before = cpu_seconds(workers)
-        rate, count, errors, samples = flows_round(parties, config.seconds)
+        rate, count, errors, samples = flows_round(parties, config.seconds, operation)
         after = cpu_seconds(workers)
         if server.workers() != workers:
             errors["worker restarted"] += 1
@@ -569,6 +591,8 @@ def report(config, machine, results, queries, sign_in, argon) -> str:
     flows = median([r.rate for r in results["flows"]])
     row(f"code flows/s (authorize → token → userinfo), {config.clients} clients", "flows",
         f"≥ {SPEC_BEST_FLOWS} ¹, aiming at {1.5 * SPEC_BEST_FLOWS:.0f}", None if flows is None else flows >= SPEC_BEST_FLOWS)
+    row(f"refreshes/s (refresh_token grant, rotating), {config.clients} clients", "refreshes",
+        "no SPEC target (reference)", None)
     cpu = median([r.cpu_ms_per_op for r in results["flows"]])
     lines.append(f"| server CPU per code flow, ms | {fmt(cpu, 2)} | "
                  f"{' / '.join(fmt(r.cpu_ms_per_op, 2) for r in results['flows'])} | | ≤ {SPEC_BEST_CPU_MS} ¹ | "
@@ -694,6 +718,12 @@ def main() -> int:
                 results["flows"] = measure_flows(server, parties, config)
                 log("flows: " + " / ".join(f"{r.rate:,.1f}/s ({fmt(r.cpu_ms_per_op, 2)} ms CPU)" for r in results["flows"])
                     + "".join(f" errors {dict(r.errors)}" for r in results["flows"] if r.errors))
+                for party in parties:
+                    party.start_refreshes()
+                results["refreshes"] = measure_flows(server, parties, config, "refresh")
+                log("refreshes: " + " / ".join(f"{r.rate:,.1f}/s ({fmt(r.cpu_ms_per_op, 2)} ms CPU)"
+                                               for r in results["refreshes"])
+                    + "".join(f" errors {dict(r.errors)}" for r in results["refreshes"] if r.errors))
 
                 log("password sign-in vs one password hash")
                 timings, sign_in_cpu = [], 0.0
