@@ -376,7 +376,8 @@ class PortcullisValidator(OAuth2Validator):
         The old refresh token's revocation is the claim: of parallel refreshes of one token exactly
         one matches (the others' ``UPDATE`` waits for the winner's row lock, then matches nothing)
         and writes the new pair; a loser writes nothing and revokes the family, the winner's pair
-        included, as a replay does (``save_bearer_token``, after its statement)."""
+        included, as a replay does (``save_bearer_token``, after its statement), unless the
+        settings spare it (``_lost_race``)."""
         if "scope" not in token:
             raise errors.InvalidScopeError(request=request)
         previous = request.refresh_token_instance
@@ -475,7 +476,7 @@ class PortcullisValidator(OAuth2Validator):
                 if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION and rt.token_family:
                     tokens.revoke_family(rt.token_family)
             return False
-        if rt.application_id != client.pk:
+        if client is None or rt.application_id != client.pk:
             return False
         request.user = rt.user
         request.refresh_token = refresh_token
