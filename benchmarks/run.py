@@ -432,11 +432,9 @@ class RelyingParty:
         code = parse_qs(urlsplit(location).query).get("code", [""])[0]
         if not code:
             raise FlowError("authorize", f"no code in {location[:120]}")
-        basic = base64.b64encode(f"{self.client_id}:{CLIENT_SECRET}".encode()).decode()
         form = urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
                           "code_verifier": verifier})
-        status, _headers, body = lean(self.base_url, "POST", "/oauth/token", form.encode(), {
-            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+        status, _headers, body = self.post_token(form)
         if status != 200 or b"access_token" not in body:
             raise FlowError("token", f"HTTP {status}", body[:300].decode(errors="replace"))
         access_token = json.loads(body)["access_token"]
@@ -445,6 +443,12 @@ class RelyingParty:
         if status != 200 or b'"sub"' not in body:
             raise FlowError("userinfo", f"HTTP {status}", body[:300].decode(errors="replace"))
 
+    def post_token(self, form: str) -> tuple[int, Any, bytes]:
+        """POST ``form`` to the token endpoint with client_secret_basic, through lean()."""
+        basic = base64.b64encode(f"{self.client_id}:{CLIENT_SECRET}".encode()).decode()
+        return lean(self.base_url, "POST", "/oauth/token", form.encode(), {
+            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+
     def start_refreshes(self) -> None:
         """Redeem a code for the refresh token the refresh() chain starts from."""
         self.refresh_token = self.tokens()["refresh_token"]
@@ -452,10 +456,8 @@ class RelyingParty:
     def refresh(self) -> None:
         """One refresh_token grant (client_secret_basic), with http.client as flow(); the rotated
         refresh token it answers is the next one's."""
-        basic = base64.b64encode(f"{self.client_id}:{CLIENT_SECRET}".encode()).decode()
-        form = urlencode({"grant_type": "refresh_token", "refresh_token": self.refresh_token})
-        status, _headers, body = lean(self.base_url, "POST", "/oauth/token", form.encode(), {
-            "Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+        status, _headers, body = self.post_token(
+            urlencode({"grant_type": "refresh_token", "refresh_token": self.refresh_token}))
         if status != 200 or b"refresh_token" not in body:
             raise FlowError("refresh", f"HTTP {status}", body[:300].decode(errors="replace"))
         self.refresh_token = json.loads(body)["refresh_token"]

@@ -483,9 +483,16 @@ def delete_statement(model: type[Model], pk: Any, db: str, detached: Collection[
     if (meta.parents or signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)
             or any(not (relation.one_to_one and relation.field in detached) for relation in meta.related_objects)):
         return None
-    quote = connections[db].ops.quote_name
-    return (f"DELETE FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s",
-            [meta.pk.get_db_prep_value(pk, connections[db])])
+    return _delete_sql(model, connections[db]), [meta.pk.get_db_prep_value(pk, connections[db])]
+
+
+def _delete_sql(model: type[Model], connection: Any, using: str = "") -> str:
+    """The ``DELETE`` of one row of ``model`` by primary key (a placeholder), joined ``USING``
+    another relation's rows when given (so that it deletes only if that one has a row)."""
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    return (f"DELETE FROM {table}{' USING ' + using if using else ''} "
+            f"WHERE {table}.{quote(model._meta.pk.column)} = %s")
 
 
 def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using: str | None = None, *,
@@ -502,8 +509,7 @@ def set_if_null(model: type[Model], pk: Any, field_name: str, value: Any, using:
     also = also or {}
     with transaction.mark_for_rollback_on_error(using=db), _cursor(db) as cursor:
         cursor.execute(_set_if_null_sql(model, field_name, connection, tuple(also)),
-                       [*(_column(model, name).get_db_prep_save(each, connection=connection) for name, each in also.items()),
-                        *_set_if_null_params(model, pk, field_name, value, connection)])
+                       _set_if_null_params(model, pk, field_name, value, connection, also))
         return bool(cursor.rowcount)
 
 
@@ -523,8 +529,11 @@ def _set_if_null_sql(model: type[Model], field_name: str, connection: Any, also:
             f"WHERE {quote(model._meta.pk.column)} = %s AND {column} IS NULL")
 
 
-def _set_if_null_params(model: type[Model], pk: Any, field_name: str, value: Any, connection: Any) -> list[Any]:
-    return [_column(model, field_name).get_db_prep_save(value, connection=connection),
+def _set_if_null_params(model: type[Model], pk: Any, field_name: str, value: Any, connection: Any,
+                        also: Mapping[str, Any] | None = None) -> list[Any]:
+    """:func:`_set_if_null_sql`'s parameters, in its placeholders' order."""
+    return [*(_column(model, name).get_db_prep_save(each, connection=connection) for name, each in (also or {}).items()),
+            _column(model, field_name).get_db_prep_save(value, connection=connection),
             model._meta.pk.get_db_prep_value(pk, connection)]
 
 
@@ -594,9 +603,7 @@ def insert_together(instances: Sequence[Model], links: Mapping[int, Mapping[str,
             instance._prepare_related_fields_for_save(  # type: ignore[attr-defined]
                 operation_name="save", fields=plan.related[position])
         signals.pre_save.send(sender=type(instance), instance=instance, raw=False, using=db, update_fields=None)
-    params: list[Any] = [] if claim is None else [
-        *(_column(claim[0], name).get_db_prep_save(value, connection=connection) for name, value in also.items()),
-        *_set_if_null_params(*claim, connection)]
+    params: list[Any] = [] if claim is None else _set_if_null_params(*claim, connection, also)
     if deletion is not None:
         params += deletion[1]
     with transaction.mark_for_rollback_on_error(using=db):
@@ -665,8 +672,7 @@ def _together_plan(instances: Sequence[Model], links: Mapping[int, Mapping[str, 
         withs.append(f'"claim" AS ({_set_if_null_sql(claim[0], claim[2], connection, also)} RETURNING 1)')
         claimed = ['"claim"']
     if delete is not None:  # after the claim's placeholders, before the rows'; only if it matched
-        table, pk = quote(delete._meta.db_table), quote(delete._meta.pk.column)
-        withs.append(f'"gone" AS (DELETE FROM {table} USING "claim" WHERE {table}.{pk} = %s)')
+        withs.append(f'"gone" AS ({_delete_sql(delete, connection, using=claimed[0])})')
     selected: list[str] = []
     linked_positions: list[frozenset[int]] = []
     related: list[frozenset[Any]] = []

@@ -82,7 +82,8 @@ def _left_half_hash(value: str) -> str:
     return keys.base64url(digest[: len(digest) // 2]).decode()
 
 
-def _checksum(token: str) -> str:
+def token_checksum(token: str) -> str:
+    """The SHA-256 a token is stored and looked up by (django-oauth-toolkit's ``token_checksum``)."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -149,7 +150,7 @@ def refresh_token_alive(refresh: Any, record: AuthorizationRecord | None) -> boo
 
 def introspect(token: str, client: Any, issuer: str) -> dict[str, Any]:
     """RFC 7662 answer for ``token`` as seen by ``client``: inactive unless the client owns it."""
-    checksum = _checksum(token)
+    checksum = token_checksum(token)
     access = AccessToken.objects.select_related("user__portcullis_profile", "application").filter(token_checksum=checksum).first()
     if access is not None and access.application_id == client.pk and access_token_alive(access):
         return {

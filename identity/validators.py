@@ -454,8 +454,7 @@ class PortcullisValidator(OAuth2Validator):
             return cached[1]
         found = None
         if isinstance(value, str) and value and "\x00" not in value:
-            checksum = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-            rows = _refresh_tokens.instances(checksum, db=router.db_for_read(RefreshToken))
+            rows = _refresh_tokens.instances(tokens.token_checksum(value), db=router.db_for_read(RefreshToken))
             if rows:
                 found = min(rows, key=lambda row: (row.revoked is not None, -row.revoked.timestamp() if row.revoked else 0))
         request._portcullis_refresh = (value, found)
